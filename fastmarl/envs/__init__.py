@@ -1,0 +1,6 @@
+"""Batched multi-agent environments (see :mod:`fastmarl.envs.api`)."""
+
+from fastmarl.envs.api import ActionError, EnvSpec, GroupSpec, TimeStep, VecEnv
+from fastmarl.envs.registry import list_envs, make, register
+
+__all__ = ["ActionError", "EnvSpec", "GroupSpec", "TimeStep", "VecEnv", "make", "register", "list_envs"]

@@ -1,0 +1,220 @@
+"""The batched multi-agent environment API.
+
+One env object steps ``num_envs`` (``E``) copies of a multi-agent task at once on
+one torch device. Agents are organised in *groups*: agents of one kind, with the
+same observation and action spaces, stacked along one axis. A group ``g`` with
+``A_g`` agents exchanges tensors shaped ``(E, A_g, ...)``.
+
+Shapes at this boundary (``E`` = num_envs, ``A_g`` = agents in group ``g``):
+
+===================  =====================================  =========================
+field                shape                                   dtype
+===================  =====================================  =========================
+obs[g]               (E, A_g, obs_dim_g)                     float (env dtype)
+reward[g]            (E, A_g)                                float (env dtype)
+terminated           (E,)                                    bool
+truncated            (E,)                                    bool
+final_obs[g]         (E, A_g, obs_dim_g)                     float
+final_state          (E, state_dim) or None                  float
+action_mask[g]       (E, A_g, n_actions_g) or None           bool
+alive[g]             (E, A_g) or None                        bool
+actions[g] discrete  (E, A_g)                                integer
+actions[g] box       (E, A_g, act_dim_g)                     float
+state()              (E, state_dim)                          float
+===================  =====================================  =========================
+
+Episode ends are per environment (``terminated | truncated``). ``step`` resets the
+environments that ended (auto-reset): ``obs`` then holds the first observation
+of the new episode, while ``final_obs`` holds the last observation of the episode
+that ended, so value bootstrapping at truncation is exact. When no environment
+ended, ``final_obs`` is the same object as ``obs`` and ``final_state`` is None
+(meaning "same as ``state()``").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+GroupTensors = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """One group of homogeneous agents.
+
+    Attributes:
+        name: group name, e.g. ``"adversary"``.
+        agents: agent names in the order of the agent axis, e.g. ``("adversary_0", ...)``.
+        observation_space: space of *one* agent's observation (a ``Box``).
+        action_space: space of *one* agent's action: ``Discrete(n)`` (actions
+            ``(E, A_g)`` integers) or ``Box`` (actions ``(E, A_g, dim)`` floats).
+    """
+
+    name: str
+    agents: tuple[str, ...]
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Space
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.agents)
+
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.action_space, gym.spaces.Discrete)
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.observation_space.shape))
+
+    @property
+    def action_dim(self) -> int:
+        """Number of discrete actions, or the length of a continuous action."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            return int(self.action_space.n)
+        return int(np.prod(self.action_space.shape))
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static description of a batched env.
+
+    Attributes:
+        env_id: registry id, e.g. ``"simple_spread_v3"``.
+        groups: group name -> GroupSpec, in agent order.
+        state_dim: size of the global state returned by ``state()`` (0: none).
+        max_episode_steps: episode length limit (truncation), or None.
+        has_action_mask: whether TimeStep.action_mask is provided.
+        has_alive_mask: whether TimeStep.alive is provided (agents can die).
+    """
+
+    env_id: str
+    groups: dict[str, GroupSpec]
+    state_dim: int
+    max_episode_steps: int | None
+    has_action_mask: bool = False
+    has_alive_mask: bool = False
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        return tuple(a for g in self.groups.values() for a in g.agents)
+
+    @property
+    def num_agents(self) -> int:
+        return sum(g.num_agents for g in self.groups.values())
+
+    def group_of(self, agent: str) -> tuple[str, int]:
+        """(group name, index in the group) of an agent name."""
+        for g in self.groups.values():
+            if agent in g.agents:
+                return g.name, g.agents.index(agent)
+        raise KeyError(f"unknown agent {agent!r}; agents are {list(self.agents)}")
+
+
+@dataclass
+class TimeStep:
+    """What ``reset`` and ``step`` return; see the module docstring for shapes."""
+
+    obs: GroupTensors
+    reward: GroupTensors
+    terminated: Tensor
+    truncated: Tensor
+    final_obs: GroupTensors
+    final_state: Tensor | None = None
+    action_mask: GroupTensors | None = None
+    alive: GroupTensors | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done(self) -> Tensor:
+        """(E,) bool: the episode ended in this step (and was auto-reset)."""
+        return self.terminated | self.truncated
+
+
+class ActionError(ValueError):
+    """An action given to ``step`` is malformed; the env state is unchanged."""
+
+
+@runtime_checkable
+class VecEnv(Protocol):
+    """What the trainers and adapters need from a batched env."""
+
+    spec: EnvSpec
+    num_envs: int
+    device: torch.device
+
+    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
+        """Reset all envs (mask None) or those where ``mask`` (E,) is True."""
+        ...
+
+    def step(self, actions: GroupTensors) -> TimeStep:
+        """Advance every env by one step; auto-resets envs whose episode ended."""
+        ...
+
+    def state(self) -> Tensor:
+        """Global state (E, state_dim) for centralized critics."""
+        ...
+
+    def render(self, env_index: int = 0) -> np.ndarray:
+        """RGB image (H, W, 3) uint8 of one env, no display needed."""
+        ...
+
+
+def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.device) -> None:
+    """Raise ActionError naming the group, what was expected and what was received.
+
+    Checks: a dict with exactly the spec's groups; tensors on the env device;
+    shape; dtype kind; discrete actions within [0, n); box actions finite and
+    within the space bounds. Costs one device sync per group (the range check).
+    """
+    if not isinstance(actions, dict):
+        raise ActionError(
+            f"actions must be a dict group -> Tensor with groups {list(spec.groups)}, "
+            f"got {type(actions).__name__}"
+        )
+    missing = [g for g in spec.groups if g not in actions]
+    extra = [g for g in actions if g not in spec.groups]
+    if missing or extra:
+        raise ActionError(
+            f"actions have the wrong groups: missing {missing}, unexpected {extra}; "
+            f"expected exactly {list(spec.groups)}"
+        )
+    for name, g in spec.groups.items():
+        a = actions[name]
+        if not isinstance(a, Tensor):
+            raise ActionError(f"group {name!r}: expected a torch.Tensor, got {type(a).__name__}")
+        if a.device != device:
+            raise ActionError(f"group {name!r}: expected a tensor on device {device}, got {a.device}")
+        if g.discrete:
+            want = (num_envs, g.num_agents)
+            if tuple(a.shape) != want:
+                raise ActionError(f"group {name!r}: expected discrete actions of shape {want}, got {tuple(a.shape)}")
+            if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
+                raise ActionError(f"group {name!r}: expected an integer dtype for Discrete({g.action_dim}) actions, got {a.dtype}")
+            n = g.action_dim
+            bad = (a < 0) | (a >= n)
+            if bool(bad.any()):
+                v = a[bad][0].item()
+                raise ActionError(f"group {name!r}: discrete action {v} out of range, expected 0 <= a < {n}")
+        else:
+            want = (num_envs, g.num_agents, g.action_dim)
+            if tuple(a.shape) != want:
+                raise ActionError(f"group {name!r}: expected continuous actions of shape {want}, got {tuple(a.shape)}")
+            if not a.dtype.is_floating_point:
+                raise ActionError(f"group {name!r}: expected a floating dtype for Box actions, got {a.dtype}")
+            low = float(np.min(g.action_space.low))
+            high = float(np.max(g.action_space.high))
+            ok = (a >= low) & (a <= high)  # NaN fails both comparisons
+            if not bool(ok.all()):
+                if bool(torch.isnan(a).any()):
+                    raise ActionError(f"group {name!r}: continuous actions contain NaN")
+                v = a[~ok][0].item()
+                raise ActionError(
+                    f"group {name!r}: continuous action value {v} out of range, expected {low} <= a <= {high}"
+                )

@@ -1,0 +1,545 @@
+"""Batched multi-agent particle physics and the generic MPE env.
+
+A scenario (one file per task in this package) declares its entities with a
+:class:`WorldDef`, and supplies batched ``reset``, ``observations``, ``rewards``
+and (optionally) ``terminal`` functions over an :class:`MPEState`. This module
+owns everything the scenarios share: action decoding, physics, auto-reset,
+validation, the global state and rendering.
+
+Entity order follows mpe2: agents first (in agent order), then landmarks.
+Shapes: ``E`` envs, ``A`` agents, ``L`` landmarks, ``N = A + L`` entities,
+``C`` = communication dim.
+
+Physics (facts from mpe2's ``core.py``, re-expressed over stacked tensors):
+action force ``u * accel`` (accel defaults to 5), soft contact forces between
+colliding entities ``contact_force * (p_a - p_b) / |p_a - p_b| * softplus(-(d - d_min)/k) * k``,
+then for movable entities: ``pos += vel * dt``; ``vel *= 1 - damping``;
+``vel += force / mass * dt``; speed clipped to ``max_speed``. Note the position
+update uses the velocity from *before* the force is applied, as mpe2 does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
+
+DIM_P = 2
+# Discrete movement actions: 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y).
+_MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
+N_MOVES = len(_MOVES)
+
+
+@dataclass
+class WorldDef:
+    """Static entity table of a scenario, one entry per entity (agents first).
+
+    ``agent_names`` name agents as mpe2 does; the group of an agent is its name
+    without the trailing ``_<index>`` (``adversary_2`` -> ``adversary``).
+    Per-agent lists have A entries, per-entity lists N = A + L entries.
+    """
+
+    agent_names: list[str]
+    landmark_names: list[str]
+    size: list[float]  # N
+    movable: list[bool]  # N
+    collide: list[bool]  # N
+    color: list[tuple[float, float, float]]  # N, in [0, 1]
+    silent: list[bool]  # A
+    dim_c: int = 0
+    mass: list[float] | None = None  # N, default 1
+    max_speed: list[float | None] | None = None  # N, None = unlimited
+    accel: list[float | None] | None = None  # A, None = 5.0 (mpe2's sensitivity)
+    dt: float = 0.1
+    damping: float = 0.25
+    contact_force: float = 1e2
+    contact_margin: float = 1e-3
+
+
+class MPEState(NamedTuple):
+    """Batched world state (every tensor leads with E)."""
+
+    pos: Tensor  # (E, N, 2) positions of all entities
+    vel: Tensor  # (E, N, 2) velocities
+    comm: Tensor  # (E, A, C) communication state (what each agent is saying)
+    t: Tensor  # (E,) int64 steps taken in the current episode
+    extra: dict[str, Tensor]  # scenario-specific state, each (E, ...)
+
+
+def group_of_name(agent_name: str) -> str:
+    head, _, tail = agent_name.rpartition("_")
+    return head if head and tail.isdigit() else agent_name
+
+
+class World:
+    """Constants of a scenario as tensors on the env device, plus helpers."""
+
+    def __init__(self, wd: WorldDef, device: torch.device, dtype: torch.dtype):
+        A, L = len(wd.agent_names), len(wd.landmark_names)
+        N = A + L
+        for name, lst, n in [("size", wd.size, N), ("movable", wd.movable, N), ("collide", wd.collide, N),
+                             ("color", wd.color, N), ("silent", wd.silent, A)]:
+            if len(lst) != n:
+                raise ValueError(f"WorldDef.{name} has {len(lst)} entries, expected {n}")
+        self.wd = wd
+        self.A, self.L, self.N, self.C = A, L, N, wd.dim_c
+        self.device, self.dtype = device, dtype
+        f = dict(device=device, dtype=dtype)
+        self.size = torch.tensor(wd.size, **f)
+        self.movable = torch.tensor(wd.movable, device=device)
+        self.collide = torch.tensor(wd.collide, device=device)
+        mass = wd.mass or [1.0] * N
+        self.inv_mass = 1.0 / torch.tensor(mass, **f)
+        max_speed = wd.max_speed or [None] * N
+        self.has_max_speed = any(m is not None for m in max_speed)
+        self.max_speed = torch.tensor([math.inf if m is None else m for m in max_speed], **f)
+        accel = wd.accel or [None] * A
+        self.accel = torch.tensor([5.0 if a is None else a for a in accel], **f)
+        self.silent = torch.tensor(wd.silent, device=device)
+        self.agent_movable = self.movable[:A]
+        self.moves = torch.tensor(_MOVES, **f)
+        self.color = torch.tensor(wd.color, **f)
+        self.dt, self.damping = wd.dt, wd.damping
+        self.contact_force, self.contact_margin = wd.contact_force, wd.contact_margin
+        # Colliding entities. A contiguous run is sliced (a view), else gathered.
+        col = [i for i in range(N) if wd.collide[i]]
+        self.n_col = len(col)
+        self.col_slice = slice(col[0], col[-1] + 1) if col and col == list(range(col[0], col[-1] + 1)) else None
+        self.col_idx = torch.tensor(col, device=device, dtype=torch.long)
+        pair = ~torch.eye(len(col), dtype=torch.bool, device=device)
+        self.pair_mask = pair[None, :, :, None]  # (1, nc, nc, 1)
+        size_c = self.size[self.col_idx]
+        self.col_dist_min = size_c[:, None] + size_c[None, :]
+        self.col_movable = self.movable[self.col_idx][None, :, None]
+        self.any_immovable_agent = not all(wd.movable[:A])
+        # Movable landmarks are rare (none in the mpe2 suite); the fast path skips them.
+        self.movable_landmarks = any(wd.movable[A:])
+        self.all_agents_silent = all(wd.silent)
+        # index helpers for "every other agent" observations and pairwise rewards
+        self.others = others_index(A, device)  # (A, A-1)
+        self.agent_rows = torch.arange(A, device=device)[:, None]  # (A, 1)
+        self.offdiag = ~torch.eye(A, dtype=torch.bool, device=device)  # (A, A)
+
+    # -- small batched helpers shared by scenarios ---------------------------
+    def is_collision(self, pa: Tensor, pb: Tensor, size_a: Tensor | float, size_b: Tensor | float) -> Tensor:
+        """``|pa - pb| < size_a + size_b`` with broadcasting; positions (..., 2)."""
+        return norm2(pa - pb) < size_a + size_b
+
+
+def norm2(v: Tensor) -> Tensor:
+    """Euclidean norm over the last axis of length 2, written as mpe2 writes it."""
+    return torch.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
+
+
+def others_index(n: int, device: torch.device) -> Tensor:
+    """(n, n-1) long: row i lists every j != i in increasing order."""
+    idx = torch.arange(n, device=device)
+    return torch.stack([torch.cat([idx[:i], idx[i + 1:]]) for i in range(n)]) if n > 1 else idx.new_zeros((n, 0))
+
+
+def relative_to_self(self_pos: Tensor, targets: Tensor) -> Tensor:
+    """targets (E, K, 2) relative to each of self_pos (E, M, 2): (E, M, K, 2)."""
+    return targets[:, None, :, :] - self_pos[:, :, None, :]
+
+
+def nearest_k(rel: Tensor, k: int, *values: Tensor) -> tuple[Tensor, ...]:
+    """Keep the k nearest of K candidates per row, closest first, zero-padded to k.
+
+    rel (E, M, K, 2) relative positions; each of ``values`` (E, M, K, D) is
+    gathered in the same order (e.g. communication). mpe2's partial
+    observability uses the same rule (argsort of distances, then zero-pad).
+    """
+    E, M, K, _ = rel.shape
+    if K == 0:
+        return tuple(torch.zeros(E, M, k, v.shape[-1], dtype=v.dtype, device=v.device) for v in (rel, *values))
+    order = torch.argsort(norm2(rel), dim=-1, stable=True)[..., :k]  # (E, M, min(k, K))
+    out = []
+    for v in (rel, *values):
+        g = torch.gather(v, 2, order[..., None].expand(*order.shape, v.shape[-1]))
+        if g.shape[2] < k:
+            g = torch.cat([g, g.new_zeros(E, M, k - g.shape[2], v.shape[-1])], dim=2)
+        out.append(g)
+    return tuple(out)
+
+
+def uniform(gen: torch.Generator, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
+    """Uniform samples in [low, high) with the dtype/device of ``like``."""
+    return torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device) * (high - low) + low
+
+
+class Scenario(Protocol):
+    """What a scenario file provides. All functions are batched over envs."""
+
+    env_id: str
+    max_cycles: int
+
+    def world_def(self) -> WorldDef: ...
+
+    def reset(self, w: World, s: MPEState, mask: Tensor, gen: torch.Generator) -> MPEState:
+        """New state where ``mask`` (E,) is True; other envs keep ``s``."""
+        ...
+
+    def observations(self, w: World, s: MPEState) -> dict[str, Tensor]:
+        """group -> (E, A_g, obs_dim_g)."""
+        ...
+
+    def rewards(self, w: World, s: MPEState) -> Tensor:
+        """(E, A) per-agent reward, local/global mixing already applied."""
+        ...
+
+    def terminal(self, w: World, s: MPEState) -> Tensor | None:
+        """(E,) bool early termination, or None if the task never terminates."""
+        ...
+
+
+def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
+    """One integration step; u (E, A, 2) action forces. Returns new (pos, vel)."""
+    pos, vel = s.pos, s.vel
+    A = w.A
+    force_agents, force_lm = u, None
+    if w.n_col > 1:
+        pc = pos[:, w.col_slice] if w.col_slice is not None else pos[:, w.col_idx]
+        delta = pc[:, :, None, :] - pc[:, None, :, :]  # (E, nc, nc, 2): p_a - p_b
+        dist = norm2(delta)
+        k = w.contact_margin
+        pen = torch.nn.functional.softplus(-(dist - w.col_dist_min) / k) * k
+        f = w.contact_force * delta / dist[..., None] * pen[..., None]
+        f = torch.where(w.pair_mask, f, 0.0).sum(2)  # (E, nc, 2) total contact force on each
+        f = torch.where(w.col_movable, f, 0.0)
+        if w.col_slice is not None and w.col_slice == slice(0, A):
+            force_agents = u + f  # the common case: only agents collide
+        else:
+            full = torch.zeros_like(pos)
+            full[:, w.col_idx] = f
+            force_agents = u + full[:, :A]
+            force_lm = full[:, A:]
+    # integrate agents (and movable landmarks, if any)
+    new_pos_a, new_vel_a = _integrate(w, pos[:, :A], vel[:, :A], force_agents, slice(0, A))
+    if w.any_immovable_agent:
+        m = w.agent_movable[None, :, None]
+        new_pos_a = torch.where(m, new_pos_a, pos[:, :A])
+        new_vel_a = torch.where(m, new_vel_a, vel[:, :A])
+    if w.L == 0:
+        return new_pos_a, new_vel_a
+    if w.movable_landmarks:
+        fl = force_lm if force_lm is not None else torch.zeros_like(pos[:, A:])
+        pl, vl = _integrate(w, pos[:, A:], vel[:, A:], fl, slice(A, w.N))
+        m = w.movable[A:][None, :, None]
+        pl, vl = torch.where(m, pl, pos[:, A:]), torch.where(m, vl, vel[:, A:])
+    else:
+        pl, vl = pos[:, A:], vel[:, A:]
+    return torch.cat([new_pos_a, pl], 1), torch.cat([new_vel_a, vl], 1)
+
+
+def _integrate(w: World, pos: Tensor, vel: Tensor, force: Tensor, ents: slice) -> tuple[Tensor, Tensor]:
+    new_pos = pos + vel * w.dt
+    new_vel = vel * (1 - w.damping) + force * w.inv_mass[ents][:, None] * w.dt
+    if w.has_max_speed:
+        ms = w.max_speed[ents]
+        speed = norm2(new_vel)
+        over = (speed > ms)[..., None]
+        new_vel = torch.where(over, new_vel / speed[..., None] * ms[:, None], new_vel)
+    return new_pos, new_vel
+
+
+@dataclass
+class _GroupLayout:
+    name: str
+    start: int
+    stop: int
+    movable: bool
+    silent: bool
+
+
+class MPEEnv:
+    """A batched MPE task: ``num_envs`` copies stepped at once on ``device``.
+
+    See :mod:`fastmarl.envs.api` for the shapes of every returned tensor.
+    Action spaces follow mpe2: discrete ``Discrete(5 * C)`` for a movable
+    speaking agent (``move + 5 * message``), ``Discrete(5)`` for a silent
+    movable one, ``Discrete(C)`` for an immovable speaker; continuous
+    ``Box(0, 1, (5 + C,))`` where the force is ``(a[2] - a[1], a[4] - a[3]) * accel``
+    and the message is ``a[5:]``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        continuous_actions: bool = False,
+        dtype: torch.dtype = torch.float32,
+        compile: bool = False,
+        validate: bool = True,
+        render_mode: str | None = None,
+        dynamic_rescaling: bool = True,
+    ):
+        if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} is not supported: use None or 'rgb_array' (render() returns an RGB array)")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.scenario = scenario
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.continuous_actions = bool(continuous_actions)
+        self.validate = validate
+        self.render_mode = render_mode
+        self.dynamic_rescaling = dynamic_rescaling
+        self.max_cycles = scenario.max_cycles
+        wd = scenario.world_def()
+        self.world = w = World(wd, self.device, dtype)
+        self._layout = self._group_layout(wd)
+        self._gen = torch.Generator(device=self.device)
+        self._gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        E = num_envs
+        z = torch.zeros(E, w.N, DIM_P, device=self.device, dtype=dtype)
+        blank = MPEState(z, z.clone(), torch.zeros(E, w.A, w.C, device=self.device, dtype=dtype),
+                         torch.zeros(E, dtype=torch.long, device=self.device), {})
+        self._state = scenario.reset(w, blank, torch.ones(E, dtype=torch.bool, device=self.device), self._gen)
+        obs = scenario.observations(w, self._state)
+        self.spec = self._make_spec(obs)
+        self._advance_fn = torch.compile(self._advance, dynamic=False) if compile else self._advance
+
+    # -- spec -----------------------------------------------------------------
+    @staticmethod
+    def _group_layout(wd: WorldDef) -> list[_GroupLayout]:
+        layout: list[_GroupLayout] = []
+        for i, name in enumerate(wd.agent_names):
+            g = group_of_name(name)
+            if layout and layout[-1].name == g:
+                layout[-1].stop = i + 1
+                if (wd.movable[i], wd.silent[i]) != (layout[-1].movable, layout[-1].silent):
+                    raise ValueError(f"agents of group {g!r} differ in movable/silent; give them different names")
+            else:
+                if any(l.name == g for l in layout):
+                    raise ValueError(f"agents of group {g!r} are not contiguous in agent order")
+                layout.append(_GroupLayout(g, i, i + 1, wd.movable[i], wd.silent[i]))
+        return layout
+
+    def _action_space(self, lay: _GroupLayout) -> gym.spaces.Space:
+        C = self.world.C
+        if self.continuous_actions:
+            dim = (N_MOVES if lay.movable else 0) + (0 if lay.silent else C)
+            return gym.spaces.Box(low=0.0, high=1.0, shape=(dim,), dtype=np.float32)
+        n = N_MOVES if lay.movable else 1
+        if not lay.silent:
+            n *= C
+        return gym.spaces.Discrete(n)
+
+    def _make_spec(self, obs: dict[str, Tensor]) -> EnvSpec:
+        wd = self.world.wd
+        groups = {}
+        state_dim = 0
+        for lay in self._layout:
+            o = obs[lay.name]
+            odim = o.shape[-1]
+            state_dim += odim * (lay.stop - lay.start)
+            groups[lay.name] = GroupSpec(
+                name=lay.name,
+                agents=tuple(wd.agent_names[lay.start:lay.stop]),
+                observation_space=gym.spaces.Box(-np.inf, np.inf, shape=(odim,), dtype=np.float32),
+                action_space=self._action_space(lay),
+            )
+        return EnvSpec(env_id=self.scenario.env_id, groups=groups, state_dim=state_dim,
+                       max_episode_steps=self.max_cycles)
+
+    # -- actions --------------------------------------------------------------
+    def _decode(self, actions: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Group actions -> (u (E, A, 2) forces, c (E, A, C) messages)."""
+        w = self.world
+        us, cs = [], []
+        for lay in self._layout:
+            a = actions[lay.name]
+            n = lay.stop - lay.start
+            accel = w.accel[lay.start:lay.stop, None]
+            if self.continuous_actions:
+                if lay.movable:
+                    # the differences are taken in the action's own dtype, as mpe2 does
+                    u = torch.stack([a[..., 2] - a[..., 1], a[..., 4] - a[..., 3]], -1).to(self.dtype) * accel
+                    msg = a[..., N_MOVES:]
+                else:
+                    u = w.moves.new_zeros(a.shape[0], n, DIM_P)
+                    msg = a
+                c = msg.to(self.dtype) if not lay.silent else w.moves.new_zeros(a.shape[0], n, w.C)
+            else:
+                a = a.long()
+                if lay.movable:
+                    u = w.moves[a % N_MOVES] * accel
+                    msg_idx = a // N_MOVES
+                else:
+                    u = w.moves.new_zeros(a.shape[0], n, DIM_P)
+                    msg_idx = a
+                if lay.silent:
+                    c = w.moves.new_zeros(a.shape[0], n, w.C)
+                else:
+                    c = torch.nn.functional.one_hot(msg_idx, w.C).to(self.dtype)
+            us.append(u)
+            cs.append(c)
+        if len(us) == 1:
+            return us[0], cs[0]
+        return torch.cat(us, 1), torch.cat(cs, 1)
+
+    # -- stepping -------------------------------------------------------------
+    def _advance(self, s: MPEState, u: Tensor, c: Tensor):
+        """Pure step: physics, messages, rewards, termination, observations."""
+        w, sc = self.world, self.scenario
+        pos, vel = physics_step(w, s, u)
+        comm = c if not w.all_agents_silent else s.comm
+        s = MPEState(pos, vel, comm, s.t + 1, s.extra)
+        s = self._post_physics(s)
+        rew = sc.rewards(w, s)
+        term = sc.terminal(w, s)
+        trunc = s.t >= self.max_cycles
+        if term is None:
+            term = torch.zeros_like(trunc)
+        else:
+            term = term & ~trunc  # mpe2 reports truncation, not termination, at the limit
+        obs = sc.observations(w, s)
+        return s, rew, term, trunc, obs
+
+    def _post_physics(self, s: MPEState) -> MPEState:
+        hook = getattr(self.scenario, "post_physics", None)
+        return hook(self.world, s) if hook is not None else s
+
+    def step(self, actions: dict[str, Tensor]) -> TimeStep:
+        """Step every env; see :mod:`fastmarl.envs.api`. Invalid actions raise ActionError
+        before anything changes."""
+        if self.validate:
+            validate_actions(self.spec, actions, self.num_envs, self.device)
+        u, c = self._decode(actions)
+        s, rew, term, trunc, obs = self._advance_fn(self._state, u, c)
+        rewards = self._split(rew)
+        done = term | trunc
+        final_obs, final_state = obs, None
+        if bool(done.any()):
+            final_state = self._state_of(obs)
+            s = self.scenario.reset(self.world, s._replace(t=torch.where(done, 0, s.t)), done, self._gen)
+            obs = self.scenario.observations(self.world, s)
+        self._state = s
+        self._obs = obs
+        return TimeStep(obs=obs, reward=rewards, terminated=term, truncated=trunc,
+                        final_obs=final_obs, final_state=final_state)
+
+    def _split(self, per_agent: Tensor) -> dict[str, Tensor]:
+        return {lay.name: per_agent[:, lay.start:lay.stop] for lay in self._layout}
+
+    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
+        """Reset all envs, or those where ``mask`` (E,) bool is True. ``seed``
+        re-seeds the env's generator first (same seed -> same trajectory)."""
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        E = self.num_envs
+        if mask is None:
+            mask = torch.ones(E, dtype=torch.bool, device=self.device)
+        else:
+            if not isinstance(mask, Tensor) or mask.shape != (E,) or mask.dtype != torch.bool:
+                raise ValueError(f"reset mask must be a bool tensor of shape ({E},), got "
+                                 f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+            mask = mask.to(self.device)
+        s = self._state
+        s = self.scenario.reset(self.world, s._replace(t=torch.where(mask, 0, s.t)), mask, self._gen)
+        self._state = s
+        obs = self.scenario.observations(self.world, s)
+        self._obs = obs
+        zeros = torch.zeros(E, self.world.A, device=self.device, dtype=self.dtype)
+        f = torch.zeros(E, dtype=torch.bool, device=self.device)
+        return TimeStep(obs=obs, reward=self._split(zeros), terminated=f, truncated=f.clone(), final_obs=obs)
+
+    def _state_of(self, obs: dict[str, Tensor]) -> Tensor:
+        return torch.cat([o.flatten(1) for o in obs.values()], 1) if len(obs) > 1 else next(iter(obs.values())).flatten(1)
+
+    def state(self) -> Tensor:
+        """(E, state_dim): every agent's observation concatenated in agent order,
+        as mpe2's ``state()``."""
+        return self._state_of(self._obs)
+
+    def observations(self) -> dict[str, Tensor]:
+        """Current observations, group -> (E, A_g, obs_dim_g)."""
+        return self._obs
+
+    # -- direct state access (parity tests, scripted policies) ----------------
+    @property
+    def world_state(self) -> MPEState:
+        return self._state
+
+    def set_world_state(self, s: MPEState) -> None:
+        """Replace the world state (shapes as in MPEState); recomputes observations."""
+        cur = self._state
+        for name in ("pos", "vel", "comm", "t"):
+            a, b = getattr(s, name), getattr(cur, name)
+            if a.shape != b.shape:
+                raise ValueError(f"state.{name}: expected shape {tuple(b.shape)}, got {tuple(a.shape)}")
+        self._state = s
+        self._obs = self.scenario.observations(self.world, s)
+
+    # -- rendering ------------------------------------------------------------
+    def render(self, env_index: int = 0, size: int = 700) -> np.ndarray:
+        """RGB array (size, size, 3) uint8 of env ``env_index``: entities as
+        discs (mpe2's colours and 350 px per unit of size), centred like mpe2's camera."""
+        if not 0 <= env_index < self.num_envs:
+            raise IndexError(f"env_index {env_index} out of range for num_envs={self.num_envs}")
+        w, s = self.world, self._state
+        pos = s.pos[env_index].detach().cpu().double().numpy()
+        colors = s.extra.get("color")
+        colors = (colors[env_index] if colors is not None else w.color).detach().cpu().double().numpy()
+        sizes = w.size.detach().cpu().double().numpy()
+        cam = max(float(np.abs(pos).max()), 1e-6)
+        img = np.full((size, size, 3), 255, dtype=np.uint8)
+        scale = size / 700.0
+        ys, xs = np.mgrid[0:size, 0:size]
+        draw_order = list(range(w.A, w.N)) + list(range(w.A))  # agents on top
+        for e in draw_order:
+            x = pos[e, 0] / cam * (size // 2) * 0.9 + size // 2
+            y = -pos[e, 1] / cam * (size // 2) * 0.9 + size // 2
+            r = sizes[e] * 350 * scale
+            d2 = (xs - x) ** 2 + (ys - y) ** 2
+            inside = d2 <= r * r
+            img[inside] = (np.clip(colors[e], 0, 1) * 200).astype(np.uint8)
+            ring = inside & (d2 >= (r - 1.5) ** 2)
+            img[ring] = 0
+        return img
+
+    def close(self) -> None:
+        pass
+
+
+def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``given`` over ``allowed`` defaults; unknown keys are an error with suggestions."""
+    unknown = [k for k in given if k not in allowed]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(allowed), n=2)
+            hints.append(f"{k!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+        raise TypeError(f"{env_id}: unknown keyword argument(s) {', '.join(hints)}; accepted: {sorted(allowed)}")
+    return {**allowed, **given}
+
+
+def mix_local_global(local: Tensor, global_: Tensor | None, local_ratio: float | None) -> Tensor:
+    """mpe2's reward blend: ``global * (1 - local_ratio) + local * local_ratio``.
+
+    local (E, A); global_ (E,) or None.
+    """
+    if local_ratio is None or global_ is None:
+        return local
+    return global_[:, None] * (1 - local_ratio) + local * local_ratio
+
+
+__all__ = [
+    "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
+    "relative_to_self", "nearest_k", "uniform", "check_kwargs", "mix_local_global", "group_of_name",
+]

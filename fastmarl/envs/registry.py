@@ -1,0 +1,87 @@
+"""``fastmarl.make``: env ids and keyword arguments as in the mpe2 package.
+
+``make("simple_spread_v3", num_envs=1024, device="cpu", seed=0, N=3)`` builds a
+batched env. Scenario keyword arguments are the mpe2 ones; fastmarl adds
+``dtype`` (float32 default, float64 for exact parity work), ``compile``
+(``torch.compile`` the step), ``validate`` (check actions; on by default).
+Unknown ids and unknown keyword arguments are errors that list close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from fastmarl.envs.mpe.core import MPEEnv, check_kwargs
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    env_id: str
+    family: str
+    description: str
+    factory: Callable[..., Any]
+
+
+_REGISTRY: dict[str, EnvEntry] = {}
+
+# kwargs of mpe2's SimpleEnv that every MPE scenario accepts, plus fastmarl's own
+_MPE_ENV_KWARGS = dict(continuous_actions=False, render_mode=None, dynamic_rescaling=True, benchmark_data=False,
+                       dtype=torch.float32, compile=False, validate=True)
+
+
+def register(env_id: str, factory: Callable[..., Any], family: str, description: str) -> None:
+    """Register ``factory(num_envs=, device=, seed=, **kwargs)`` under ``env_id``."""
+    if env_id in _REGISTRY:
+        raise ValueError(f"env id {env_id!r} is already registered")
+    _REGISTRY[env_id] = EnvEntry(env_id, family, description, factory)
+
+
+def mpe_factory(module: str) -> Callable[..., MPEEnv]:
+    """Factory for a scenario module in fastmarl.envs.mpe exposing ``Scenario`` and ``KWARGS``."""
+
+    def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any) -> MPEEnv:
+        mod = importlib.import_module(f"fastmarl.envs.mpe.{module}")
+        env_id = mod.Scenario.env_id
+        merged = check_kwargs(env_id, kwargs, {**mod.KWARGS, **_MPE_ENV_KWARGS})
+        if merged.pop("benchmark_data"):
+            raise ValueError(f"{env_id}: benchmark_data=True is not supported; compute metrics from the "
+                             "batched state instead (fastmarl.analysis)")
+        env_kw = {k: merged.pop(k) for k in list(_MPE_ENV_KWARGS) if k in merged}
+        scenario = mod.Scenario(**merged)
+        return MPEEnv(scenario, num_envs=num_envs, device=device, seed=seed, **env_kw)
+
+    return factory
+
+
+_MPE = {
+    "simple_v3": ("simple", "one agent reaches a landmark (debugging task)"),
+    "simple_spread_v3": ("simple_spread", "N agents cover N landmarks, avoiding collisions (cooperative)"),
+    "simple_tag_v3": ("simple_tag", "predators chase faster prey among obstacles (competitive)"),
+    "simple_adversary_v3": ("simple_adversary", "good agents reach the goal while hiding it from an adversary"),
+    "simple_speaker_listener_v4": ("simple_speaker_listener", "a speaker guides a listener to a landmark (communication)"),
+    "simple_reference_v3": ("simple_reference", "two agents tell each other which landmark to reach (communication)"),
+    "simple_push_v3": ("simple_push", "an adversary pushes the agent away from the goal"),
+    "simple_crypto_v3": ("simple_crypto", "Alice and Bob share a key; Eve eavesdrops (communication)"),
+    "simple_world_comm_v3": ("simple_world_comm", "leader-led predators, prey, forests and food"),
+}
+for _id, (_mod, _desc) in _MPE.items():
+    register(_id, mpe_factory(_mod), "mpe", _desc)
+
+
+def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
+    """Build a registered batched env; see the module docstring."""
+    entry = _REGISTRY.get(env_id)
+    if entry is None:
+        close = difflib.get_close_matches(env_id, list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"unknown env id {env_id!r}{hint} (see `fastmarl envs` for the list)")
+    return entry.factory(num_envs=num_envs, device=device, seed=seed, **kwargs)
+
+
+def list_envs() -> list[EnvEntry]:
+    return sorted(_REGISTRY.values(), key=lambda e: (e.family, e.env_id))
