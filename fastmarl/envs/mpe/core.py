@@ -312,6 +312,11 @@ class MPEEnv:
         self._state = scenario.reset(w, blank, torch.ones(E, dtype=torch.bool, device=self.device), self._gen)
         obs = scenario.observations(w, self._state)
         self.spec = self._make_spec(obs)
+        # Compiled steps keep the state with the env axis innermost in memory (tensors
+        # still index as (E, ...)): inductor then vectorizes its loops over envs
+        # instead of over the tiny agent/xy axes, about 2x faster at 8192 envs.
+        self._env_last = bool(compile)
+        self._state = self._store(self._state)
         self._advance_fn = torch.compile(self._advance, dynamic=False) if compile else self._advance
 
     # -- spec -----------------------------------------------------------------
@@ -394,9 +399,11 @@ class MPEEnv:
         return torch.cat(us, 1), torch.cat(cs, 1)
 
     # -- stepping -------------------------------------------------------------
-    def _advance(self, s: MPEState, u: Tensor, c: Tensor):
-        """Pure step: physics, messages, rewards, termination, observations."""
+    def _advance(self, s: MPEState, actions: dict[str, Tensor]):
+        """Pure step: action decoding, physics, messages, rewards, termination,
+        observations (one function, so ``torch.compile`` can fuse all of it)."""
         w, sc = self.world, self.scenario
+        u, c = self._decode(actions)
         pos, vel = physics_step(w, s, u)
         comm = c if not w.all_agents_silent else s.comm
         s = MPEState(pos, vel, comm, s.t + 1, s.extra)
@@ -409,7 +416,13 @@ class MPEEnv:
         else:
             term = term & ~trunc  # mpe2 reports truncation, not termination, at the limit
         obs = sc.observations(w, s)
-        return s, rew, term, trunc, obs
+        return self._store(s), rew, term, trunc, obs
+
+    def _store(self, s: MPEState) -> MPEState:
+        """Store pos/vel/comm env-innermost in compile mode (see __init__); no-op in eager."""
+        if not self._env_last:
+            return s
+        return s._replace(pos=_env_innermost(s.pos), vel=_env_innermost(s.vel), comm=_env_innermost(s.comm))
 
     def _post_physics(self, s: MPEState) -> MPEState:
         hook = getattr(self.scenario, "post_physics", None)
@@ -420,8 +433,7 @@ class MPEEnv:
         before anything changes."""
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
-        u, c = self._decode(actions)
-        s, rew, term, trunc, obs = self._advance_fn(self._state, u, c)
+        s, rew, term, trunc, obs = self._advance_fn(self._state, actions)
         rewards = self._split(rew)
         done = term | trunc
         final_obs, final_state = obs, None
@@ -429,6 +441,7 @@ class MPEEnv:
             final_state = self._state_of(obs)
             s = self.scenario.reset(self.world, s._replace(t=torch.where(done, 0, s.t)), done, self._gen)
             obs = self.scenario.observations(self.world, s)
+            s = self._store(s)
         self._state = s
         self._obs = obs
         return TimeStep(obs=obs, reward=rewards, terminated=term, truncated=trunc,
@@ -452,7 +465,7 @@ class MPEEnv:
             mask = mask.to(self.device)
         s = self._state
         s = self.scenario.reset(self.world, s._replace(t=torch.where(mask, 0, s.t)), mask, self._gen)
-        self._state = s
+        self._state = s = self._store(s)
         obs = self.scenario.observations(self.world, s)
         self._obs = obs
         zeros = torch.zeros(E, self.world.A, device=self.device, dtype=self.dtype)
@@ -483,7 +496,7 @@ class MPEEnv:
             a, b = getattr(s, name), getattr(cur, name)
             if a.shape != b.shape:
                 raise ValueError(f"state.{name}: expected shape {tuple(b.shape)}, got {tuple(a.shape)}")
-        self._state = s
+        self._state = self._store(s)
         self._obs = self.scenario.observations(self.world, s)
 
     # -- rendering ------------------------------------------------------------
@@ -515,6 +528,15 @@ class MPEEnv:
 
     def close(self) -> None:
         pass
+
+
+def _env_innermost(x: Tensor) -> Tensor:
+    """Same values and shape (E, ...), stored with the env axis innermost."""
+    if x.dim() < 2 or x.stride(0) == 1:
+        return x
+    perm = list(range(1, x.dim())) + [0]
+    inv = [x.dim() - 1] + list(range(x.dim() - 1))
+    return x.permute(*perm).contiguous().permute(*inv)
 
 
 def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
