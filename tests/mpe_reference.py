@@ -52,6 +52,22 @@ def sync_from_mpe2(ours, penvs, env_ids: list[int] | None = None) -> None:
     ours.set_world_state(MPEState(pos, vel, comm, t, extra))
 
 
+def assert_same_spaces(env_id: str, continuous: bool = False, **kwargs) -> None:
+    """Agent names/order, observation sizes and action spaces equal mpe2's."""
+    ours = fastmarl.make(env_id, num_envs=1, seed=0, continuous_actions=continuous, **kwargs)
+    ref = mpe2_parallel(env_id, seed=0, continuous_actions=continuous, **kwargs)
+    assert list(ours.spec.agents) == list(ref.possible_agents), (ours.spec.agents, ref.possible_agents)
+    for a in ref.possible_agents:
+        g = ours.spec.groups[ours.spec.group_of(a)[0]]
+        assert g.observation_space.shape == ref.observation_space(a).shape, (a, g.observation_space, ref.observation_space(a))
+        ra = ref.action_space(a)
+        if continuous:
+            assert g.action_space.shape == ra.shape, (a, g.action_space, ra)
+        else:
+            assert g.action_space.n == ra.n, (a, g.action_space, ra)
+    assert ours.spec.state_dim == ref.state_space.shape[0]
+
+
 def group_obs_to_agents(spec, obs: dict[str, torch.Tensor], i: int) -> dict[str, np.ndarray]:
     out = {}
     for g in spec.groups.values():
@@ -72,8 +88,15 @@ def random_actions(spec, num_envs: int, rng: np.random.Generator, continuous: bo
 
 
 def run_lockstep(env_id: str, steps: int = 200, num_envs: int = 3, continuous: bool = False, seed: int = 0,
-                 rtol: float = 1e-5, atol: float = 1e-6, action_fn=None, **kwargs) -> dict[str, int]:
+                 rtol: float = 1e-5, atol: float = 1e-6, action_fn=None, before_step=None,
+                 after_step=None, **kwargs) -> dict[str, int]:
     """Step ours and mpe2 with identical actions; assert equal obs/rewards/terms/truncs.
+
+    ``action_fn(spec, num_envs, rng, t)`` replaces the random actions;
+    ``before_step(t, ours, penvs)`` runs before step t (e.g. to change a
+    curriculum stage on both sides, or to read the state for a scripted policy);
+    ``after_step(t, ts)`` sees our TimeStep of step t once it has been checked
+    (e.g. to count collision rewards).
 
     Returns counts of what was exercised (episode ends, steps) so tests can
     assert the run covered what it should.
@@ -92,6 +115,8 @@ def run_lockstep(env_id: str, steps: int = 200, num_envs: int = 3, continuous: b
         for a in ref:
             np.testing.assert_allclose(mine[a], ref[a], rtol=rtol, atol=atol, err_msg=f"{env_id} reset obs {a}")
     for t in range(steps):
+        if before_step is not None:
+            before_step(t, ours, penvs)
         acts = action_fn(spec, num_envs, rng, t) if action_fn else random_actions(spec, num_envs, rng, continuous)
         ts = ours.step({k: torch.as_tensor(v) for k, v in acts.items()})
         reset_ids = []
@@ -117,6 +142,8 @@ def run_lockstep(env_id: str, steps: int = 200, num_envs: int = 3, continuous: b
                 p.reset(seed=seed + 7919 * (t + 1) + i)
                 reset_ids.append(i)
             stats["steps"] += 1
+        if after_step is not None:
+            after_step(t, ts)
         if reset_ids:
             sync_from_mpe2(ours, penvs, reset_ids)
     return stats

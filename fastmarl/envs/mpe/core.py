@@ -72,6 +72,9 @@ class MPEState(NamedTuple):
     comm: Tensor  # (E, A, C) communication state (what each agent is saying)
     t: Tensor  # (E,) int64 steps taken in the current episode
     extra: dict[str, Tensor]  # scenario-specific state, each (E, ...)
+    # Optional keys of ``extra`` read by the core: ``"accel"`` (E, A) and
+    # ``"max_speed"`` (E, N) override WorldDef.accel / WorldDef.max_speed per env
+    # (e.g. simple_tag's curriculum, which changes prey speed at each env's reset).
 
 
 def group_of_name(agent_name: str) -> str:
@@ -222,7 +225,8 @@ def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
             force_agents = u + full[:, :A]
             force_lm = full[:, A:]
     # integrate agents (and movable landmarks, if any)
-    new_pos_a, new_vel_a = _integrate(w, pos[:, :A], vel[:, :A], force_agents, slice(0, A))
+    max_speed = s.extra.get("max_speed")  # optional per-env override (E, N)
+    new_pos_a, new_vel_a = _integrate(w, pos[:, :A], vel[:, :A], force_agents, slice(0, A), max_speed)
     if w.any_immovable_agent:
         m = w.agent_movable[None, :, None]
         new_pos_a = torch.where(m, new_pos_a, pos[:, :A])
@@ -231,7 +235,7 @@ def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
         return new_pos_a, new_vel_a
     if w.movable_landmarks:
         fl = force_lm if force_lm is not None else torch.zeros_like(pos[:, A:])
-        pl, vl = _integrate(w, pos[:, A:], vel[:, A:], fl, slice(A, w.N))
+        pl, vl = _integrate(w, pos[:, A:], vel[:, A:], fl, slice(A, w.N), max_speed)
         m = w.movable[A:][None, :, None]
         pl, vl = torch.where(m, pl, pos[:, A:]), torch.where(m, vl, vel[:, A:])
     else:
@@ -239,14 +243,15 @@ def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([new_pos_a, pl], 1), torch.cat([new_vel_a, vl], 1)
 
 
-def _integrate(w: World, pos: Tensor, vel: Tensor, force: Tensor, ents: slice) -> tuple[Tensor, Tensor]:
+def _integrate(w: World, pos: Tensor, vel: Tensor, force: Tensor, ents: slice,
+               max_speed: Tensor | None = None) -> tuple[Tensor, Tensor]:
     new_pos = pos + vel * w.dt
     new_vel = vel * (1 - w.damping) + force * w.inv_mass[ents][:, None] * w.dt
-    if w.has_max_speed:
-        ms = w.max_speed[ents]
+    if w.has_max_speed or max_speed is not None:
+        ms = w.max_speed[ents] if max_speed is None else max_speed[:, ents]  # (n,) or (E, n)
         speed = norm2(new_vel)
         over = (speed > ms)[..., None]
-        new_vel = torch.where(over, new_vel / speed[..., None] * ms[:, None], new_vel)
+        new_vel = torch.where(over, new_vel / speed[..., None] * ms[..., None], new_vel)
     return new_pos, new_vel
 
 
@@ -363,14 +368,17 @@ class MPEEnv:
                        max_episode_steps=self.max_cycles)
 
     # -- actions --------------------------------------------------------------
-    def _decode(self, actions: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Group actions -> (u (E, A, 2) forces, c (E, A, C) messages)."""
+    def _decode(self, actions: dict[str, Tensor], accel_all: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Group actions -> (u (E, A, 2) forces, c (E, A, C) messages).
+
+        ``accel_all`` (E, A), optional, overrides the world's per-agent accel per env."""
         w = self.world
         us, cs = [], []
         for lay in self._layout:
             a = actions[lay.name]
             n = lay.stop - lay.start
-            accel = w.accel[lay.start:lay.stop, None]
+            # (A_g, 1), or (E, A_g, 1) when the scenario sets a per-env "accel" in extra
+            accel = (w.accel if accel_all is None else accel_all)[..., lay.start:lay.stop, None]
             if self.continuous_actions:
                 if lay.movable:
                     # the differences are taken in the action's own dtype, as mpe2 does
@@ -403,7 +411,7 @@ class MPEEnv:
         """Pure step: action decoding, physics, messages, rewards, termination,
         observations (one function, so ``torch.compile`` can fuse all of it)."""
         w, sc = self.world, self.scenario
-        u, c = self._decode(actions)
+        u, c = self._decode(actions, s.extra.get("accel"))
         pos, vel = physics_step(w, s, u)
         comm = c if not w.all_agents_silent else s.comm
         s = MPEState(pos, vel, comm, s.t + 1, s.extra)
@@ -483,6 +491,24 @@ class MPEEnv:
     def observations(self) -> dict[str, Tensor]:
         """Current observations, group -> (E, A_g, obs_dim_g)."""
         return self._obs
+
+    # -- curriculum (scenarios that support it: simple_spread, simple_tag) ----
+    def _curriculum_scenario(self):
+        if not getattr(self.scenario, "curriculum", False):
+            raise AttributeError(f"{self.spec.env_id}: curriculum is off; create the env with curriculum=True")
+        return self.scenario
+
+    @property
+    def curriculum_stage(self) -> int:
+        return self._curriculum_scenario().curriculum_stage
+
+    def advance_curriculum(self) -> None:
+        """Move to the next curriculum stage (no-op at the last one)."""
+        self._curriculum_scenario().advance_curriculum()
+
+    def set_curriculum_stage(self, stage: int) -> None:
+        """Jump to a curriculum stage (clamped to the valid range)."""
+        self._curriculum_scenario().set_curriculum_stage(stage)
 
     # -- direct state access (parity tests, scripted policies) ----------------
     @property

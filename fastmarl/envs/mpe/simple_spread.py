@@ -39,6 +39,13 @@ class Scenario:
         self.terminate_on_success = terminate_on_success
         self.num_agent_neighbors, self.num_landmark_neighbors = num_agent_neighbors, num_landmark_neighbors
 
+    # -- curriculum (mpe2's API; the collision penalty switches on at once) ------
+    def advance_curriculum(self) -> None:
+        self.curriculum_stage = min(self.curriculum_stage + 1, self.num_stages - 1)
+
+    def set_curriculum_stage(self, stage: int) -> None:
+        self.curriculum_stage = max(0, min(int(stage), self.num_stages - 1))
+
     def world_def(self) -> WorldDef:
         N = self.N
         return WorldDef(
