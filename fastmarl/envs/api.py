@@ -213,7 +213,7 @@ def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.d
             ok = (a >= low) & (a <= high)  # NaN fails both comparisons
             if not bool(ok.all()):
                 if bool(torch.isnan(a).any()):
-                    raise ActionError(f"group {name!r}: continuous actions contain NaN")
+                    raise ActionError(f"group {name!r}: continuous actions contain NaN, expected finite values in [{low}, {high}]")
                 v = a[~ok][0].item()
                 raise ActionError(
                     f"group {name!r}: continuous action value {v} out of range, expected {low} <= a <= {high}"

@@ -78,7 +78,7 @@ class Scenario:
     def rewards(self, w: World, s: MPEState) -> Tensor:
         d = norm2(s.pos[:, : w.A] - self._goal_pos(w, s)[:, None])  # (E, A) distance to the goal
         adv = -d[:, :1]
-        good = -d[:, 1:].min(-1, keepdim=True).values + d[:, :1]
+        good = -d[:, 1:].amin(-1, keepdim=True) + d[:, :1]
         return torch.cat([adv, good.expand(-1, self.N)], 1)
 
     def terminal(self, w: World, s: MPEState) -> Tensor | None:

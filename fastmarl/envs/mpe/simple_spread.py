@@ -68,7 +68,7 @@ class Scenario:
     def _min_dists(self, w: World, s: MPEState) -> Tensor:
         """(E, L) distance from each landmark to its closest agent."""
         a, lm = s.pos[:, : w.A], s.pos[:, w.A:]
-        return norm2(relative_to_self(lm, a)).min(-1).values
+        return norm2(relative_to_self(lm, a)).amin(-1)
 
     def rewards(self, w: World, s: MPEState) -> Tensor:
         A = w.A
