@@ -298,7 +298,7 @@ class MPEEnv:
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.scenario = scenario
         self.num_envs = num_envs
-        self.device = torch.device(device)
+        self.device = torch.empty(0, device=device).device  # "cuda" -> "cuda:0", as tensors report it
         self.dtype = dtype
         self.continuous_actions = bool(continuous_actions)
         self.validate = validate
@@ -315,7 +315,7 @@ class MPEEnv:
         blank = MPEState(z, z.clone(), torch.zeros(E, w.A, w.C, device=self.device, dtype=dtype),
                          torch.zeros(E, dtype=torch.long, device=self.device), {})
         self._state = scenario.reset(w, blank, torch.ones(E, dtype=torch.bool, device=self.device), self._gen)
-        obs = scenario.observations(w, self._state)
+        self._obs = obs = scenario.observations(w, self._state)
         self.spec = self._make_spec(obs)
         # Compiled steps keep the state with the env axis innermost in memory (tensors
         # still index as (E, ...)): inductor then vectorizes its loops over envs
