@@ -3,8 +3,8 @@
 One env-step is one step of one environment with every agent acting, so
 ``env-steps/s = num_envs * steps / seconds``. Episodes last ``max_cycles``
 (25 by default) and auto-reset inside ``step``, so resets are part of the cost.
-Actions are drawn before timing (a pool of 25 steps), like the peers' harness
-in ``benchmarks/peers/peer_bench.py``.
+Uniform random actions are drawn every step inside the timed loop, as the
+peers' harness in ``benchmarks/peers/peer_bench.py`` does.
 
 ``--json`` prints one JSON line per measurement (used by
 ``benchmarks/bench_envs.py`` to put fastmarl side by side with its peers).
@@ -59,26 +59,25 @@ def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float,
     env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, compile=(mode == "compile"), **env_kwargs)
     env.reset(seed=0)
     gen = torch.Generator(device=device).manual_seed(0)
-    pool = []
-    for _ in range(25):
-        acts = {}
-        for name, g in env.spec.groups.items():
-            if g.discrete:
-                acts[name] = torch.randint(0, g.action_dim, (num_envs, g.num_agents), generator=gen, device=device)
-            else:
-                acts[name] = torch.rand((num_envs, g.num_agents, g.action_dim), generator=gen, device=device)
-        pool.append(acts)
-    for i in range(50):  # warm-up: compiles, allocator, first resets
-        env.step(pool[i % 25])
+    groups = list(env.spec.groups.values())
+
+    def random_actions() -> dict:
+        # drawn fresh every step and timed, as the peers' harness does
+        return {g.name: torch.randint(0, g.action_dim, (num_envs, g.num_agents), generator=gen, device=device)
+                if g.discrete else torch.rand((num_envs, g.num_agents, g.action_dim), generator=gen, device=device)
+                for g in groups}
+
+    for _ in range(50):  # warm-up: compiles, allocator, first resets
+        env.step(random_actions())
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     sync()
     warm_s = time.perf_counter() - t_build
     steps = 0
     t0 = time.perf_counter()
     while True:
-        for acts in pool:
-            env.step(acts)
-        steps += len(pool)
+        for _ in range(25):  # whole episodes, so resets count in the right proportion
+            env.step(random_actions())
+        steps += 25
         sync()
         if time.perf_counter() - t0 >= seconds:
             break

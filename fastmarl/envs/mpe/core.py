@@ -424,7 +424,7 @@ class MPEEnv:
         else:
             term = term & ~trunc  # mpe2 reports truncation, not termination, at the limit
         obs = sc.observations(w, s)
-        return self._store(s), rew, term, trunc, obs
+        return s, rew, term, trunc, obs
 
     def _store(self, s: MPEState) -> MPEState:
         """Store pos/vel/comm env-innermost in compile mode (see __init__); no-op in eager."""
@@ -442,6 +442,7 @@ class MPEEnv:
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         s, rew, term, trunc, obs = self._advance_fn(self._state, actions)
+        s = self._store(s)
         rewards = self._split(rew)
         done = term | trunc
         final_obs, final_state = obs, None
@@ -558,7 +559,7 @@ class MPEEnv:
 
 def _env_innermost(x: Tensor) -> Tensor:
     """Same values and shape (E, ...), stored with the env axis innermost."""
-    if x.dim() < 2 or x.stride(0) == 1:
+    if x.dim() < 2 or x.shape[0] == 1 or x.stride(0) == 1:
         return x
     perm = list(range(1, x.dim())) + [0]
     inv = [x.dim() - 1] + list(range(x.dim() - 1))
