@@ -171,8 +171,38 @@ def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.d
 
     Checks: a dict with exactly the spec's groups; tensors on the env device;
     shape; dtype kind; discrete actions within [0, n); box actions finite and
-    within the space bounds. Costs one device sync per group (the range check).
+    within the space bounds. Costs one device sync per group (the range check);
+    envs that fuse the range check into their step use :func:`check_action_structure`
+    and :func:`action_range_violations` instead and call this only to explain a failure.
     """
+    check_action_structure(spec, actions, num_envs, device)
+    for name, g in spec.groups.items():
+        a = actions[name]
+        if g.discrete:
+            n = g.action_dim
+            bad = (a < 0) | (a >= n)
+            if bool(bad.any()):
+                v = a[bad][0].item()
+                raise ActionError(f"group {name!r}: discrete action {v} out of range, expected 0 <= a < {n}")
+        else:
+            low, high = _box_bounds(g)
+            ok = (a >= low) & (a <= high)  # NaN fails both comparisons
+            if not bool(ok.all()):
+                if bool(torch.isnan(a).any()):
+                    raise ActionError(f"group {name!r}: continuous actions contain NaN, expected finite values in [{low}, {high}]")
+                v = a[~ok][0].item()
+                raise ActionError(
+                    f"group {name!r}: continuous action value {v} out of range, expected {low} <= a <= {high}"
+                )
+
+
+def _box_bounds(g: GroupSpec) -> tuple[float, float]:
+    return float(np.min(g.action_space.low)), float(np.max(g.action_space.high))
+
+
+def check_action_structure(spec: EnvSpec, actions: Any, num_envs: int, device: torch.device) -> None:
+    """The metadata part of :func:`validate_actions` (no device sync): groups,
+    types, devices, shapes and dtypes. Raises ActionError."""
     if not isinstance(actions, dict):
         raise ActionError(
             f"actions must be a dict group -> Tensor with groups {list(spec.groups)}, "
@@ -197,24 +227,31 @@ def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.d
                 raise ActionError(f"group {name!r}: expected discrete actions of shape {want}, got {tuple(a.shape)}")
             if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
                 raise ActionError(f"group {name!r}: expected an integer dtype for Discrete({g.action_dim}) actions, got {a.dtype}")
-            n = g.action_dim
-            bad = (a < 0) | (a >= n)
-            if bool(bad.any()):
-                v = a[bad][0].item()
-                raise ActionError(f"group {name!r}: discrete action {v} out of range, expected 0 <= a < {n}")
         else:
             want = (num_envs, g.num_agents, g.action_dim)
             if tuple(a.shape) != want:
                 raise ActionError(f"group {name!r}: expected continuous actions of shape {want}, got {tuple(a.shape)}")
             if not a.dtype.is_floating_point:
                 raise ActionError(f"group {name!r}: expected a floating dtype for Box actions, got {a.dtype}")
-            low = float(np.min(g.action_space.low))
-            high = float(np.max(g.action_space.high))
-            ok = (a >= low) & (a <= high)  # NaN fails both comparisons
-            if not bool(ok.all()):
-                if bool(torch.isnan(a).any()):
-                    raise ActionError(f"group {name!r}: continuous actions contain NaN, expected finite values in [{low}, {high}]")
-                v = a[~ok][0].item()
-                raise ActionError(
-                    f"group {name!r}: continuous action value {v} out of range, expected {low} <= a <= {high}"
-                )
+
+
+def action_limits(spec: EnvSpec) -> dict[str, tuple[bool, float, float]]:
+    """group -> (discrete, low, high) as plain Python numbers (for compiled code)."""
+    out = {}
+    for name, g in spec.groups.items():
+        out[name] = (True, 0.0, float(g.action_dim)) if g.discrete else (False, *_box_bounds(g))
+    return out
+
+
+def action_range_violations(limits: dict[str, tuple[bool, float, float]], actions: dict[str, Tensor]) -> Tensor:
+    """() bool tensor: True if any action is out of range (or NaN); ``limits``
+    from :func:`action_limits`. Pure tensor maths with no sync, so it can run
+    inside a compiled step."""
+    flags = []
+    for name, (discrete, low, high) in limits.items():
+        a = actions[name]
+        if discrete:
+            flags.append(((a < 0) | (a >= int(high))).any())
+        else:
+            flags.append(~((a >= low) & (a <= high)).all())
+    return torch.stack(flags).any() if len(flags) > 1 else flags[0]

@@ -30,12 +30,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
+from fastmarl.envs.api import (
+    ActionError, EnvSpec, GroupSpec, TimeStep, action_limits, action_range_violations, check_action_structure,
+    validate_actions,
+)
 
 DIM_P = 2
 # Discrete movement actions: 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y).
 _MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 N_MOVES = len(_MOVES)
+# below this many envs the re-layout costs more than the vectorization gains (measured)
+ENV_LAST_MIN_ENVS = 256
 
 
 @dataclass
@@ -109,6 +114,7 @@ class World:
         self.silent = torch.tensor(wd.silent, device=device)
         self.agent_movable = self.movable[:A]
         self.moves = torch.tensor(_MOVES, **f)
+        self.symbols = torch.arange(wd.dim_c, device=device)  # message symbols 0..C-1
         self.color = torch.tensor(wd.color, **f)
         self.dt, self.damping = wd.dt, wd.damping
         self.contact_force, self.contact_margin = wd.contact_force, wd.contact_margin
@@ -317,12 +323,13 @@ class MPEEnv:
         self._state = scenario.reset(w, blank, torch.ones(E, dtype=torch.bool, device=self.device), self._gen)
         self._obs = obs = scenario.observations(w, self._state)
         self.spec = self._make_spec(obs)
+        self._limits = action_limits(self.spec)
         # Compiled steps keep the state with the env axis innermost in memory (tensors
         # still index as (E, ...)): inductor then vectorizes its loops over envs
         # instead of over the tiny agent/xy axes, about 2x faster at 8192 envs.
-        self._env_last = bool(compile)
+        self._env_last = bool(compile) and num_envs >= ENV_LAST_MIN_ENVS
         self._state = self._store(self._state)
-        self._advance_fn = torch.compile(self._advance, dynamic=False) if compile else self._advance
+        self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True) if compile else self._advance
 
     # -- spec -----------------------------------------------------------------
     @staticmethod
@@ -399,7 +406,9 @@ class MPEEnv:
                 if lay.silent:
                     c = w.moves.new_zeros(a.shape[0], n, w.C)
                 else:
-                    c = torch.nn.functional.one_hot(msg_idx, w.C).to(self.dtype)
+                    # one-hot by comparison: no range check here (invalid actions are
+                    # reported after the pure step, before anything is committed)
+                    c = (msg_idx[..., None] == w.symbols).to(self.dtype)
             us.append(u)
             cs.append(c)
         if len(us) == 1:
@@ -424,7 +433,9 @@ class MPEEnv:
         else:
             term = term & ~trunc  # mpe2 reports truncation, not termination, at the limit
         obs = sc.observations(w, s)
-        return s, rew, term, trunc, obs
+        invalid = action_range_violations(self._limits, actions) if self.validate else torch.zeros((), dtype=torch.bool,
+                                                                                                  device=trunc.device)
+        return s, rew, term, trunc, obs, torch.stack([invalid, (term | trunc).any()])
 
     def _store(self, s: MPEState) -> MPEState:
         """Store pos/vel/comm env-innermost in compile mode (see __init__); no-op in eager."""
@@ -440,13 +451,19 @@ class MPEEnv:
         """Step every env; see :mod:`fastmarl.envs.api`. Invalid actions raise ActionError
         before anything changes."""
         if self.validate:
+            check_action_structure(self.spec, actions, self.num_envs, self.device)
+        s, rew, term, trunc, obs, flags = self._advance_fn(self._state, actions)
+        # one device sync for both questions: any invalid action? any episode ended?
+        invalid, any_done = flags.tolist()
+        if invalid:
+            # the step is pure: nothing was committed; explain the problem precisely
             validate_actions(self.spec, actions, self.num_envs, self.device)
-        s, rew, term, trunc, obs = self._advance_fn(self._state, actions)
+            raise ActionError("actions out of range")  # unreachable unless the two checks disagree
         s = self._store(s)
         rewards = self._split(rew)
         done = term | trunc
         final_obs, final_state = obs, None
-        if bool(done.any()):
+        if any_done:
             final_state = self._state_of(obs)
             s = self.scenario.reset(self.world, s._replace(t=torch.where(done, 0, s.t)), done, self._gen)
             obs = self.scenario.observations(self.world, s)
