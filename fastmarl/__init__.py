@@ -1,6 +1,14 @@
-"""fastmarl: fast, batched multi-agent reinforcement learning in PyTorch."""
+"""fastmarl: fast, batched multi-agent reinforcement learning in PyTorch.
 
+``fastmarl.make(env_id, num_envs, device, seed, **kwargs)`` builds a batched env;
+``fastmarl.train(TrainConfig(...))`` trains and writes a run directory;
+``fastmarl.evaluate("runs/NAME")`` evaluates a run's latest checkpoint.
+"""
+
+from fastmarl import train  # the package is callable: fastmarl.train(config)
+from fastmarl.config import PPOConfig, TrainConfig
 from fastmarl.envs import make
+from fastmarl.train import evaluate_run as evaluate
 
 __version__ = "0.1.0"
-__all__ = ["make", "__version__"]
+__all__ = ["make", "train", "evaluate", "TrainConfig", "PPOConfig", "__version__"]

@@ -1,0 +1,1 @@
+"""Learning algorithms, one family per file (ppo.py: IPPO and MAPPO)."""

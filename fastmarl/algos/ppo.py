@@ -1,0 +1,544 @@
+"""PPO for groups of agents: IPPO and MAPPO in one file.
+
+IPPO and MAPPO share everything but the critic's input: an IPPO critic sees its
+agent's observation, a MAPPO critic sees the global ``state()`` (optionally with
+the agent's own observation appended). Actors always see their own observation
+only (decentralised execution). Both add an optional one-hot agent id.
+
+Each group of the env (e.g. ``adversary`` and ``agent``) has its own actor,
+critic, optimizer and value normaliser, so competing teams learn at once. Inside
+a group, parameters are shared by default; ``share_params=False`` gives every
+agent its own weights, stacked and applied in one batched matmul.
+
+Rollout storage is preallocated on the device (``T`` steps, ``E`` envs, ``A_g``
+agents of group ``g``):
+
+==================  =========================  ==========================================
+buffer              shape                      meaning
+==================  =========================  ==========================================
+obs[g]              (T, E, A_g, obs_dim)       observation the action was taken from
+actions[g]          (T, E, A_g) or (.., D)     sampled action (before clipping to the box)
+logp[g]             (T, E, A_g)                its log-probability
+values[g]           (T, E, A_g)                V(s_t), de-normalised
+rewards[g]          (T, E, A_g)                reward after the action
+final_values[g]     (T, E, A_g)                V(final_obs) where the episode was truncated
+masks[g]            (T, E, A_g, n)             action masks (if used)
+state               (T, E, state_dim)          global state (MAPPO)
+terminated          (T, E)                     the episode ended at t (no bootstrap)
+truncated           (T, E)                     the episode hit its time limit at t (bootstrap)
+starts              (T, E)                     obs_t is the first of an episode (GRU reset)
+==================  =========================  ==========================================
+
+The update (per iteration): GAE with exact bootstrapping, targets folded into
+the value normaliser, then ``num_epochs`` passes of ``num_minibatches``
+minibatches of the clipped PPO loss, with per-network gradient clipping and a
+linearly annealed learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fastmarl.config import ALGOS, Derived, PPOConfig, TrainConfig
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
+
+MASKED_LOGIT = -1e8  # finite, so masked entries give p = 0 and p * log p = 0, never NaN
+
+Carry = dict[str, tuple[Tensor, Tensor]]  # group -> (actor h, critic h), each (E, A_g, H)
+
+
+# -- shared maths ---------------------------------------------------------------
+
+def gae(rewards: Tensor, values: Tensor, next_values: Tensor, dones: Tensor, gamma: float, lam: float) -> Tensor:
+    """Generalised advantage estimates, computed backwards in time.
+
+    rewards, values, next_values: (T, ...). ``next_values[t]`` is the value of the
+    state *after* step t: ``values[t + 1]`` inside an episode, ``V(final_obs)``
+    where the episode was truncated, 0 where it terminated. dones (T, ...) bool,
+    broadcastable: the episode ended at step t, so the recursion does not carry
+    advantages from the next episode back into this one.
+
+    ``delta_t = r_t + gamma * next_values[t] - values[t]``;
+    ``A_t = delta_t + gamma * lam * (1 - done_t) * A_{t+1}``.
+    """
+    not_done = (~dones).to(values.dtype)
+    while not_done.dim() < values.dim():
+        not_done = not_done.unsqueeze(-1)
+    deltas = rewards + gamma * next_values - values
+    adv = torch.empty_like(values)
+    last = torch.zeros_like(values[0])
+    for t in range(values.shape[0] - 1, -1, -1):
+        last = deltas[t] + gamma * lam * not_done[t] * last
+        adv[t] = last
+    return adv
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return x.mean()
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
+def ppo_losses(new_logp: Tensor, old_logp: Tensor, advantages: Tensor, new_values: Tensor, old_values: Tensor,
+               returns: Tensor, clip_coef: float, clip_vloss: bool, mask: Tensor | None = None) -> dict[str, Tensor]:
+    """The clipped surrogate and value losses, elementwise over any shape.
+
+    ``policy = mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps)))`` with
+    ``r = exp(new_logp - old_logp)``; ``value = 0.5 * mean(max((V - R)^2,
+    (V_old + clip(V - V_old, -eps, eps) - R)^2))`` (or the plain squared error).
+    Values and returns must be on the same (normalised) scale.
+    """
+    log_ratio = new_logp - old_logp
+    ratio = log_ratio.exp()
+    pg = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
+    v_err = (new_values - returns) ** 2
+    if clip_vloss:
+        v_clipped = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+        v_err = torch.maximum(v_err, (v_clipped - returns) ** 2)
+    with torch.no_grad():
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)  # Schulman's k3 estimator
+        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).to(ratio.dtype), mask)
+    return {"policy_loss": masked_mean(pg, mask), "value_loss": 0.5 * masked_mean(v_err, mask),
+            "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+
+# -- action distributions ---------------------------------------------------------
+
+def _discrete_logp_all(logits: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is not None:
+        logits = torch.where(mask, logits, MASKED_LOGIT)
+    return torch.log_softmax(logits, -1)
+
+
+def sample_action(out: Tensor, log_std: Tensor | None, mask: Tensor | None, deterministic: bool,
+                  generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Actor head output -> (action, log-probability).
+
+    Discrete: ``out`` are logits (..., n); sampling is Gumbel-max with the given
+    generator (so runs are reproducible and resumable); deterministic = argmax.
+    Continuous: ``out`` is the Gaussian mean (..., D), ``log_std`` (K, D).
+    """
+    if log_std is None:
+        logp_all = _discrete_logp_all(out, mask)
+        if deterministic:
+            a = logp_all.argmax(-1)
+        else:
+            u = torch.rand(logp_all.shape, generator=generator, device=out.device, dtype=out.dtype)
+            gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)))
+            a = (logp_all + gumbel).argmax(-1)
+        return a, logp_all.gather(-1, a[..., None])[..., 0]
+    if deterministic:
+        a = out
+    else:
+        a = out + log_std.exp() * torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+    return a, _gaussian_logp(out, log_std, a)
+
+
+def _gaussian_logp(mean: Tensor, log_std: Tensor, a: Tensor) -> Tensor:
+    z = (a - mean) * torch.exp(-log_std)
+    return (-0.5 * z * z - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def logp_entropy(out: Tensor, log_std: Tensor | None, mask: Tensor | None, actions: Tensor) -> tuple[Tensor, Tensor]:
+    """Log-probability of ``actions`` and the entropy of the distribution."""
+    if log_std is None:
+        logp_all = _discrete_logp_all(out, mask)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp_all.gather(-1, actions[..., None].long())[..., 0], entropy
+    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).expand(out.shape[:-1])
+    return _gaussian_logp(out, log_std, actions), entropy
+
+
+# -- networks -----------------------------------------------------------------
+
+class GroupActorCritic(nn.Module):
+    """Actor and critic of one group: separate MLP (+ GRU) bodies, linear heads.
+
+    Inputs are (..., A, features); ``num_nets`` is 1 (shared) or A (per agent).
+    The critic predicts the *normalised* value when value normalisation is on;
+    ``value_norm`` holds the running statistics (a buffer, saved with the weights).
+    """
+
+    def __init__(self, group: GroupSpec, state_dim: int, cfg: PPOConfig, centralized: bool):
+        super().__init__()
+        A, O, H = group.num_agents, group.obs_dim, cfg.hidden_size
+        K = 1 if cfg.share_params else A
+        self.num_agents, self.discrete, self.centralized = A, group.discrete, centralized
+        self.use_id = cfg.agent_id and cfg.share_params and A > 1
+        self.critic_obs = cfg.critic_obs and centralized
+        ids = A if self.use_id else 0
+        critic_in = (state_dim + (O if self.critic_obs else 0) if centralized else O) + ids
+        self.actor_body = AgentMLP(K, O + ids, H, cfg.num_layers, cfg.activation)
+        self.critic_body = AgentMLP(K, critic_in, H, cfg.num_layers, cfg.activation)
+        self.recurrent = cfg.recurrent
+        if cfg.recurrent:
+            self.actor_gru = AgentGRU(K, self.actor_body.out_features, H)
+            self.critic_gru = AgentGRU(K, self.critic_body.out_features, H)
+        feat = H if cfg.recurrent else self.actor_body.out_features
+        self.actor_head = AgentLinear(K, feat, group.action_dim, gain=0.01)
+        self.critic_head = AgentLinear(K, H if cfg.recurrent else self.critic_body.out_features, 1, gain=1.0)
+        if group.discrete:
+            self.log_std = None
+        else:
+            self.log_std = nn.Parameter(torch.full((K, group.action_dim), float(cfg.log_std_init)))
+            low, high = group.action_space.low, group.action_space.high
+            centre = torch.as_tensor((low + high) / 2, dtype=torch.float32).flatten()
+            if torch.isfinite(centre).all():  # start the mean mid-box, so few actions get clipped
+                self.actor_head.bias.data[:] = centre
+        self.value_norm = RunningMeanStd()
+
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith("actor") or n == "log_std"]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.startswith("critic")]
+
+    # inputs
+    def _with_id(self, x: Tensor) -> Tensor:
+        if not self.use_id:
+            return x
+        eye = agent_id_onehot(self.num_agents, x)
+        return torch.cat([x, eye.expand(*x.shape[:-1], self.num_agents)], -1)
+
+    def actor_input(self, obs: Tensor) -> Tensor:
+        """obs (..., A, O) -> (..., A, actor_in); networks are float32 whatever the env dtype."""
+        return self._with_id(obs.float())
+
+    def critic_input(self, obs: Tensor, state: Tensor | None) -> Tensor:
+        """obs (..., A, O), state (..., S) -> (..., A, critic_in)."""
+        obs = obs.float()
+        if not self.centralized:
+            return self._with_id(obs)
+        x = state.float()[..., None, :].expand(*obs.shape[:-1], state.shape[-1])
+        if self.critic_obs:
+            x = torch.cat([x, obs], -1)
+        return self._with_id(x)
+
+    # one step (rollouts, evaluation): x (E, A, in), h (E, A, H), starts (E,)
+    def actor_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        f = self.actor_body(x)
+        if self.recurrent:
+            h = self.actor_gru.step(f, torch.where(starts[:, None, None], 0.0, h))
+            f = h
+        return self.actor_head(f), h
+
+    def critic_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        f = self.critic_body(x)
+        if self.recurrent:
+            h = self.critic_gru.step(f, torch.where(starts[:, None, None], 0.0, h))
+            f = h
+        return self.critic_head(f)[..., 0], h
+
+    # whole sequences (training): x (T, B, A, in), h0 (B, A, H), starts (T, B); or x (N, A, in) feed-forward
+    def actor_seq(self, x: Tensor, h0: Tensor | None, starts: Tensor | None) -> Tensor:
+        f = self.actor_body(x)
+        if self.recurrent:
+            f, _ = self.actor_gru.unroll(f, h0, starts)
+        return self.actor_head(f)
+
+    def critic_seq(self, x: Tensor, h0: Tensor | None, starts: Tensor | None) -> Tensor:
+        f = self.critic_body(x)
+        if self.recurrent:
+            f, _ = self.critic_gru.unroll(f, h0, starts)
+        return self.critic_head(f)[..., 0]
+
+
+# -- the learner ----------------------------------------------------------------
+
+@dataclass
+class Rollout:
+    """Preallocated rollout storage; see the module docstring for shapes."""
+
+    obs: dict[str, Tensor]
+    actions: dict[str, Tensor]
+    logp: dict[str, Tensor]
+    values: dict[str, Tensor]
+    rewards: dict[str, Tensor]
+    final_values: dict[str, Tensor]
+    masks: dict[str, Tensor]
+    alive: dict[str, Tensor]
+    state: Tensor | None
+    terminated: Tensor
+    truncated: Tensor
+    starts: Tensor
+    h0: Carry  # hidden states before step 0 (recurrent)
+    last_values: dict[str, Tensor]  # (E, A_g) V(obs_T) for the bootstrap of the last step
+
+
+class PPO:
+    """IPPO/MAPPO learner: networks, optimizers, rollout collection and the update.
+
+    Use: ``begin(env.reset(seed))`` once, then per iteration ``collect(env)`` and
+    ``update(progress)``. ``act`` is the policy for evaluation (actors only).
+    """
+
+    def __init__(self, spec: EnvSpec, cfg: TrainConfig, derived: Derived, device: torch.device | str = "cpu"):
+        self.spec, self.cfg, self.p, self.derived = spec, cfg, cfg.ppo, derived
+        self.device = torch.device(device)
+        self.centralized = ALGOS[cfg.algo].centralized_critic
+        self.nets = nn.ModuleDict({
+            name: GroupActorCritic(g, spec.state_dim, cfg.ppo, self.centralized) for name, g in spec.groups.items()
+        }).to(self.device)
+        self.optimizers = {name: torch.optim.Adam(net.parameters(), lr=self.p.lr, eps=1e-5)
+                           for name, net in self.nets.items()}
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        self.use_masks = derived.action_masks
+        self.buffer: Rollout | None = None
+        self.ts: TimeStep | None = None  # the TimeStep the next action is taken from
+        self.starts: Tensor | None = None  # (E,) that TimeStep begins an episode
+        self.carry: Carry = {}
+
+    # -- acting ---------------------------------------------------------------
+    def initial_carry(self, num_envs: int) -> Carry:
+        if not self.p.recurrent:
+            return {}
+        H = self.p.hidden_size
+        return {name: (torch.zeros(num_envs, g.num_agents, H, device=self.device),
+                       torch.zeros(num_envs, g.num_agents, H, device=self.device))
+                for name, g in self.spec.groups.items()}
+
+    def _mask(self, ts: TimeStep, name: str) -> Tensor | None:
+        return ts.action_mask[name] if self.use_masks.get(name) and ts.action_mask is not None else None
+
+    @torch.no_grad()
+    def act(self, ts: TimeStep, carry: Carry, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Carry]:
+        """The policy alone (decentralised): actions for every group, new carry.
+        Hidden states are reset where ``ts.done`` (``ts.obs`` starts an episode)."""
+        actions, new_carry = {}, {}
+        for name, net in self.nets.items():
+            h = carry.get(name, (None, None))
+            out, ha = net.actor_step(net.actor_input(ts.obs[name]), h[0], ts.done)
+            a, _ = sample_action(out, net.log_std, self._mask(ts, name), deterministic, generator or self.generator)
+            actions[name] = self._to_env(name, a)
+            if self.p.recurrent:
+                new_carry[name] = (ha, h[1])
+        return actions, new_carry
+
+    def _to_env(self, name: str, a: Tensor) -> Tensor:
+        g = self.spec.groups[name]
+        if g.discrete:
+            return a
+        low = torch.as_tensor(g.action_space.low, device=a.device, dtype=a.dtype)
+        high = torch.as_tensor(g.action_space.high, device=a.device, dtype=a.dtype)
+        return torch.clamp(a, low, high)  # the unclipped sample is stored for the log-probability
+
+    # -- rollouts ---------------------------------------------------------------
+    def begin(self, ts: TimeStep) -> None:
+        """Start collecting from a freshly reset env."""
+        E = ts.terminated.shape[0]
+        self.ts = ts
+        self.starts = torch.ones(E, dtype=torch.bool, device=self.device)
+        self.carry = self.initial_carry(E)
+        self.buffer = self._allocate(E)
+
+    def _allocate(self, E: int) -> Rollout:
+        T, dev = self.p.num_steps, self.device
+        f = dict(device=dev, dtype=torch.float32)
+
+        def per_group(extra=lambda g: (), dtype=torch.float32, only=lambda g: True):
+            return {n: torch.zeros(T, E, g.num_agents, *extra(g), device=dev, dtype=dtype)
+                    for n, g in self.spec.groups.items() if only(g)}
+
+        return Rollout(
+            obs=per_group(lambda g: (g.obs_dim,)),
+            actions={n: torch.zeros(T, E, g.num_agents, *(() if g.discrete else (g.action_dim,)), device=dev,
+                                    dtype=torch.long if g.discrete else torch.float32)
+                     for n, g in self.spec.groups.items()},
+            logp=per_group(), values=per_group(), rewards=per_group(), final_values=per_group(),
+            masks=per_group(lambda g: (g.action_dim,), torch.bool, lambda g: self.use_masks.get(g.name, False)),
+            alive=per_group(dtype=torch.bool, only=lambda g: self.spec.has_alive_mask),
+            state=torch.zeros(T, E, self.spec.state_dim, **f) if self.centralized else None,
+            terminated=torch.zeros(T, E, dtype=torch.bool, device=dev),
+            truncated=torch.zeros(T, E, dtype=torch.bool, device=dev),
+            starts=torch.zeros(T, E, dtype=torch.bool, device=dev),
+            h0={}, last_values=per_group(),
+        )
+
+    @torch.no_grad()
+    def collect(self, env, on_step=None) -> None:
+        """Fill the rollout buffer with ``num_steps`` steps of ``env``.
+
+        ``on_step(ts)`` sees every TimeStep (episode statistics)."""
+        b, T = self.buffer, self.p.num_steps
+        b.h0 = {n: (h[0].clone(), h[1].clone()) for n, h in self.carry.items()}
+        ts, starts, carry = self.ts, self.starts, self.carry
+        for t in range(T):
+            state = env.state() if self.centralized else None
+            b.starts[t] = starts
+            if state is not None:
+                b.state[t] = state
+            actions = {}
+            for name, net in self.nets.items():
+                obs = ts.obs[name]
+                h = carry.get(name, (None, None))
+                mask = self._mask(ts, name)
+                out, ha = net.actor_step(net.actor_input(obs), h[0], starts)
+                a, logp = sample_action(out, net.log_std, mask, False, self.generator)
+                v, hc = net.critic_step(net.critic_input(obs, state), h[1], starts)
+                b.obs[name][t] = obs
+                b.actions[name][t] = a
+                b.logp[name][t] = logp
+                b.values[name][t] = self._denorm(net, v)
+                if mask is not None:
+                    b.masks[name][t] = mask
+                if ts.alive is not None and name in b.alive:
+                    b.alive[name][t] = ts.alive[name]
+                if self.p.recurrent:
+                    carry[name] = (ha, hc)
+                actions[name] = self._to_env(name, a)
+            ts = env.step(actions)
+            if on_step is not None:
+                on_step(ts)
+            b.terminated[t] = ts.terminated
+            b.truncated[t] = ts.truncated
+            for name in self.nets:
+                b.rewards[name][t] = ts.reward[name]
+            if any(ts.final_obs[n] is not ts.obs[n] for n in self.nets):  # some episode ended: bootstrap values
+                final_state = None
+                if self.centralized:
+                    final_state = ts.final_state if ts.final_state is not None else env.state()
+                for name, net in self.nets.items():
+                    h = carry.get(name, (None, None))
+                    no_reset = torch.zeros_like(ts.terminated)
+                    v, _ = net.critic_step(net.critic_input(ts.final_obs[name], final_state), h[1], no_reset)
+                    b.final_values[name][t] = self._denorm(net, v)
+            starts = ts.done
+        state = env.state() if self.centralized else None
+        for name, net in self.nets.items():
+            h = carry.get(name, (None, None))
+            v, _ = net.critic_step(net.critic_input(ts.obs[name], state), h[1], starts)
+            b.last_values[name] = self._denorm(net, v)
+        self.ts, self.starts, self.carry = ts, starts, carry
+
+    def _denorm(self, net: GroupActorCritic, v: Tensor) -> Tensor:
+        return net.value_norm.denormalize(v) if self.p.value_norm else v
+
+    def advantages(self, name: str) -> tuple[Tensor, Tensor]:
+        """(advantages, returns) of group ``name`` for the collected rollout, (T, E, A_g)."""
+        b = self.buffer
+        values = b.values[name]
+        next_values = torch.cat([values[1:], b.last_values[name][None]], 0)
+        trunc = (b.truncated & ~b.terminated)[..., None]
+        next_values = torch.where(trunc, b.final_values[name], next_values)
+        next_values = torch.where(b.terminated[..., None], 0.0, next_values)
+        adv = gae(b.rewards[name], values, next_values, b.terminated | b.truncated, self.p.gamma, self.p.gae_lambda)
+        return adv, adv + values
+
+    # -- the update ---------------------------------------------------------------
+    def update(self, progress: float) -> dict[str, float]:
+        """One PPO update on the collected rollout; ``progress`` in [0, 1) sets the
+        annealed learning rate. Returns mean losses and diagnostics per group."""
+        p, b = self.p, self.buffer
+        lr = p.lr * (1.0 - progress) if p.anneal_lr else p.lr
+        for opt in self.optimizers.values():
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+        T, E = b.terminated.shape
+        targets = {}
+        with torch.no_grad():
+            for name, net in self.nets.items():
+                adv, ret = self.advantages(name)
+                alive = b.alive.get(name)
+                if p.value_norm:
+                    net.value_norm.update(ret, alive)
+                    targets[name] = (adv, net.value_norm.normalize(ret), net.value_norm.normalize(b.values[name]))
+                else:
+                    targets[name] = (adv, ret, b.values[name])
+        stats: dict[str, list[Tensor]] = {}
+        for _ in range(p.num_epochs):
+            if p.recurrent:
+                order = torch.randperm(E, generator=self.generator, device=self.device)
+                chunks = order.split(self.derived.envs_per_minibatch)
+            else:
+                order = torch.randperm(T * E, generator=self.generator, device=self.device)
+                chunks = order.split(self.derived.samples_per_minibatch)
+            for idx in chunks:
+                for name, net in self.nets.items():
+                    out = self._minibatch_loss(name, net, idx, targets[name])
+                    opt = self.optimizers[name]
+                    opt.zero_grad(set_to_none=True)
+                    out["loss"].backward()
+                    out["actor_grad_norm"] = nn.utils.clip_grad_norm_(net.actor_parameters(), p.max_grad_norm)
+                    out["critic_grad_norm"] = nn.utils.clip_grad_norm_(net.critic_parameters(), p.max_grad_norm)
+                    opt.step()
+                    for k, v in out.items():
+                        stats.setdefault(f"{k}/{name}", []).append(v.detach())
+        metrics = {k: torch.stack(v).mean().item() for k, v in stats.items()}
+        metrics["lr"] = lr
+        for name, (adv, _, _) in targets.items():  # share of the return variance the critic explains
+            ret = adv + b.values[name]
+            metrics[f"explained_variance/{name}"] = (1 - adv.var() / ret.var().clamp_min(1e-8)).item()
+        return metrics
+
+    def _minibatch_loss(self, name: str, net: GroupActorCritic, idx: Tensor,
+                        targets: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
+        p, b = self.p, self.buffer
+        adv, ret, old_v = targets
+        mask_buf = b.masks.get(name)
+        alive_buf = b.alive.get(name)
+        if p.recurrent:  # whole sequences of the envs in idx: (T, B, A, ...)
+            pick = lambda x: x[:, idx]  # noqa: E731
+            h0a, h0c = b.h0[name]
+            obs, starts = pick(b.obs[name]), pick(b.starts)
+            state = pick(b.state) if b.state is not None else None
+            out = net.actor_seq(net.actor_input(obs), h0a[idx], starts)
+            v = net.critic_seq(net.critic_input(obs, state), h0c[idx], starts)
+        else:  # independent (t, env) samples: (B, A, ...)
+            pick = lambda x: x.flatten(0, 1)[idx]  # noqa: E731
+            obs = pick(b.obs[name])
+            state = pick(b.state) if b.state is not None else None
+            out = net.actor_seq(net.actor_input(obs), None, None)
+            v = net.critic_seq(net.critic_input(obs, state), None, None)
+        mask = pick(mask_buf) if mask_buf is not None else None
+        alive = pick(alive_buf) if alive_buf is not None else None
+        new_logp, entropy = logp_entropy(out, net.log_std, mask, pick(b.actions[name]))
+        a = pick(adv)
+        if p.norm_adv:
+            a = (a - masked_mean(a, alive)) / (a[alive] if alive is not None else a).std().clamp_min(1e-8)
+        losses = ppo_losses(new_logp, pick(b.logp[name]), a, v, pick(old_v), pick(ret), p.clip_coef, p.clip_vloss,
+                            alive)
+        losses["entropy"] = masked_mean(entropy, alive)
+        losses["loss"] = losses["policy_loss"] - p.ent_coef * losses["entropy"] + p.vf_coef * losses["value_loss"]
+        return losses
+
+    # -- checkpoints ---------------------------------------------------------------
+    def weights(self) -> dict[str, Tensor]:
+        """Every parameter and buffer (value normalisers included), by name."""
+        return {k: v.detach() for k, v in self.nets.state_dict().items()}
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        missing, unexpected = self.nets.load_state_dict(tensors, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"checkpoint weights do not match this config's networks: missing {missing}, "
+                             f"unexpected {unexpected}; was the run trained with other network settings?")
+
+    def trainer_state(self) -> dict[str, Any]:
+        """What resuming needs besides the weights: optimizers, RNG, the rollout's position."""
+        ts = self.ts
+        return {
+            "optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+            "generator": self.generator.get_state(),
+            "carry": self.carry,
+            "starts": self.starts,
+            "ts": {"obs": ts.obs, "terminated": ts.terminated, "truncated": ts.truncated,
+                   "action_mask": ts.action_mask, "alive": ts.alive},
+        }
+
+    def load_trainer_state(self, s: dict[str, Any]) -> None:
+        for n, o in self.optimizers.items():
+            o.load_state_dict(s["optimizers"][n])
+        self.generator.set_state(s["generator"])
+        t = s["ts"]
+        self.ts = TimeStep(obs=t["obs"], reward={}, terminated=t["terminated"], truncated=t["truncated"],
+                           final_obs=t["obs"], action_mask=t["action_mask"], alive=t["alive"])
+        self.starts, self.carry = s["starts"], s["carry"]
+        self.buffer = self._allocate(self.starts.shape[0])

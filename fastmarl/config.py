@@ -1,0 +1,278 @@
+"""Typed training configs, and the one place where they are validated.
+
+``TrainConfig`` describes a run (env, algorithm, budget, logging); ``PPOConfig``
+the PPO hyper-parameters shared by IPPO and MAPPO. Both are plain dataclasses:
+``fastmarl train`` parses them with tyro (one flag per field, the docstring under
+each field is its help), Python users build them directly. ``resolve`` checks a
+config against the env's spec and computes the derived sizes; every invalid
+combination is a ``ConfigError`` that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import tyro
+
+from fastmarl.envs.api import EnvSpec
+
+
+class ConfigError(ValueError):
+    """An invalid setting or combination of settings; the message says how to fix it."""
+
+
+def _parse_count(args: list[str]) -> int:
+    v = float(args[0])  # accepts 2e6 as well as 2000000
+    if v != int(v):
+        raise ValueError(f"expected a whole number, got {args[0]}")
+    return int(v)
+
+
+def parse_env_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["N=3", "local_ratio=0.5"]`` -> ``{"N": 3, "local_ratio": 0.5}``; values are
+    Python literals when they parse as one (3, 0.5, True, None), else strings."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"env kwargs are KEY=VALUE pairs (e.g. N=3), got {item!r}")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+# `--total-steps 2e6` and `--env-kwargs N=3 local_ratio=0.5` on the command line
+StepCount = Annotated[int, tyro.constructors.PrimitiveConstructorSpec(
+    nargs=1, metavar="INT", instance_from_str=_parse_count,
+    is_instance=lambda x: isinstance(x, int), str_from_instance=lambda x: [str(x)])]
+EnvKwargs = Annotated[dict[str, Any], tyro.constructors.PrimitiveConstructorSpec(
+    nargs="*", metavar="KEY=VALUE", instance_from_str=parse_env_kwargs,
+    is_instance=lambda x: isinstance(x, dict), str_from_instance=lambda d: [f"{k}={v!r}" for k, v in d.items()])]
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyper-parameters (IPPO and MAPPO)."""
+
+    num_steps: int = 25
+    """rollout length: steps per env between two updates"""
+    num_epochs: int = 4
+    """passes over each rollout"""
+    num_minibatches: int = 4
+    """minibatches per epoch"""
+    lr: float = 3e-3
+    """Adam learning rate (actor and critic)"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over the run"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_coef: float = 0.2
+    """PPO ratio clipping epsilon"""
+    clip_vloss: bool = True
+    """clip the value loss around the rollout's values (as the policy loss)"""
+    vf_coef: float = 1.0
+    """value loss coefficient"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    max_grad_norm: float = 10.0
+    """gradient norm clipping, applied to actor and critic separately"""
+    norm_adv: bool = True
+    """standardise advantages per minibatch"""
+    value_norm: bool = True
+    """normalise value targets with running mean/std (MAPPO's value normalisation)"""
+    hidden_size: int = 64
+    """width of the hidden layers (and of the GRU)"""
+    num_layers: int = 2
+    """hidden layers of the MLP (before the GRU if recurrent)"""
+    activation: Literal["tanh", "relu"] = "relu"
+    """hidden activation"""
+    recurrent: bool = False
+    """add a GRU to actor and critic (rollouts keep hidden states, reset at episode ends)"""
+    share_params: bool = True
+    """one network per group shared by its agents; False: one network per agent (batched)"""
+    agent_id: bool = True
+    """append a one-hot agent index to actor and critic inputs (only with shared parameters)"""
+    critic_obs: bool = True
+    """MAPPO: append the agent's own observation to the global state in the critic input"""
+    action_masks: bool | None = None
+    """use the env's action masks (discrete actions only); None: whenever the env provides them"""
+    log_std_init: float = -0.5
+    """continuous actions: initial log standard deviation of the Gaussian policy"""
+
+
+@dataclass
+class TrainConfig:
+    """A training run: ``fastmarl train --algo mappo --env simple_spread_v3``."""
+
+    algo: Literal["ippo", "mappo"] = "mappo"
+    """ippo: each critic sees its agent's observation; mappo: a centralized critic on the global state"""
+    env: str = "simple_spread_v3"
+    """env id (see `fastmarl envs`)"""
+    env_kwargs: EnvKwargs = field(default_factory=dict)
+    """env keyword arguments, e.g. `--env-kwargs N=3 local_ratio=0.5`"""
+    total_steps: StepCount = 2_000_000
+    """env steps to train for (one step of one env, all agents acting); e.g. 2e6"""
+    num_envs: int = 200
+    """parallel envs in the batched training env"""
+    seed: int = 0
+    """seed of env, network init and action sampling"""
+    device: str = "cpu"
+    """torch device (cpu, cuda, ...)"""
+    name: str | None = None
+    """run name; the run directory is runs_dir/name (default: env__algo__seed__time)"""
+    runs_dir: str = "runs"
+    """parent folder of run directories"""
+    eval_interval: StepCount = 250_000
+    """env steps between evaluations (0: only at the end)"""
+    eval_episodes: int = 100
+    """episodes per evaluation (deterministic and stochastic each)"""
+    checkpoint_interval: StepCount = 500_000
+    """env steps between checkpoints (0: only at the end)"""
+    keep_checkpoints: int = 3
+    """checkpoints kept on disk (oldest deleted first)"""
+    gif: bool = True
+    """render a GIF of a deterministic evaluation episode at the end"""
+    tensorboard: bool = True
+    """write TensorBoard events next to metrics.csv"""
+    progress: bool = True
+    """show a progress bar"""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)"""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO hyper-parameters"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict (e.g. a run's config.json); unknown keys are errors."""
+        return _from_dict(cls, d, "")
+
+
+def _from_dict(cls, d: dict[str, Any], where: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in d if k not in fields]
+    if unknown:
+        hints = []
+        for k in unknown:
+            close = difflib.get_close_matches(k, list(fields), n=1)
+            hints.append(f"{where}{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise ConfigError(f"unknown config key(s) {', '.join(hints)}; known keys: {sorted(fields)}")
+    kw = {}
+    for k, v in d.items():
+        if k == "ppo":
+            v = _from_dict(PPOConfig, v, "ppo.")
+        kw[k] = v
+    return cls(**kw)
+
+
+# -- capabilities and validation ---------------------------------------------
+
+@dataclass(frozen=True)
+class AlgoInfo:
+    """What an algorithm can do; the CLI rejects combinations it cannot."""
+
+    name: str
+    centralized_critic: bool
+    needs_state: bool
+    supports_discrete: bool = True
+    supports_continuous: bool = True
+
+
+ALGOS = {
+    "ippo": AlgoInfo("ippo", centralized_critic=False, needs_state=False),
+    "mappo": AlgoInfo("mappo", centralized_critic=True, needs_state=True),
+}
+
+
+@dataclass(frozen=True)
+class Derived:
+    """Sizes computed once from a validated config and env spec."""
+
+    steps_per_iteration: int  # num_envs * num_steps env steps
+    num_iterations: int  # ceil(total_steps / steps_per_iteration)
+    envs_per_minibatch: int  # recurrent: whole env sequences per minibatch
+    samples_per_minibatch: int  # feed-forward: (t, env) samples per minibatch
+    action_masks: dict[str, bool]  # group -> use the env's action masks
+
+
+def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
+    """Validate ``cfg`` against ``spec``; return derived sizes. Raises ConfigError."""
+    p = cfg.ppo
+    algo = ALGOS.get(cfg.algo)
+    if algo is None:
+        raise ConfigError(f"unknown algo {cfg.algo!r}; choose one of {sorted(ALGOS)}")
+    for name, value, low in [("num_envs", cfg.num_envs, 1), ("total_steps", cfg.total_steps, 1),
+                             ("eval_episodes", cfg.eval_episodes, 1), ("keep_checkpoints", cfg.keep_checkpoints, 1),
+                             ("ppo.num_steps", p.num_steps, 1), ("ppo.num_epochs", p.num_epochs, 1),
+                             ("ppo.num_minibatches", p.num_minibatches, 1), ("ppo.hidden_size", p.hidden_size, 1),
+                             ("ppo.num_layers", p.num_layers, 0), ("eval_interval", cfg.eval_interval, 0),
+                             ("checkpoint_interval", cfg.checkpoint_interval, 0)]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+    for k, v in cfg.env_kwargs.items():
+        try:
+            json.dumps(v)
+        except TypeError:
+            raise ConfigError(f"env kwarg {k}={v!r} cannot be saved in the run's config.json; use JSON values "
+                              "(numbers, strings, booleans, None, lists)") from None
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads must be >= 1 or None, got {cfg.threads}")
+    for name, value in [("lr", p.lr), ("clip_coef", p.clip_coef), ("max_grad_norm", p.max_grad_norm)]:
+        if not value > 0:
+            raise ConfigError(f"ppo.{name} must be > 0, got {value}")
+    for name, value in [("gamma", p.gamma), ("gae_lambda", p.gae_lambda)]:
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"ppo.{name} must be in [0, 1], got {value}")
+    if p.vf_coef < 0 or p.ent_coef < 0:
+        raise ConfigError("ppo.vf_coef and ppo.ent_coef must be >= 0")
+
+    if algo.needs_state and spec.state_dim == 0:
+        raise ConfigError(f"{cfg.algo} needs a global state for its centralized critic, but {spec.env_id} has "
+                          "state_dim 0 (no state()); use --algo ippo, whose critics see each agent's observation")
+    masks: dict[str, bool] = {}
+    for g in spec.groups.values():
+        if not g.discrete and not algo.supports_continuous:
+            raise ConfigError(f"{cfg.algo} does not support continuous actions (group {g.name!r})")
+        if g.discrete and not algo.supports_discrete:
+            raise ConfigError(f"{cfg.algo} does not support discrete actions (group {g.name!r})")
+        if p.action_masks and not g.discrete:
+            raise ConfigError(f"action masks apply to discrete actions only, but group {g.name!r} has continuous "
+                              f"(Box) actions; leave --action-masks unset (auto)")
+        if p.action_masks and not spec.has_action_mask:
+            raise ConfigError(f"--action-masks was requested but {spec.env_id} provides no action masks; "
+                              "leave action_masks at None (auto)")
+        masks[g.name] = bool(g.discrete and spec.has_action_mask and p.action_masks is not False)
+
+    steps_per_iteration = cfg.num_envs * p.num_steps
+    if cfg.total_steps < steps_per_iteration:
+        raise ConfigError(f"total_steps={cfg.total_steps} is less than one iteration (num_envs * num_steps = "
+                          f"{cfg.num_envs} * {p.num_steps} = {steps_per_iteration}); raise --total-steps or lower "
+                          "--num-envs / --num-steps")
+    if p.recurrent:
+        if cfg.num_envs % p.num_minibatches:
+            raise ConfigError(f"recurrent PPO splits minibatches by env: num_envs={cfg.num_envs} must be divisible "
+                              f"by num_minibatches={p.num_minibatches}")
+    elif steps_per_iteration % p.num_minibatches:
+        raise ConfigError(f"num_envs * num_steps = {steps_per_iteration} must be divisible by "
+                          f"num_minibatches={p.num_minibatches}")
+    num_iterations = -(-cfg.total_steps // steps_per_iteration)
+    return Derived(
+        steps_per_iteration=steps_per_iteration,
+        num_iterations=num_iterations,
+        envs_per_minibatch=cfg.num_envs // p.num_minibatches,
+        samples_per_minibatch=steps_per_iteration // p.num_minibatches,
+        action_masks=masks,
+    )

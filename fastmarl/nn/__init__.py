@@ -1,0 +1,6 @@
+"""Network building blocks; shapes are (..., A, features) with A the agent axis."""
+
+from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
+from fastmarl.nn.normalize import RunningMeanStd
+
+__all__ = ["AgentLinear", "AgentMLP", "AgentGRU", "agent_id_onehot", "RunningMeanStd"]

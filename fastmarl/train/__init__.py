@@ -1,0 +1,21 @@
+"""Training: the runner loop, run directories, checkpoints, evaluation, CLI.
+
+``fastmarl.train`` is both this package and the training function:
+``fastmarl.train(TrainConfig(...))`` calls :func:`fastmarl.train.runner.train`
+(the module is made callable so that ``import fastmarl.train.runner`` keeps working).
+"""
+
+import sys
+import types
+
+from fastmarl.train.runner import TrainResult, evaluate_run, load_policy, render_run, train
+
+__all__ = ["train", "TrainResult", "evaluate_run", "render_run", "load_policy"]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

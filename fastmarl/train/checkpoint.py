@@ -1,0 +1,187 @@
+"""Checkpoints: atomic on disk, verified on load.
+
+A checkpoint is a folder ``checkpoints/step_<global step>/`` holding
+
+- ``model.safetensors``: every network weight and buffer (value normalisers too);
+- ``trainer.pt``: optimizer states, RNG states, the env's state and the rollout's
+  position (everything an exact resume needs), loaded with ``weights_only=True``;
+- ``manifest.json``: format, step, and the size and SHA-256 of each file.
+
+It is written into a hidden temporary folder and renamed into place with
+``os.replace`` only when complete, then ``checkpoints/latest`` (a one-line file,
+also replaced atomically) is pointed at it, so a crash at any moment leaves the
+previous checkpoint intact. Loading re-hashes every file against the manifest
+and raises ``CheckpointError`` naming the broken file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+FORMAT = "fastmarl-checkpoint-v1"
+MODEL, TRAINER, MANIFEST, LATEST = "model.safetensors", "trainer.pt", "manifest.json", "latest"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or corrupted; the message says which file and what to do."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _write_bytes(tmp, text.encode())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(folder: Path, step: int, weights: dict[str, Tensor], trainer: dict[str, Any],
+                    info: dict[str, Any] | None = None, keep: int | None = None) -> Path:
+    """Write ``folder/step_<step>`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+    from safetensors.torch import save as st_save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"step_{step:012d}"
+    final = folder / name
+    tmp = folder / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in weights.items()}
+    _write_bytes(tmp / MODEL, st_save(tensors, metadata={"format": FORMAT, "step": str(step)}))
+    buf = io.BytesIO()
+    torch.save(trainer, buf)
+    _write_bytes(tmp / TRAINER, buf.getvalue())
+    files = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in (MODEL, TRAINER)}
+    manifest = {"format": FORMAT, "step": step, "files": files, **(info or {})}
+    _write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
+    if final.exists():  # re-writing the same step (e.g. after a resume): replace it whole
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(folder / LATEST, name + "\n")
+    if keep is not None:
+        for old in list_checkpoints(folder)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    """Complete-looking checkpoint folders, oldest first (temporary folders excluded)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step_"))
+
+
+def latest_checkpoint(folder: Path) -> Path:
+    """The checkpoint ``latest`` points to (or the newest folder if that file is missing)."""
+    pointer = folder / LATEST
+    if pointer.is_file():
+        target = folder / pointer.read_text().strip()
+        if not target.is_dir():
+            raise CheckpointError(f"{pointer} points to {target.name}, which does not exist; pass an existing "
+                                  f"checkpoint folder explicitly (found: {[p.name for p in list_checkpoints(folder)]})")
+        return target
+    found = list_checkpoints(folder)
+    if not found:
+        raise CheckpointError(f"no checkpoint in {folder}: the run was stopped before its first checkpoint; "
+                              "start it again (delete its folder or choose another --name)")
+    return found[-1]
+
+
+def verify_checkpoint(path: Path) -> dict[str, Any]:
+    """Check the manifest and every file's size and SHA-256; return the manifest."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise CheckpointError(f"checkpoint {path} is incomplete: it has no {MANIFEST} (it was not fully "
+                              "written); use an earlier checkpoint")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"checkpoint {path} is corrupted: {MANIFEST} is not valid JSON ({e}); "
+                              "use an earlier checkpoint") from e
+    if manifest.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {path}: unknown format {manifest.get('format')!r}, expected {FORMAT!r}")
+    for fname, want in manifest["files"].items():
+        f = path / fname
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint {path} is incomplete: {fname} is missing; use an earlier checkpoint")
+        size = f.stat().st_size
+        if size != want["bytes"]:
+            raise CheckpointError(f"checkpoint {path} is corrupted: {fname} has {size} bytes, the manifest says "
+                                  f"{want['bytes']} (truncated or partially written); use an earlier checkpoint")
+        digest = _sha256(f)
+        if digest != want["sha256"]:
+            raise CheckpointError(f"checkpoint {path} is corrupted: {fname} has SHA-256 {digest[:12]}..., the "
+                                  f"manifest says {want['sha256'][:12]}...; use an earlier checkpoint")
+    return manifest
+
+
+def load_checkpoint(path: Path, trainer: bool = True,
+                    map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any] | None, dict]:
+    """Verify, then load ``(weights, trainer state or None, manifest)``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    manifest = verify_checkpoint(path)
+    weights = load_file(path / MODEL, device=str(map_location))
+    state = torch.load(path / TRAINER, map_location=map_location, weights_only=True) if trainer else None
+    return weights, state, manifest
+
+
+# -- env state ------------------------------------------------------------------
+# The VecEnv protocol has no state_dict yet; MPE envs expose their world state
+# and generator, which is all an exact resume needs.
+
+def env_state_dict(env) -> dict[str, Any] | None:
+    if hasattr(env, "state_dict"):
+        return env.state_dict()
+    ws, gen = getattr(env, "world_state", None), getattr(env, "_gen", None)
+    if ws is None or gen is None:
+        return None
+    return {"world": {k: v for k, v in ws._asdict().items()}, "generator": gen.get_state()}
+
+
+def load_env_state_dict(env, s: dict[str, Any] | None) -> bool:
+    """Restore the env; False if it cannot be (then the caller resets it)."""
+    if s is None:
+        return False
+    if hasattr(env, "load_state_dict"):
+        env.load_state_dict(s)
+        return True
+    ws = env.world_state
+    env.set_world_state(ws._replace(**{k: _to(v, env.device) for k, v in s["world"].items()}))
+    env._gen.set_state(s["generator"])
+    return True
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x

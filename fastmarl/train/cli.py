@@ -1,0 +1,134 @@
+"""``fastmarl train | eval | render``: tyro over the typed configs of fastmarl.config.
+
+``fastmarl train --algo mappo --env simple_spread_v3 --total-steps 2e6``
+``fastmarl train --resume runs/NAME [--total-steps 4e6]``
+``fastmarl eval runs/NAME [--episodes 100]``
+``fastmarl render runs/NAME --out episode.gif``
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+import tyro
+
+from fastmarl.config import ConfigError, TrainConfig
+
+_FLAT = (tyro.conf.OmitArgPrefixes,)  # --lr rather than --ppo.lr
+
+
+def _run(cmd: str, fn: Callable[[], int]) -> int:
+    from fastmarl.train.checkpoint import CheckpointError
+
+    try:
+        return fn()
+    except (ConfigError, CheckpointError, KeyError, TypeError, ValueError) as e:
+        # config, checkpoint and env-construction errors carry their own instructions
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"fastmarl {cmd}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+def _pop_option(argv: list[str], name: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            value = argv[i + 1]
+            del argv[i:i + 2]
+            return value
+        if a.startswith(name + "="):
+            del argv[i]
+            return a.split("=", 1)[1]
+    return None
+
+
+def train_main(argv: list[str]) -> int:
+    """Parse a TrainConfig (on top of the saved one with --resume) and train."""
+    argv = list(argv)
+    resume = _pop_option(argv, "--resume")
+
+    def go() -> int:
+        from fastmarl.train.rundir import RunDir
+        from fastmarl.train.runner import train
+
+        default = RunDir.open(resume).read_config() if resume else TrainConfig()
+        cfg = tyro.cli(TrainConfig, args=argv, default=default, prog="fastmarl train", config=_FLAT,
+                       description="Train IPPO/MAPPO. `--resume runs/NAME` continues a run from its last checkpoint "
+                                   "(then the other options override the saved config).")
+        res = train(cfg, resume=resume)
+        ev = res.final_eval
+        summary = f"run directory: {res.run_dir}  ({res.global_step:,} env steps)"
+        if ev:
+            summary += f"\nfinal eval return per agent: deterministic {ev['return_det']:.2f}, " \
+                       f"stochastic {ev['return_stoch']:.2f}"
+        print(summary)
+        return 0
+
+    return _run("train", go)
+
+
+@dataclass
+class EvalArgs:
+    """Evaluate a run's checkpoint: N episodes, deterministic and stochastic."""
+
+    run: tyro.conf.Positional[str]
+    """run directory, e.g. runs/NAME"""
+    episodes: int = 100
+    """episodes per mode"""
+    checkpoint: str | None = None
+    """checkpoint folder (default: the run's latest)"""
+    seed: int | None = None
+    """seed of the evaluation episodes (default: the run's evaluation seed)"""
+    json: bool = False
+    """print the result as one JSON line"""
+
+
+def eval_main(argv: list[str]) -> int:
+    args = tyro.cli(EvalArgs, args=list(argv), prog="fastmarl eval")
+
+    def go() -> int:
+        from fastmarl.train.runner import evaluate_run
+
+        res = evaluate_run(args.run, args.episodes, args.checkpoint, args.seed)
+        if args.json:
+            print(json.dumps(res))
+        else:
+            print(f"{args.run} @ step {int(res['step']):,}, {args.episodes} episodes, return per agent:")
+            for mode in ("det", "stoch"):
+                extra = "  ".join(f"{k}={v:.2f}" for k, v in res.items() if k.startswith(f"return_{mode}/"))
+                print(f"  {'deterministic' if mode == 'det' else 'stochastic':<13} {res[f'return_{mode}']:8.2f} "
+                      f"± {res[f'return_std_{mode}']:.2f}  {extra}")
+        return 0
+
+    return _run("eval", go)
+
+
+@dataclass
+class RenderArgs:
+    """Render one episode of a run's policy to a GIF."""
+
+    run: tyro.conf.Positional[str]
+    """run directory, e.g. runs/NAME"""
+    out: str | None = None
+    """output GIF (default: runs/NAME/episode.gif)"""
+    checkpoint: str | None = None
+    """checkpoint folder (default: the run's latest)"""
+    stochastic: bool = False
+    """sample actions instead of taking the most likely one"""
+    seed: int | None = None
+    """seed of the episode"""
+
+
+def render_main(argv: list[str]) -> int:
+    args = tyro.cli(RenderArgs, args=list(argv), prog="fastmarl render")
+
+    def go() -> int:
+        from fastmarl.train.runner import render_run
+
+        path = render_run(args.run, args.out, args.checkpoint, deterministic=not args.stochastic, seed=args.seed)
+        print(f"wrote {path}")
+        return 0
+
+    return _run("render", go)
