@@ -6,7 +6,8 @@ import torch
 import fastmarl
 
 
-@pytest.mark.parametrize("env_id,kwargs", [("simple_spread_v3", {}), ("simple_tag_v3", {})])
+@pytest.mark.parametrize("env_id,kwargs", [("simple_spread_v3", {}), ("simple_tag_v3", {}), ("simple_world_comm_v3", {}),
+                                           ("simple_speaker_listener_v4", {}), ("simple_crypto_v3", {})])
 def test_compiled_step_matches_eager(env_id, kwargs):
     try:
         eager = fastmarl.make(env_id, num_envs=16, seed=3, max_cycles=10, **kwargs)

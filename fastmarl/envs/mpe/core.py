@@ -40,7 +40,7 @@ DIM_P = 2
 _MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 N_MOVES = len(_MOVES)
 # below this many envs the re-layout costs more than the vectorization gains (measured)
-ENV_LAST_MIN_ENVS = 256
+ENV_LAST_MIN_ENVS = 64
 
 
 @dataclass
@@ -118,13 +118,27 @@ class World:
         self.color = torch.tensor(wd.color, **f)
         self.dt, self.damping = wd.dt, wd.damping
         self.contact_force, self.contact_margin = wd.contact_force, wd.contact_margin
-        # Colliding entities. A contiguous run is sliced (a view), else gathered.
+        # Contact pairs: colliding entities a < b where at least one of them moves
+        # (forces on immovable entities are never used). Each pair is computed
+        # once; the force on b is minus the force on a, as in mpe2.
+        pairs = [(a, b) for a in range(N) for b in range(a + 1, N)
+                 if wd.collide[a] and wd.collide[b] and (wd.movable[a] or wd.movable[b])]
+        self.n_pairs = len(pairs)
+        self.pair_a = torch.tensor([p[0] for p in pairs], device=device, dtype=torch.long)
+        self.pair_b = torch.tensor([p[1] for p in pairs], device=device, dtype=torch.long)
+        self.pair_dist_min = self.size[self.pair_a] + self.size[self.pair_b] if pairs else self.size[:0]
+        # (P, N) signed incidence: +1 on a, -1 on b, 0 for immovable entities
+        inc = torch.zeros(len(pairs), N, **f)
+        for p, (a, b) in enumerate(pairs):
+            inc[p, a] = 1.0 if wd.movable[a] else 0.0
+            inc[p, b] = -1.0 if wd.movable[b] else 0.0
+        self.pair_incidence = inc
+        # Dense form used by compiled steps: all ordered pairs of colliders.
         col = [i for i in range(N) if wd.collide[i]]
         self.n_col = len(col)
         self.col_slice = slice(col[0], col[-1] + 1) if col and col == list(range(col[0], col[-1] + 1)) else None
         self.col_idx = torch.tensor(col, device=device, dtype=torch.long)
-        pair = ~torch.eye(len(col), dtype=torch.bool, device=device)
-        self.pair_mask = pair[None, :, :, None]  # (1, nc, nc, 1)
+        self.pair_mask = (~torch.eye(len(col), dtype=torch.bool, device=device))[None, :, :, None]  # (1, nc, nc, 1)
         size_c = self.size[self.col_idx]
         self.col_dist_min = size_c[:, None] + size_c[None, :]
         self.col_movable = self.movable[self.col_idx][None, :, None]
@@ -214,7 +228,10 @@ def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
     pos, vel = s.pos, s.vel
     A = w.A
     force_agents, force_lm = u, None
-    if w.n_col > 1:
+    if torch.compiler.is_compiling() and w.n_col > 1:
+        # Compiled: every ordered pair of colliders, as one dense block that
+        # inductor fuses and vectorizes (measured 2x faster here than the pair
+        # list, whose gathers and per-entity sums it does not vectorize).
         pc = pos[:, w.col_slice] if w.col_slice is not None else pos[:, w.col_idx]
         delta = pc[:, :, None, :] - pc[:, None, :, :]  # (E, nc, nc, 2): p_a - p_b
         dist = norm2(delta)
@@ -230,6 +247,17 @@ def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
             full[:, w.col_idx] = f
             force_agents = u + full[:, :A]
             force_lm = full[:, A:]
+    elif w.n_pairs:
+        # Eager: each contact pair once (half the work of all ordered pairs, and
+        # none between two immovable entities), summed per entity by one matmul.
+        delta = pos[:, w.pair_a] - pos[:, w.pair_b]  # (E, P, 2): p_a - p_b
+        dist = norm2(delta)
+        k = w.contact_margin
+        pen = torch.nn.functional.softplus(-(dist - w.pair_dist_min) / k) * k
+        f = w.contact_force * delta / dist[..., None] * pen[..., None]  # force on a; b gets -f
+        full = torch.einsum("epd,pn->end", f, w.pair_incidence)  # (E, N, 2) total contact force
+        force_agents = u + full[:, :A]
+        force_lm = full[:, A:]
     # integrate agents (and movable landmarks, if any)
     max_speed = s.extra.get("max_speed")  # optional per-env override (E, N)
     new_pos_a, new_vel_a = _integrate(w, pos[:, :A], vel[:, :A], force_agents, slice(0, A), max_speed)
