@@ -85,3 +85,14 @@ def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", see
 
 def list_envs() -> list[EnvEntry]:
     return sorted(_REGISTRY.values(), key=lambda e: (e.family, e.env_id))
+
+
+# -- matrix games (family "matrix"; fastmarl.envs.matrix) ---------------------------
+def _register_matrix() -> None:
+    from fastmarl.envs.matrix import GAMES, matrix_factory
+
+    for env_id, (_, _, desc) in GAMES.items():
+        register(env_id, matrix_factory(env_id), "matrix", desc)
+
+
+_register_matrix()

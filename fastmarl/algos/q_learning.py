@@ -1,0 +1,635 @@
+"""Value-based MARL in one file: IQL, VDN and QMIX differ only in the mixer.
+
+Every agent has a utility network ``Q_i(o_i, a)`` (feed-forward, or recurrent
+over its observation history) and acts epsilon-greedily on it (decentralised
+execution). Training (centralised) samples whole stored episodes and minimises
+a one-step TD error:
+
+- IQL: each agent on its own reward, ``(Q_i(o_t, a_t) - y_i)^2`` with
+  ``y_i = r_i + gamma * (1 - terminated) * Q_i'(o_{t+1}, a*)``;
+- VDN: the team on the team reward, ``Q_tot = sum_i Q_i``;
+- QMIX: ``Q_tot = mix(Q_1..Q_A, s_t)`` with the monotonic hypernetwork mixer,
+  and the target ``y = r + gamma * (1 - terminated) * mix'(Q'_1..Q'_A, s_{t+1})``.
+
+``Q'`` and ``mix'`` are target networks (hard copies every
+``target_update_interval`` updates, or Polyak averaging with ``tau``).
+``a*`` is the greedy next action of the target network, or with double Q-learning
+(van Hasselt et al., 2016) that of the online network, evaluated by the target.
+Illegal actions (env action masks) are never taken nor bootstrapped from.
+
+Groups: every group of the env (e.g. predators and prey) is its own team with
+its own networks, mixer, optimizer and team reward (``team_reward`` of the
+group's agents' rewards), so mixed cooperative-competitive envs train too.
+
+Episode storage (:class:`fastmarl.train.replay.EpisodeBuffer`), per group ``g``
+with ``A`` agents, ``T`` steps, ``n`` actions, ``D`` observation features:
+
+=================  =====================  ======================================
+field              shape                  meaning
+=================  =====================  ======================================
+obs/g              (B, T + 1, A, D)       observations, the last is final_obs
+mask/g             (B, T + 1, A, n)       legal actions (if the env masks)
+state              (B, T + 1, S)          global state (QMIX)
+action/g           (B, T, A)              actions taken
+reward/g           (B, T, A)              rewards received
+terminated         (B, T)                 the episode terminated at t (no bootstrap)
+filled             (B, T)                 real (not padded) steps
+=================  =====================  ======================================
+
+Python API: ``train_q(QConfig(algo="qmix", env="simple_spread_v3"))`` returns a
+:class:`QResult` with the metrics; the config is a typed dataclass, validated by
+``validate_q_config`` (unknown keys in ``QConfig.from_dict`` are errors).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+import fastmarl
+from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
+from fastmarl.config import ConfigError
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
+from fastmarl.nn.mixers import QMixer, VDNMixer
+from fastmarl.nn.normalize import RunningMeanStd
+from fastmarl.train.episodes import EpisodeTracker, evaluate_policy
+from fastmarl.train.replay import EpisodeBuffer
+
+EVAL_SEED_OFFSET = 1_000_003  # as fastmarl.train.runner: eval envs never share start states with training
+
+
+# -- config -------------------------------------------------------------------------
+
+@dataclass
+class QConfig:
+    """IQL / VDN / QMIX: ``train_q(QConfig(algo="qmix", env="simple_spread_v3"))``."""
+
+    algo: Literal["iql", "vdn", "qmix"] = "qmix"
+    """iql: independent learners; vdn: Q_tot = sum of utilities; qmix: state-conditioned monotonic mixer"""
+    env: str = "simple_spread_v3"
+    """env id (see `fastmarl envs`); every action space must be discrete"""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """env keyword arguments, e.g. {"N": 3}"""
+    total_steps: int = 2_000_000
+    """env steps to train for (one step of one env)"""
+    num_envs: int = 8
+    """parallel envs collecting experience"""
+    seed: int = 0
+    """seed of env, network initialisation, exploration and replay sampling"""
+    device: str = "cpu"
+    """torch device"""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default)"""
+
+    buffer_size: int = 5000
+    """episodes (or chunks of max_seq_len steps) kept in the replay buffer"""
+    batch_size: int = 32
+    """episodes per gradient update"""
+    max_seq_len: int | None = None
+    """longest stored sequence; None: the env's max_episode_steps (longer episodes are cut into chunks)"""
+    learning_starts: int = 32
+    """episodes in the buffer before the first update (at least batch_size)"""
+    update_interval: int = 200
+    """env steps (all envs together) per gradient update"""
+
+    lr: float = 5e-4
+    """learning rate"""
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    """optimizer (PyMARL used RMSprop(alpha=0.99, eps=1e-5), EPyMARL Adam)"""
+    gamma: float = 0.99
+    """discount factor"""
+    grad_clip: float = 10.0
+    """gradient norm clipping per group"""
+    double_q: bool = True
+    """double Q-learning: the online network picks the bootstrap action, the target network values it"""
+    target_update: Literal["hard", "soft"] = "hard"
+    """hard: copy every target_update_interval updates; soft: Polyak average with tau every update"""
+    target_update_interval: int = 200
+    """gradient updates between hard target copies"""
+    tau: float = 0.005
+    """soft target update rate: target <- tau * online + (1 - tau) * target"""
+    team_reward: Literal["mean", "sum"] = "mean"
+    """VDN/QMIX: the team reward of a group is the mean (or sum) of its agents' rewards"""
+    standardise_rewards: bool = False
+    """train on (r - mean) / std with running statistics of the rewards (EPyMARL's option); the shift changes
+    the optimal policy where episodes can end early, so it is off by default"""
+
+    epsilon_start: float = 1.0
+    """exploration rate at the start"""
+    epsilon_end: float = 0.05
+    """exploration rate after the anneal"""
+    epsilon_anneal_steps: int = 50_000
+    """env steps over which epsilon decays linearly"""
+
+    recurrent: bool = True
+    """GRU agents trained over whole stored episodes (False: feed-forward on the observation)"""
+    hidden_size: int = 64
+    """width of the agent network's hidden layers (and GRU)"""
+    num_layers: int = 1
+    """hidden ReLU layers before the GRU (or before the output when feed-forward)"""
+    share_params: bool = True
+    """one utility network per group shared by its agents (False: one per agent, batched)"""
+    agent_id: bool = True
+    """append a one-hot agent index to the network input (only with shared parameters)"""
+    action_masks: bool | None = None
+    """use the env's action masks; None: whenever the env provides them"""
+    mixer_embed: int = 32
+    """QMIX: width of the mixing network's hidden layer"""
+    hypernet_layers: int = 2
+    """QMIX: layers of the hypernetworks producing the mixing weights (1 or 2)"""
+    hypernet_embed: int = 64
+    """QMIX: hidden width of 2-layer hypernetworks"""
+
+    log_interval: int = 10_000
+    """env steps between rows of training metrics"""
+    eval_interval: int = 0
+    """env steps between greedy evaluations (0: only at the end)"""
+    eval_episodes: int = 32
+    """episodes per evaluation (greedy actions)"""
+    runs_dir: str | None = None
+    """write a run directory (config, metrics.csv, eval.csv, checkpoint) under this folder; None: no files"""
+    name: str | None = None
+    """run name (default: env__algo__seed__time)"""
+    tensorboard: bool = False
+    """also write TensorBoard events (with runs_dir)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "QConfig":
+        """Build from a dict (e.g. a run's config.json); unknown keys are errors."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"expected a mapping, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            hints = [k + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, names, n=1)) else "")
+                     for k in unknown]
+            raise ConfigError(f"unknown QConfig key(s) {', '.join(hints)}; known keys: {sorted(names)}")
+        return cls(**d)
+
+
+ALGO_INFO = {  # capabilities, for the CLI's early checks
+    "iql": dict(needs_state=False, supports_discrete=True, supports_continuous=False, off_policy=True),
+    "vdn": dict(needs_state=False, supports_discrete=True, supports_continuous=False, off_policy=True),
+    "qmix": dict(needs_state=True, supports_discrete=True, supports_continuous=False, off_policy=True),
+}
+
+
+@dataclass(frozen=True)
+class QDerived:
+    max_seq_len: int
+    action_masks: dict[str, bool]
+
+
+def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
+    """Check ``cfg`` against the env ``spec``; ConfigError says what to change."""
+    if cfg.algo not in ALGO_INFO:
+        raise ConfigError(f"unknown algo {cfg.algo!r}; choose one of {sorted(ALGO_INFO)}")
+    for name, low in [("total_steps", 1), ("num_envs", 1), ("buffer_size", 1), ("batch_size", 1),
+                      ("learning_starts", 0), ("update_interval", 1), ("target_update_interval", 1),
+                      ("epsilon_anneal_steps", 0), ("hidden_size", 1), ("num_layers", 0), ("mixer_embed", 1),
+                      ("hypernet_embed", 1), ("log_interval", 1), ("eval_interval", 0), ("eval_episodes", 1)]:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
+    if cfg.hypernet_layers not in (1, 2):
+        raise ConfigError(f"hypernet_layers must be 1 or 2, got {cfg.hypernet_layers}")
+    for name in ("gamma", "epsilon_start", "epsilon_end"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ConfigError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if not cfg.lr > 0 or not cfg.grad_clip > 0:
+        raise ConfigError(f"lr and grad_clip must be > 0, got {cfg.lr}, {cfg.grad_clip}")
+    if cfg.target_update == "soft" and not 0.0 < cfg.tau <= 1.0:
+        raise ConfigError(f"tau must be in (0, 1] for soft target updates, got {cfg.tau}")
+    if cfg.target_update not in ("hard", "soft") or cfg.optimizer not in ("adam", "rmsprop") or \
+            cfg.team_reward not in ("mean", "sum"):
+        raise ConfigError("target_update must be 'hard' or 'soft', optimizer 'adam' or 'rmsprop', team_reward "
+                          "'mean' or 'sum'")
+    if cfg.buffer_size < cfg.batch_size:
+        raise ConfigError(f"buffer_size ({cfg.buffer_size}) must hold at least one batch ({cfg.batch_size} episodes)")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads must be >= 1 or None, got {cfg.threads}")
+    for g in spec.groups.values():
+        if not g.discrete:
+            raise ConfigError(f"{cfg.algo} needs discrete actions, but group {g.name!r} of {spec.env_id} has "
+                              f"{g.action_space}; create the env with discrete actions (env_kwargs "
+                              "continuous_actions=False) or use ippo/mappo")
+    if ALGO_INFO[cfg.algo]["needs_state"] and spec.state_dim == 0:
+        raise ConfigError(f"qmix conditions its mixer on the global state, but {spec.env_id} has no state() "
+                          "(state_dim 0); use algo='vdn' (no state needed)")
+    if cfg.action_masks and not spec.has_action_mask:
+        raise ConfigError(f"action_masks=True but {spec.env_id} provides no action masks; leave it None (auto)")
+    T = cfg.max_seq_len if cfg.max_seq_len is not None else spec.max_episode_steps
+    if T is None:
+        raise ConfigError(f"{spec.env_id} has no episode limit (max_episode_steps None): set max_seq_len to the "
+                          "length of the stored sequences (longer episodes are cut into chunks)")
+    if not isinstance(T, int) or T < 1:
+        raise ConfigError(f"max_seq_len must be a positive int, got {T!r}")
+    masks = {n: bool(spec.has_action_mask and cfg.action_masks is not False) for n in spec.groups}
+    return QDerived(max_seq_len=T, action_masks=masks)
+
+
+# -- shared maths ---------------------------------------------------------------------
+
+@torch.no_grad()
+def hard_update(target: nn.Module, online: nn.Module) -> None:
+    """target <- online (parameters and buffers)."""
+    target.load_state_dict(online.state_dict())
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """Polyak averaging: target <- tau * online + (1 - tau) * target."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o, tau)
+
+
+def bootstrap_values(q_online_next: Tensor, q_target_next: Tensor, mask_next: Tensor | None, double_q: bool) -> Tensor:
+    """Per-agent next-state values (..., A) from Q-values (..., A, n).
+
+    Double Q: the online network's greedy (legal) action valued by the target
+    network; else the target network's max over legal actions. Rows with no
+    legal action (e.g. a dead agent) are worth 0."""
+    if double_q:
+        a = masked_greedy(q_online_next, mask_next)
+        v = q_target_next.gather(-1, a[..., None]).squeeze(-1)
+    else:
+        q = q_target_next if mask_next is None else q_target_next.masked_fill(~mask_next, float("-inf"))
+        v = q.amax(-1)
+    if mask_next is not None:
+        v = torch.where(mask_next.any(-1), v, 0.0)
+    return v
+
+
+# -- networks -----------------------------------------------------------------------
+
+class GroupQNet(nn.Module):
+    """Utility networks of one group: obs (..., A, D) -> Q (..., A, n).
+
+    ``num_layers`` ReLU layers, then a GRU (recurrent) and a linear head; one set
+    of weights shared by the group's agents or one per agent (batched)."""
+
+    def __init__(self, group: GroupSpec, cfg: QConfig):
+        super().__init__()
+        A = group.num_agents
+        self.num_agents = A
+        self.use_id = cfg.agent_id and cfg.share_params and A > 1
+        K = 1 if cfg.share_params else A
+        in_dim = group.obs_dim + (A if self.use_id else 0)
+        self.body = AgentMLP(K, in_dim, cfg.hidden_size, cfg.num_layers, "relu")
+        self.gru = AgentGRU(K, self.body.out_features, cfg.hidden_size) if cfg.recurrent else None
+        feat = cfg.hidden_size if cfg.recurrent else self.body.out_features
+        self.head = AgentLinear(K, feat, group.action_dim, gain=1.0)
+        self.hidden_size = cfg.hidden_size
+
+    def inputs(self, obs: Tensor) -> Tensor:
+        if not self.use_id:
+            return obs
+        eye = agent_id_onehot(self.num_agents, obs)
+        return torch.cat([obs, eye.expand(*obs.shape[:-1], self.num_agents)], -1)
+
+    def step(self, obs: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """One step: obs (E, A, D), h (E, A, H) or None -> (Q (E, A, n), h')."""
+        x = self.body(self.inputs(obs))
+        if self.gru is not None:
+            h = self.gru.step(x, h)
+            x = h
+        return self.head(x), h
+
+    def sequence(self, obs: Tensor) -> Tensor:
+        """Whole sequences starting with a zero hidden state: obs (T, B, A, D) -> Q (T, B, A, n)."""
+        x = self.body(self.inputs(obs))
+        if self.gru is not None:
+            h = x.new_zeros(*x.shape[1:-1], self.hidden_size)
+            outs = []
+            for t in range(x.shape[0]):
+                h = self.gru.step(x[t], h)
+                outs.append(h)
+            x = torch.stack(outs)
+        return self.head(x)
+
+
+def make_mixer(cfg: QConfig, group: GroupSpec, state_dim: int) -> nn.Module | None:
+    if cfg.algo == "iql":
+        return None
+    if cfg.algo == "vdn":
+        return VDNMixer()
+    return QMixer(group.num_agents, state_dim, cfg.mixer_embed, cfg.hypernet_layers, cfg.hypernet_embed)
+
+
+# -- the learner ----------------------------------------------------------------------
+
+class QLearner:
+    """Networks, target networks, optimizers, acting and the TD update of every group.
+
+    ``act`` follows the Policy protocol of :mod:`fastmarl.train.episodes`
+    (deterministic: greedy; else epsilon-greedy with the current ``epsilon``).
+    """
+
+    def __init__(self, spec: EnvSpec, cfg: QConfig, derived: QDerived, device: torch.device | str = "cpu"):
+        self.spec, self.cfg, self.derived = spec, cfg, derived
+        self.device = torch.device(device)
+        self.use_state = cfg.algo == "qmix"
+        self.agents = nn.ModuleDict({n: GroupQNet(g, cfg) for n, g in spec.groups.items()}).to(self.device)
+        mixers = {n: make_mixer(cfg, g, spec.state_dim) for n, g in spec.groups.items()}
+        self.mixers = nn.ModuleDict({n: m for n, m in mixers.items() if m is not None}).to(self.device)
+        # running reward statistics per group (standardise_rewards), saved with the weights
+        self.reward_norm = nn.ModuleDict({n: RunningMeanStd() for n in spec.groups}).to(self.device)
+        self.target_agents = copy.deepcopy(self.agents).requires_grad_(False)
+        self.target_mixers = copy.deepcopy(self.mixers).requires_grad_(False)
+        self.optimizers = {}
+        for n in spec.groups:
+            params = list(self.agents[n].parameters()) + (list(self.mixers[n].parameters()) if n in self.mixers else [])
+            self.optimizers[n] = (torch.optim.Adam(params, lr=cfg.lr) if cfg.optimizer == "adam"
+                                  else torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-5))
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        self.epsilon = cfg.epsilon_start
+        self.num_updates = 0
+
+    # -- acting -------------------------------------------------------------------
+    def initial_carry(self, num_envs: int) -> dict[str, Tensor]:
+        if not self.cfg.recurrent:
+            return {}
+        return {n: torch.zeros(num_envs, g.num_agents, self.cfg.hidden_size, device=self.device)
+                for n, g in self.spec.groups.items()}
+
+    def _mask(self, ts: TimeStep, name: str) -> Tensor | None:
+        return ts.action_mask[name] if self.derived.action_masks[name] and ts.action_mask is not None else None
+
+    @torch.no_grad()
+    def act(self, ts: TimeStep, carry: dict[str, Tensor], deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Epsilon-greedy actions group -> (E, A_g) for ``ts.obs``; hidden states are
+        reset where ``ts.done`` (``ts.obs`` begins a new episode)."""
+        eps = 0.0 if deterministic else self.epsilon
+        actions, new_carry = {}, {}
+        for name, net in self.agents.items():
+            h = carry.get(name)
+            if h is not None:
+                h = torch.where(ts.done[:, None, None], 0.0, h)
+            q, h = net.step(ts.obs[name], h)
+            actions[name] = epsilon_greedy(q, eps, self._mask(ts, name), generator or self.generator)
+            if h is not None:
+                new_carry[name] = h
+        return actions, new_carry
+
+    # -- replay layout -----------------------------------------------------------------
+    def buffer_fields(self) -> tuple[dict, dict]:
+        """(step_fields, obs_fields) for :class:`EpisodeBuffer`."""
+        step, obs = {"terminated": ((), torch.bool)}, {}
+        for n, g in self.spec.groups.items():
+            obs[f"obs/{n}"] = ((g.num_agents, g.obs_dim), torch.float32)
+            if self.derived.action_masks[n]:
+                obs[f"mask/{n}"] = ((g.num_agents, g.action_dim), torch.bool)
+            step[f"action/{n}"] = ((g.num_agents,), torch.long)
+            step[f"reward/{n}"] = ((g.num_agents,), torch.float32)
+        if self.use_state:
+            obs["state"] = ((self.spec.state_dim,), torch.float32)
+        return step, obs
+
+    def record(self, buffer: EpisodeBuffer, ts: TimeStep, state: Tensor | None, actions: dict[str, Tensor],
+               next_ts: TimeStep, next_state: Tensor | None) -> int:
+        """Add the step ``ts --actions--> next_ts`` of all envs to ``buffer``.
+        ``state``: env.state() of ``ts``; ``next_state``: the state after the step
+        (``next_ts.final_state`` where an episode ended)."""
+        done = next_ts.done
+        obs = {f"obs/{n}": ts.obs[n] for n in self.spec.groups}
+        nxt = {f"obs/{n}": next_ts.final_obs[n] for n in self.spec.groups}
+        step: dict[str, Tensor] = {"terminated": next_ts.terminated}
+        for n in self.spec.groups:
+            step[f"action/{n}"] = actions[n]
+            step[f"reward/{n}"] = next_ts.reward[n]
+            if self.derived.action_masks[n]:
+                obs[f"mask/{n}"] = ts.action_mask[n]
+                # the mask after the last step is unknown (next_ts's mask belongs to the reset obs): all legal
+                nxt[f"mask/{n}"] = next_ts.action_mask[n] | done[:, None, None]
+        if self.use_state:
+            obs["state"], nxt["state"] = state, next_state
+        return buffer.add(obs, step, nxt, done)
+
+    # -- the update ----------------------------------------------------------------------
+    def loss(self, name: str, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """TD loss of group ``name`` on a sampled batch (see the module docstring)."""
+        cfg, net = self.cfg, self.agents[name]
+        obs = batch[f"obs/{name}"].transpose(0, 1)  # (T + 1, B, A, D): time-major for the GRU
+        actions = batch[f"action/{name}"].transpose(0, 1)  # (T, B, A)
+        reward = batch[f"reward/{name}"].transpose(0, 1)
+        term = batch["terminated"].transpose(0, 1).float()  # (T, B)
+        filled = batch["filled"].transpose(0, 1).float()
+        mask = batch.get(f"mask/{name}")
+        mask_next = mask.transpose(0, 1)[1:] if mask is not None else None
+        q = net.sequence(obs)  # (T + 1, B, A, n)
+        chosen = q[:-1].gather(-1, actions[..., None]).squeeze(-1)  # (T, B, A)
+        with torch.no_grad():
+            q_targ = self.target_agents[name].sequence(obs)
+            v_next = bootstrap_values(q[1:].detach(), q_targ[1:], mask_next, cfg.double_q)  # (T, B, A)
+        mixer = self.mixers[name] if name in self.mixers else None
+        if mixer is None:  # IQL: every agent on its own reward
+            reward = self._standardise(name, reward, filled[..., None].expand_as(reward))
+            target = reward + cfg.gamma * (1.0 - term)[..., None] * v_next
+            td = (chosen - target) * filled[..., None]
+            loss = (td ** 2).sum() / (filled.sum() * td.shape[-1]).clamp_min(1.0)
+            q_taken = chosen
+        else:
+            state = batch["state"].transpose(0, 1) if self.use_state else None
+            r = reward.mean(-1) if cfg.team_reward == "mean" else reward.sum(-1)
+            r = self._standardise(name, r, filled)
+            q_taken = mixer(chosen, state[:-1] if state is not None else None)  # (T, B)
+            with torch.no_grad():
+                v_tot = self.target_mixers[name](v_next, state[1:] if state is not None else None)
+            target = r + cfg.gamma * (1.0 - term) * v_tot
+            td = (q_taken - target) * filled
+            loss = (td ** 2).sum() / filled.sum().clamp_min(1.0)
+        # mean |TD error| and Q of the taken actions over real steps (and agents, for IQL)
+        w = filled if q_taken.dim() == 2 else filled[..., None].expand_as(q_taken)
+        n_real = w.sum().clamp_min(1.0)
+        stats = {"loss": loss.detach(), "td_abs": td.detach().abs().sum() / n_real,
+                 "q_taken": (q_taken.detach() * w).sum() / n_real}
+        return loss, stats
+
+    def _standardise(self, name: str, r: Tensor, filled: Tensor) -> Tensor:
+        if not self.cfg.standardise_rewards:
+            return r
+        norm = self.reward_norm[name]
+        norm.update(r, filled.bool())
+        return norm.normalize(r)
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One gradient step per group, then the target update. Returns tensors (no sync)."""
+        out: dict[str, Tensor] = {}
+        for name in self.agents:
+            loss, stats = self.loss(name, batch)
+            opt = self.optimizers[name]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            params = [p for pg in opt.param_groups for p in pg["params"]]
+            stats["grad_norm"] = nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            opt.step()
+            out.update({f"{k}/{name}": v for k, v in stats.items()})
+        self.num_updates += 1
+        if self.cfg.target_update == "soft":
+            soft_update(self.target_agents, self.agents, self.cfg.tau)
+            soft_update(self.target_mixers, self.mixers, self.cfg.tau)
+        elif self.num_updates % self.cfg.target_update_interval == 0:
+            hard_update(self.target_agents, self.agents)
+            hard_update(self.target_mixers, self.mixers)
+        return out
+
+    # -- checkpoints --------------------------------------------------------------------
+    def weights(self) -> dict[str, Tensor]:
+        out = {f"agents.{k}": v.detach() for k, v in self.agents.state_dict().items()}
+        out.update({f"mixers.{k}": v.detach() for k, v in self.mixers.state_dict().items()})
+        out.update({f"reward_norm.{k}": v.detach() for k, v in self.reward_norm.state_dict().items()})
+        out.update({f"target_agents.{k}": v.detach() for k, v in self.target_agents.state_dict().items()})
+        out.update({f"target_mixers.{k}": v.detach() for k, v in self.target_mixers.state_dict().items()})
+        return out
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        for prefix, mod in (("agents.", self.agents), ("mixers.", self.mixers), ("reward_norm.", self.reward_norm),
+                            ("target_agents.", self.target_agents),
+                            ("target_mixers.", self.target_mixers)):
+            sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if prefix in ("target_agents.", "target_mixers.", "reward_norm.") and not sd:
+                continue  # weights exported without targets (or from before reward statistics)
+            mod.load_state_dict(sd)
+
+    def trainer_state(self) -> dict[str, Any]:
+        return {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+                "generator": self.generator.get_state(), "num_updates": self.num_updates, "epsilon": self.epsilon}
+
+
+# -- the training loop ---------------------------------------------------------------------
+
+@dataclass
+class QResult:
+    """What ``train_q`` returns."""
+
+    metrics: dict[str, float]
+    """final numbers: return_det (greedy evaluation), last training return, loss, steps, updates, time"""
+    history: list[dict[str, float]]
+    """one row per log interval (step, return, epsilon, loss, ...)"""
+    evals: list[dict[str, float]]
+    """one row per evaluation"""
+    learner: QLearner
+    """the trained networks (``learner.act`` is the policy)"""
+    run_dir: Path | None = None
+    """the run directory, if ``runs_dir`` was set"""
+
+
+def _det_key(key: str) -> str:
+    """return -> return_det, return/prey -> return_det/prey (as fastmarl.train.runner)."""
+    head, sep, group = key.partition("/")
+    return f"{head}_det{sep}{group}"
+
+
+def train_q(config: QConfig) -> QResult:
+    """Train IQL / VDN / QMIX as configured; see the module docstring."""
+    cfg = dataclasses.replace(config, env_kwargs=dict(config.env_kwargs))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    env = fastmarl.make(cfg.env, num_envs=cfg.num_envs, device=device, seed=cfg.seed, **cfg.env_kwargs)
+    derived = validate_q_config(cfg, env.spec)
+    spec: EnvSpec = env.spec
+    run = logger = None
+    if cfg.runs_dir is not None:
+        from fastmarl.train.rundir import Logger, RunDir
+
+        run = RunDir.create(cfg)  # duck-typed: uses name, runs_dir, env, algo, seed, to_dict()
+        logger = Logger(run, cfg.tensorboard)
+    torch.manual_seed(cfg.seed)
+    learner = QLearner(spec, cfg, derived, device)
+    step_fields, obs_fields = learner.buffer_fields()
+    buffer = EpisodeBuffer(cfg.buffer_size, derived.max_seq_len, cfg.num_envs, step_fields, obs_fields, device)
+    tracker = EpisodeTracker(spec, cfg.num_envs, device)
+    eval_env = None
+
+    def evaluate(step: int) -> dict[str, float]:
+        nonlocal eval_env
+        if eval_env is None:
+            eval_env = fastmarl.make(cfg.env, num_envs=cfg.eval_episodes, device=device,
+                                     seed=cfg.seed + EVAL_SEED_OFFSET, **cfg.env_kwargs)
+        res = evaluate_policy(learner, eval_env, deterministic=True, seed=cfg.seed + EVAL_SEED_OFFSET)
+        # "_det" as fastmarl.train's eval.csv and learning curve name greedy (deterministic) evaluation
+        return {"step": step, **{_det_key(k): v for k, v in res.items()}}
+
+    ts = env.reset(seed=cfg.seed)
+    state = env.state() if learner.use_state else None
+    carry = learner.initial_carry(cfg.num_envs)
+    history: list[dict[str, float]] = []
+    evals: list[dict[str, float]] = []
+    stats_acc: dict[str, list[Tensor]] = {}
+    step = 0
+    credit = 0.0
+    t0 = time.perf_counter()
+    last_train: dict[str, float] = {}
+    while step < cfg.total_steps:
+        learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps, step)
+        actions, carry = learner.act(ts, carry)
+        next_ts = env.step(actions)
+        tracker(next_ts)
+        next_state = None
+        if learner.use_state:
+            next_state = env.state()
+            final_state = next_ts.final_state if next_ts.final_state is not None else next_state
+        learner.record(buffer, ts, state, actions, next_ts, final_state if learner.use_state else None)
+        ts, state = next_ts, next_state
+        prev, step = step, step + cfg.num_envs
+        credit += cfg.num_envs / cfg.update_interval
+        if len(buffer) >= max(cfg.learning_starts, 1):
+            while credit >= 1.0:
+                credit -= 1.0
+                batch = buffer.sample(cfg.batch_size, learner.generator)
+                for k, v in learner.update(batch).items():
+                    stats_acc.setdefault(k, []).append(v)
+        else:
+            credit = min(credit, 1.0)  # no backlog of updates from before learning starts
+        if step // cfg.log_interval > prev // cfg.log_interval or step >= cfg.total_steps:
+            now = time.perf_counter() - t0
+            row = {"step": step, "time": now, "sps": step / max(now, 1e-9), "epsilon": learner.epsilon,
+                   "updates": learner.num_updates, "episodes_stored": buffer.episodes_added, **tracker.pop()}
+            row.update({k: torch.stack(v).mean().item() for k, v in stats_acc.items()})
+            stats_acc.clear()
+            history.append(row)
+            if "return" in row:
+                last_train = row
+            if logger is not None:
+                logger.log(row)
+        if cfg.eval_interval and step // cfg.eval_interval > prev // cfg.eval_interval and step < cfg.total_steps:
+            evals.append(evaluate(step))
+            if logger is not None:
+                logger.log({**evals[-1], "time": time.perf_counter() - t0}, kind="eval")
+    final = evaluate(step)
+    evals.append(final)
+    elapsed = time.perf_counter() - t0
+    if logger is not None:
+        from fastmarl.train.checkpoint import save_checkpoint
+        from fastmarl.train.rundir import plot_learning_curve
+
+        logger.log({**final, "time": elapsed}, kind="eval")
+        logger.close()
+        save_checkpoint(run.checkpoints, step, learner.weights(),
+                        {"algo": learner.trainer_state(), "buffer_size": len(buffer)},
+                        {"iteration": step // cfg.num_envs, "elapsed": elapsed, "algo": cfg.algo, "env": cfg.env})
+        plot_learning_curve(run, f"{cfg.algo} on {cfg.env}")
+    metrics = {"return_det": final["return_det"], "steps": float(step), "updates": float(learner.num_updates),
+               "time": elapsed, "sps": step / elapsed}
+    if "return" in last_train:
+        metrics["return_train"] = last_train["return"]
+    return QResult(metrics, history, evals, learner, run.path if run is not None else None)
+
+
+__all__ = ["QConfig", "QLearner", "QResult", "train_q", "validate_q_config", "hard_update", "soft_update",
+           "bootstrap_values", "GroupQNet", "make_mixer", "ALGO_INFO"]

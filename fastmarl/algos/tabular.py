@@ -1,0 +1,272 @@
+"""Independent tabular Q-learning, vectorized over envs and agents.
+
+Each group of agents has one table ``Q[k, s, a]`` shaped ``(K, S, n)``: ``K = A_g``
+(one table per agent) or ``K = 1`` (a table shared by the group's agents), ``S``
+states (observation indices from a :class:`~fastmarl.envs.wrappers.Discretizer`),
+``n`` actions. Every env step updates all ``E x A_g`` (state, action) pairs at once
+with the textbook rule
+
+    Q[k, s, a] += lr * (r + gamma * (1 - terminated) * max_a' Q[k, s', a'] - Q[k, s, a])
+
+where ``s'`` is the index of ``final_obs`` (the real next observation: at a
+truncation the bootstrap uses the episode's last observation, not the first one
+of the next episode). Several samples of one step that hit the same entry
+(e.g. two envs in the same state taking the same action) are averaged: the entry
+moves by ``lr`` times their mean TD error, so a batch of E identical samples
+moves it as far as one sample would, and a batch of one is exactly the textbook
+update.
+
+Exploration is epsilon-greedy (ties broken uniformly at random, legal actions
+only when the env gives action masks) with epsilon decayed linearly.
+``train_tabular(env, TabularConfig(...))`` runs it on any batched env with
+discrete actions and returns the per-episode returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.wrappers import WARN_ENTRIES, Discretizer, check_table_size
+
+
+# -- shared maths (also used by fastmarl.algos.q_learning) ------------------------
+
+def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
+    """``start`` at t = 0, linearly to ``end`` at t = duration, then ``end``."""
+    if duration <= 0:
+        return end
+    frac = min(max(t / duration, 0.0), 1.0)
+    return start + frac * (end - start)
+
+
+def masked_greedy(q: Tensor, mask: Tensor | None, generator: torch.Generator | None = None,
+                  random_ties: bool = False) -> Tensor:
+    """argmax over the last axis restricted to legal actions (``mask`` True).
+    ``random_ties``: break ties uniformly at random (tables start all equal)."""
+    if mask is not None:
+        q = q.masked_fill(~mask, float("-inf"))
+    if not random_ties:
+        return q.argmax(-1)
+    best = q == q.amax(-1, keepdim=True)
+    noise = torch.rand(q.shape, generator=generator, device=q.device)
+    return torch.where(best, noise + 1.0, noise - 1.0).argmax(-1)
+
+
+def epsilon_greedy(q: Tensor, epsilon: float, mask: Tensor | None = None, generator: torch.Generator | None = None,
+                   random_ties: bool = False) -> Tensor:
+    """Actions (...,) long from values ``q`` (..., n): greedy with probability
+    1 - epsilon, else uniform over the legal actions (``mask`` (..., n) bool)."""
+    greedy = masked_greedy(q, mask, generator, random_ties)
+    if epsilon <= 0.0:
+        return greedy
+    scores = torch.rand(q.shape, generator=generator, device=q.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -1.0)
+    random = scores.argmax(-1)
+    explore = torch.rand(greedy.shape, generator=generator, device=q.device) < epsilon
+    return torch.where(explore, random, greedy)
+
+
+def tabular_q_update(table: Tensor, table_of_agent: Tensor, s: Tensor, a: Tensor, r: Tensor, s_next: Tensor,
+                     terminated: Tensor, lr: float, gamma: float, next_mask: Tensor | None = None) -> Tensor:
+    """One batched Q-learning update of ``table`` (K, S, n) in place; returns the TD errors.
+
+    Args:
+        table_of_agent: (A,) long, the table each agent uses (``arange(A)`` or zeros).
+        s, a, s_next: (E, A) long state indices, actions, next-state indices.
+        r: (E, A) rewards. terminated: (E,) bool (no bootstrap).
+        next_mask: optional (E, A, n) legal actions in ``s_next`` (the max runs over them).
+
+    Returns:
+        (E, A) TD errors ``r + gamma * (1 - terminated) * max Q[s'] - Q[s, a]`` (before the update).
+    """
+    K, S, n = table.shape
+    k = table_of_agent[None, :].expand_as(s)
+    q_next = table[k, s_next]  # (E, A, n)
+    if next_mask is not None:
+        q_next = q_next.masked_fill(~next_mask, float("-inf"))
+        q_next = torch.where(next_mask.any(-1, keepdim=True), q_next, 0.0)
+    bootstrap = q_next.amax(-1) * (~terminated).to(table.dtype)[:, None]
+    flat = ((k * S + s) * n + a).reshape(-1)
+    td = r.to(table.dtype) + gamma * bootstrap - table.view(-1)[flat].view_as(r)
+    # average the TD errors of samples hitting the same entry (see the module docstring)
+    total = torch.zeros(K * S * n, dtype=table.dtype, device=table.device).index_add_(0, flat, td.reshape(-1))
+    count = torch.zeros(K * S * n, dtype=table.dtype, device=table.device).index_add_(
+        0, flat, torch.ones_like(td.reshape(-1)))
+    table.view(-1).add_(lr * total / count.clamp_min(1.0))
+    return td
+
+
+# -- the learner ------------------------------------------------------------------
+
+@dataclass
+class TabularConfig:
+    """Independent tabular Q-learning. ``train_tabular(env, TabularConfig(...))``."""
+
+    total_steps: int = 100_000
+    """env steps to train for (one step of one env; E per iteration)"""
+    lr: float = 0.1
+    """learning rate (step size) of the Q update"""
+    gamma: float = 0.99
+    """discount factor"""
+    epsilon_start: float = 1.0
+    """exploration rate at the start"""
+    epsilon_end: float = 0.05
+    """exploration rate after the decay"""
+    epsilon_decay_steps: int = 50_000
+    """env steps over which epsilon decays linearly"""
+    shared_table: bool = False
+    """one table per group shared by its agents (False: one table per agent)"""
+    init_value: float = 0.0
+    """initial value of every table entry (optimistic > 0 drives exploration)"""
+    obs_encoding: Literal["bins", "integer", "onehot"] = "bins"
+    """how observations become state indices (see fastmarl.envs.wrappers.Discretizer)"""
+    bins: int | list[int] = 10
+    """bins per observation feature (obs_encoding='bins')"""
+    low: float | list[float] | None = None
+    """lower bounds per feature; None: the observation space's (must be finite)"""
+    high: float | list[float] | None = None
+    """upper bounds per feature; None: the observation space's (must be finite)"""
+    seed: int = 0
+    """seed of exploration and tie-breaking"""
+    warn_entries: int = WARN_ENTRIES
+    """warn when a group's tables hold more entries than this"""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.total_steps, int) or self.total_steps < 1:
+            raise ValueError(f"total_steps must be a positive int, got {self.total_steps!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("gamma", "epsilon_start", "epsilon_end"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if self.obs_encoding not in ("bins", "integer", "onehot"):
+            raise ValueError(f"obs_encoding must be 'bins', 'integer' or 'onehot', got {self.obs_encoding!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TabularConfig":
+        """Unknown keys are errors (a typo never silently uses a default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TabularConfig key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+class TabularQ:
+    """Tables, acting and the update for every group of a discrete-action env.
+
+    ``tables[g]``: (K, S_g, n_g) with K = A_g or 1. ``act`` follows the Policy
+    protocol of :mod:`fastmarl.train.episodes` (so ``evaluate_policy`` works):
+    deterministic = greedy, else epsilon-greedy with the current ``epsilon``.
+    """
+
+    def __init__(self, spec: EnvSpec, cfg: TabularConfig, device: torch.device | str = "cpu",
+                 discretizers: dict[str, Discretizer] | None = None):
+        self.spec, self.cfg, self.device = spec, cfg, torch.device(device)
+        self.discretizers: dict[str, Discretizer] = {}
+        self.tables: dict[str, Tensor] = {}
+        self.table_of_agent: dict[str, Tensor] = {}
+        for name, g in spec.groups.items():
+            if not g.discrete:
+                raise ValueError(f"tabular Q-learning needs discrete actions, but group {name!r} has {g.action_space}; "
+                                 "create the env with discrete actions (e.g. continuous_actions=False)")
+            d = (discretizers or {}).get(name) or Discretizer.for_space(
+                g.observation_space, cfg.obs_encoding, cfg.bins if cfg.obs_encoding == "bins" else None,
+                cfg.low, cfg.high)
+            K = 1 if cfg.shared_table else g.num_agents
+            check_table_size(d.num_states, g.action_dim, K, warn_entries=cfg.warn_entries,
+                             what=f"Q-table of group {name!r}")
+            self.discretizers[name] = d
+            self.tables[name] = torch.full((K, d.num_states, g.action_dim), float(cfg.init_value), device=self.device)
+            self.table_of_agent[name] = (torch.zeros(g.num_agents, dtype=torch.long, device=self.device)
+                                         if cfg.shared_table else torch.arange(g.num_agents, device=self.device))
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        self.epsilon = cfg.epsilon_start
+
+    def state_index(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """group -> (E, A_g) long state indices."""
+        return {g: self.discretizers[g](o) for g, o in obs.items()}
+
+    def values(self, name: str, s: Tensor) -> Tensor:
+        """Q-values (E, A_g, n) of group ``name`` in states ``s`` (E, A_g)."""
+        return self.tables[name][self.table_of_agent[name][None, :].expand_as(s), s]
+
+    def initial_carry(self, num_envs: int) -> dict:
+        return {}
+
+    @torch.no_grad()
+    def act(self, ts: TimeStep, carry: Any = None, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
+        gen = generator or self.generator
+        eps = 0.0 if deterministic else self.epsilon
+        out = {}
+        for name, s in self.state_index(ts.obs).items():
+            mask = ts.action_mask.get(name) if ts.action_mask is not None else None
+            out[name] = epsilon_greedy(self.values(name, s), eps, mask, gen, random_ties=True)
+        return out, {}
+
+    @torch.no_grad()
+    def update(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep) -> dict[str, Tensor]:
+        """Learn from the step ``ts --actions--> next_ts``; returns group -> (E, A_g) TD errors."""
+        s, s_next = self.state_index(ts.obs), self.state_index(next_ts.final_obs)
+        td = {}
+        for name in self.tables:
+            # the mask of the next *state*: next_ts.action_mask belongs to next_ts.obs, which differs
+            # from final_obs where an episode ended; there the bootstrap is either cut (terminated)
+            # or its legal set is unknown, so we only use it where no episode ended
+            nm = None
+            if next_ts.action_mask is not None and name in next_ts.action_mask:
+                nm = next_ts.action_mask[name] | next_ts.done[:, None, None]
+            td[name] = tabular_q_update(self.tables[name], self.table_of_agent[name], s[name], actions[name].long(),
+                                        next_ts.reward[name], s_next[name], next_ts.terminated, self.cfg.lr,
+                                        self.cfg.gamma, nm)
+        return td
+
+
+@dataclass
+class TabularResult:
+    episode_returns: Tensor
+    """(N,) return of every completed episode in completion order: the mean over agents of each agent's summed reward"""
+    learner: TabularQ
+    """the trained tables (``learner.tables``) and the greedy policy (``learner.act``)"""
+    steps: int
+    """env steps taken"""
+
+
+def train_tabular(env, cfg: TabularConfig | None = None, discretizers: dict[str, Discretizer] | None = None
+                  ) -> TabularResult:
+    """Independent tabular Q-learning on a batched env (any VecEnv with discrete actions)."""
+    cfg = cfg or TabularConfig()
+    spec: EnvSpec = env.spec
+    learner = TabularQ(spec, cfg, env.device, discretizers)
+    E = env.num_envs
+    ts = env.reset(seed=cfg.seed)
+    running = torch.zeros(E, device=env.device)
+    finished: list[Tensor] = []
+    step = 0
+    while step < cfg.total_steps:
+        learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_decay_steps, step)
+        actions, _ = learner.act(ts)
+        next_ts = env.step(actions)
+        learner.update(ts, actions, next_ts)
+        running += sum(r.sum(-1) for r in next_ts.reward.values()) / spec.num_agents
+        done = next_ts.done
+        finished.append(running[done])
+        running = torch.where(done, 0.0, running)
+        ts = next_ts
+        step += E
+    returns = torch.cat(finished) if finished else torch.zeros(0, device=env.device)
+    return TabularResult(returns, learner, step)
+
+
+__all__ = ["TabularConfig", "TabularQ", "TabularResult", "train_tabular", "tabular_q_update", "epsilon_greedy",
+           "masked_greedy", "linear_schedule"]
