@@ -147,3 +147,14 @@ def run_lockstep(env_id: str, steps: int = 200, num_envs: int = 3, continuous: b
         if reset_ids:
             sync_from_mpe2(ours, penvs, reset_ids)
     return stats
+
+
+def move_toward(delta: np.ndarray, continuous: bool) -> np.ndarray:
+    """Actions moving along delta (..., 2): discrete (...) or continuous (..., 5) float32."""
+    dx, dy = delta[..., 0], delta[..., 1]
+    if not continuous:
+        return np.where(np.abs(dx) >= np.abs(dy), np.where(dx > 0, 2, 1), np.where(dy > 0, 4, 3))
+    a = np.zeros(delta.shape[:-1] + (5,), dtype=np.float32)
+    a[..., 1], a[..., 2] = np.clip(-dx * 3, 0, 1), np.clip(dx * 3, 0, 1)
+    a[..., 3], a[..., 4] = np.clip(-dy * 3, 0, 1), np.clip(dy * 3, 0, 1)
+    return a

@@ -7,7 +7,7 @@ after every reset, and the colours we derive from it must equal mpe2's.
 import numpy as np
 import pytest
 
-from mpe_reference import EXTRA_SYNC, assert_same_spaces, run_lockstep
+from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep
 
 
 def sync_goal(worlds, ours, env_ids, extra):
@@ -24,16 +24,6 @@ def sync_goal(worlds, ours, env_ids, extra):
 
 EXTRA_SYNC["simple_push_v3"] = sync_goal
 
-
-def move_toward(delta: np.ndarray, continuous: bool) -> np.ndarray:
-    """Actions moving along delta (..., 2): discrete (...) or continuous (..., 5) float32."""
-    dx, dy = delta[..., 0], delta[..., 1]
-    if not continuous:
-        return np.where(np.abs(dx) >= np.abs(dy), np.where(dx > 0, 2, 1), np.where(dy > 0, 4, 3))
-    a = np.zeros(delta.shape[:-1] + (5,), dtype=np.float32)
-    a[..., 1], a[..., 2] = np.clip(-dx * 3, 0, 1), np.clip(dx * 3, 0, 1)
-    a[..., 3], a[..., 4] = np.clip(-dy * 3, 0, 1), np.clip(dy * 3, 0, 1)
-    return a
 
 
 @pytest.mark.parametrize("continuous", [False, True])

@@ -10,20 +10,10 @@ import pytest
 import torch
 
 from fastmarl.envs.mpe.simple_tag import boundary_penalty
-from mpe_reference import assert_same_spaces, run_lockstep
+from mpe_reference import assert_same_spaces, move_toward, run_lockstep
 
 ENV = "simple_tag_v3"
 
-
-def move_toward(delta: np.ndarray, continuous: bool) -> np.ndarray:
-    """Actions moving along delta (..., 2): discrete (...) or continuous (..., 5) float32."""
-    dx, dy = delta[..., 0], delta[..., 1]
-    if not continuous:
-        return np.where(np.abs(dx) >= np.abs(dy), np.where(dx > 0, 2, 1), np.where(dy > 0, 4, 3))
-    a = np.zeros(delta.shape[:-1] + (5,), dtype=np.float32)
-    a[..., 1], a[..., 2] = np.clip(-dx * 3, 0, 1), np.clip(dx * 3, 0, 1)
-    a[..., 3], a[..., 4] = np.clip(-dy * 3, 0, 1), np.clip(dy * 3, 0, 1)
-    return a
 
 
 class Chase:

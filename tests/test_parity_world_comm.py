@@ -14,7 +14,7 @@ import torch
 
 import fastmarl
 from fastmarl.envs.mpe import simple_world_comm
-from mpe_reference import EXTRA_SYNC, assert_same_spaces, run_lockstep
+from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep
 
 ENV_ID = "simple_world_comm_v3"
 SMALL = dict(num_good=3, num_adversaries=2, num_obstacles=2, num_food=3, num_forests=3)
@@ -29,16 +29,6 @@ def check_colors(worlds, ours, env_ids, extra):
 
 EXTRA_SYNC[ENV_ID] = check_colors
 
-
-def move_toward(delta: np.ndarray, continuous: bool) -> np.ndarray:
-    """Actions along delta (..., 2): discrete moves (...) or continuous (..., 5) float32."""
-    dx, dy = delta[..., 0], delta[..., 1]
-    if not continuous:
-        return np.where(np.abs(dx) >= np.abs(dy), np.where(dx > 0, 2, 1), np.where(dy > 0, 4, 3))
-    a = np.zeros(delta.shape[:-1] + (5,), dtype=np.float32)
-    a[..., 1], a[..., 2] = np.clip(-dx * 3, 0, 1), np.clip(dx * 3, 0, 1)
-    a[..., 3], a[..., 4] = np.clip(-dy * 3, 0, 1), np.clip(dy * 3, 0, 1)
-    return a
 
 
 def nearest(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

@@ -193,6 +193,19 @@ def nearest_k(rel: Tensor, k: int, *values: Tensor) -> tuple[Tensor, ...]:
     return tuple(out)
 
 
+def reset_entities(s: MPEState, mask: Tensor, pos: Tensor, extra: dict[str, Tensor] | None = None) -> MPEState:
+    """State whose envs in ``mask`` (E,) start over at ``pos`` (E, N, 2), at rest and
+    silent; other envs keep ``s``. ``extra`` replaces ``s.extra`` if given."""
+    m = mask[:, None, None]
+    return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t,
+                    s.extra if extra is None else extra)
+
+
+def entity_pos(s: MPEState, index: Tensor) -> Tensor:
+    """(E, 2) position of entity ``index[e]`` (E,) long in each env."""
+    return torch.gather(s.pos, 1, index[:, None, None].expand(-1, 1, 2))[:, 0]
+
+
 def uniform(gen: torch.Generator, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
     """Uniform samples in [low, high) with the dtype/device of ``like``."""
     return torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device) * (high - low) + low
@@ -635,5 +648,5 @@ def mix_local_global(local: Tensor, global_: Tensor | None, local_ratio: float |
 
 __all__ = [
     "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
-    "relative_to_self", "nearest_k", "uniform", "check_kwargs", "mix_local_global", "group_of_name",
+    "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "mix_local_global", "group_of_name",
 ]

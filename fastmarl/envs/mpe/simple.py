@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities, uniform
 
 KWARGS = dict(max_cycles=25)
 
@@ -40,8 +40,7 @@ class Scenario:
     def reset(self, w: World, s: MPEState, mask: Tensor, gen: torch.Generator) -> MPEState:
         E = s.pos.shape[0]
         pos = uniform(gen, (E, w.N, 2), -1.0, 1.0, s.pos)
-        m = mask[:, None, None]
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), s.comm, s.t, s.extra)
+        return reset_entities(s, mask, pos)
 
     def rewards(self, w: World, s: MPEState) -> Tensor:
         d = s.pos[:, :1] - s.pos[:, 1:2]  # (E, 1, 2) agent minus landmark

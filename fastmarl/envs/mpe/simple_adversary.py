@@ -21,7 +21,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, uniform
+from fastmarl.envs.mpe.core import (
+    MPEState, World, WorldDef, entity_pos, nearest_k, norm2, relative_to_self, reset_entities, uniform,
+)
 
 KWARGS = dict(N=2, max_cycles=25, num_agent_neighbors=None, num_landmark_neighbors=None)
 
@@ -66,14 +68,12 @@ class Scenario:
         goal = torch.randint(0, self.N, (E,), generator=gen, device=s.pos.device)
         goal = torch.where(mask, goal, s.extra["goal"]) if "goal" in s.extra else goal
         pos = uniform(gen, (E, w.N, 2), -1.0, 1.0, s.pos)
-        m = mask[:, None, None]
         extra = {**s.extra, "goal": goal, "color": self.episode_colors(w, goal)}
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t, extra)
+        return reset_entities(s, mask, pos, extra)
 
     def _goal_pos(self, w: World, s: MPEState) -> Tensor:
         """(E, 2) position of each env's goal landmark."""
-        idx = (s.extra["goal"] + w.A)[:, None, None].expand(-1, 1, 2)
-        return torch.gather(s.pos, 1, idx)[:, 0]
+        return entity_pos(s, s.extra["goal"] + w.A)
 
     def rewards(self, w: World, s: MPEState) -> Tensor:
         d = norm2(s.pos[:, : w.A] - self._goal_pos(w, s)[:, None])  # (E, A) distance to the goal

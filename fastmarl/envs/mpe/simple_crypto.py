@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities, uniform
 
 KWARGS = dict(max_cycles=25)
 
@@ -81,9 +81,8 @@ class Scenario:
         if "goal" in s.extra:
             goal, key = torch.where(mask, goal, s.extra["goal"]), torch.where(mask, key, s.extra["key"])
         pos = uniform(gen, (E, w.N, 2), -1.0, 1.0, s.pos)
-        m = mask[:, None, None]
         extra = {**s.extra, "goal": goal, "key": key, "color": self.episode_colors(w, goal)}
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t, extra)
+        return reset_entities(s, mask, pos, extra)
 
     def rewards(self, w: World, s: MPEState) -> Tensor:
         goal = self._one_hot(s.extra["goal"], s.comm)[:, None]  # (E, 1, 4)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, relative_to_self, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, relative_to_self, reset_entities, uniform
 
 KWARGS = dict(max_cycles=25)
 
@@ -72,9 +72,8 @@ class Scenario:
         goal = torch.randint(0, NUM_LANDMARKS, (E,), generator=gen, device=s.pos.device)
         goal = torch.where(mask, goal, s.extra["goal"]) if "goal" in s.extra else goal
         pos = uniform(gen, (E, w.N, 2), -1.0, 1.0, s.pos)
-        m = mask[:, None, None]
         extra = {**s.extra, "goal": goal, "color": self.episode_colors(w, goal)}
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t, extra)
+        return reset_entities(s, mask, pos, extra)
 
     def rewards(self, w: World, s: MPEState) -> Tensor:
         goal_pos = s.pos[:, w.A:][torch.arange(s.pos.shape[0], device=s.pos.device), s.extra["goal"]]  # (E, 2)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.mpe.core import (
-    MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, uniform,
+    MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, reset_entities, uniform,
 )
 
 KWARGS = dict(N=3, local_ratio=0.5, max_cycles=25, curriculum=False, terminate_on_success=False,
@@ -62,8 +62,7 @@ class Scenario:
     def reset(self, w: World, s: MPEState, mask: Tensor, gen: torch.Generator) -> MPEState:
         E = s.pos.shape[0]
         pos = uniform(gen, (E, w.N, 2), -1.0, 1.0, s.pos)
-        m = mask[:, None, None]
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t, s.extra)
+        return reset_entities(s, mask, pos)
 
     def _min_dists(self, w: World, s: MPEState) -> Tensor:
         """(E, L) distance from each landmark to its closest agent."""

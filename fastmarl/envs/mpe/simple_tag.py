@@ -44,7 +44,9 @@ import math
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, uniform
+from fastmarl.envs.mpe.core import (
+    MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, reset_entities, uniform,
+)
 
 KWARGS = dict(num_good=1, num_adversaries=3, num_obstacles=2, max_cycles=25, curriculum=False,
               terminate_on_success=False, num_agent_neighbors=None, num_landmark_neighbors=None)
@@ -118,7 +120,6 @@ class Scenario:
     def reset(self, w: World, s: MPEState, mask: Tensor, gen: torch.Generator) -> MPEState:
         E, A = s.pos.shape[0], w.A
         pos = torch.cat([uniform(gen, (E, A, 2), -1.0, 1.0, s.pos), uniform(gen, (E, w.L, 2), -0.9, 0.9, s.pos)], 1)
-        m = mask[:, None, None]
         extra = s.extra
         if self.curriculum:
             accel, max_speed = self._speeds(self.CURRICULUM_STAGES[self.curriculum_stage])
@@ -128,7 +129,7 @@ class Scenario:
             old_max = extra.get("max_speed", new_max.expand(E, w.N))
             extra = {**extra, "accel": torch.where(mask[:, None], new_accel, old_accel),
                      "max_speed": torch.where(mask[:, None], new_max, old_max)}
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t, extra)
+        return reset_entities(s, mask, pos, extra)
 
     def _captures(self, w: World, s: MPEState) -> Tensor:
         """(E, nG, nA) bool: prey g touches adversary a."""

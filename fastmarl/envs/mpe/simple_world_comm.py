@@ -44,7 +44,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, norm2, relative_to_self, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, norm2, relative_to_self, reset_entities, uniform
 
 KWARGS = dict(num_good=2, num_adversaries=4, num_obstacles=1, num_food=2, max_cycles=25, num_forests=2)
 
@@ -96,8 +96,7 @@ class Scenario:
     def reset(self, w: World, s: MPEState, mask: Tensor, gen: torch.Generator) -> MPEState:
         E = s.pos.shape[0]
         pos = torch.cat([uniform(gen, (E, w.A, 2), -1.0, 1.0, s.pos), uniform(gen, (E, w.L, 2), -0.9, 0.9, s.pos)], 1)
-        m = mask[:, None, None]
-        return MPEState(torch.where(m, pos, s.pos), torch.where(m, 0.0, s.vel), torch.where(m, 0.0, s.comm), s.t, s.extra)
+        return reset_entities(s, mask, pos)
 
     # -- pieces shared by rewards and observations ------------------------------
     def _food_pos(self, w: World, s: MPEState) -> Tensor:
