@@ -116,7 +116,7 @@ class TrainConfig:
     algo: Literal["ippo", "mappo"] = "mappo"
     """ippo: each critic sees its agent's observation; mappo: a centralized critic on the global state"""
     env: str = "simple_spread_v3"
-    """env id (see `fastmarl envs`)"""
+    """env id (see `fastmarl envs`), or a PettingZoo env module via from_pettingzoo, e.g. pz:mpe2.simple_spread_v3"""
     env_kwargs: EnvKwargs = field(default_factory=dict)
     """env keyword arguments, e.g. `--env-kwargs N=3 local_ratio=0.5`"""
     total_steps: StepCount = 2_000_000

@@ -29,7 +29,8 @@ from fastmarl.train.checkpoint import atomic_write_text
 
 
 def default_run_name(cfg: TrainConfig) -> str:
-    return f"{cfg.env}__{cfg.algo}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    env = cfg.env.replace(":", "-")  # pz:mpe2.simple_spread_v3 -> a portable folder name
+    return f"{env}__{cfg.algo}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def git_revision() -> dict[str, Any]:

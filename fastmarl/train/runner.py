@@ -10,10 +10,11 @@ run's). ``evaluate_run`` and ``render_run`` load a run's checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -44,8 +45,37 @@ class _StopForTest(Exception):
     """Raised by ``train(_stop_after=n)`` to simulate a crash after iteration n."""
 
 
-def _make_env(cfg: TrainConfig, num_envs: int, seed: int):
+PETTINGZOO_PREFIX = "pz:"  # env="pz:mpe2.simple_spread_v3": a PettingZoo env module, through from_pettingzoo
+
+
+def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
+    if cfg.env.startswith(PETTINGZOO_PREFIX):
+        from fastmarl.envs.pettingzoo import from_pettingzoo
+
+        kwargs = dict(cfg.env_kwargs)
+        if render:  # only the GIF's env draws frames (one pygame surface per env otherwise)
+            kwargs.setdefault("render_mode", "rgb_array")
+        return from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed)
     return make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
+
+
+def pettingzoo_factory(env: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    """``"pz:mpe2.simple_spread_v3"`` -> a factory ``lambda: mpe2.simple_spread_v3.parallel_env(**kwargs)``
+    (the module's ``env()`` when it has no ``parallel_env``). Raises ConfigError."""
+    module = env[len(PETTINGZOO_PREFIX):]
+    example = "e.g. pz:mpe2.simple_spread_v3 or pz:mpe2.simple_tag_v3"
+    if not module or not all(part.isidentifier() for part in module.split(".")):
+        raise ConfigError(f"env {env!r}: expected pz:<importable module of a PettingZoo env>, {example}")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise ConfigError(f"env {env!r}: cannot import {module!r} ({e}); check the name ({example}) or install "
+                          "the package that provides it (mpe2 for the MPE tasks)") from None
+    fn = getattr(mod, "parallel_env", None) or getattr(mod, "env", None)
+    if not callable(fn):
+        raise ConfigError(f"env {env!r}: module {module!r} has no parallel_env() or env() factory; name a "
+                          f"PettingZoo environment module, {example}")
+    return lambda: fn(**kwargs)
 
 
 def _check_resume_config(saved: TrainConfig, new: TrainConfig) -> None:
@@ -157,7 +187,7 @@ class _Loop:
                 if self.stop_after is not None and self.iteration >= self.stop_after:
                     raise _StopForTest(self.iteration)
         if cfg.gif:
-            record_episode(self.algo, _make_env(cfg, 1, cfg.seed + EVAL_SEED_OFFSET), self.run_dir.gif,
+            record_episode(self.algo, _make_env(cfg, 1, cfg.seed + EVAL_SEED_OFFSET, render=True), self.run_dir.gif,
                            deterministic=True, seed=cfg.seed + EVAL_SEED_OFFSET)
         return TrainResult(self.run_dir.path, self.global_step, self.last_eval, self.last_train)
 
@@ -225,11 +255,11 @@ def _progress(enabled: bool):
 # -- loading a run ----------------------------------------------------------------
 
 def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None,
-                num_envs: int = 1) -> tuple[PPO, TrainConfig, Any, dict]:
+                num_envs: int = 1, render: bool = False) -> tuple[PPO, TrainConfig, Any, dict]:
     """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
-    env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET)
+    env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET, render)
     derived = resolve(cfg, env.spec)
     algo = PPO(env.spec, cfg, derived, cfg.device)
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run.checkpoints)
@@ -253,6 +283,6 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Pat
 def render_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
                deterministic: bool = True, seed: int | None = None) -> Path:
     """GIF of one episode of a run's policy (default: runs/NAME/episode.gif)."""
-    algo, cfg, env, _ = load_policy(run_dir, checkpoint, num_envs=1)
+    algo, cfg, env, _ = load_policy(run_dir, checkpoint, num_envs=1, render=True)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     return record_episode(algo, env, out or RunDir(run_dir).gif, deterministic=deterministic, seed=seed)
