@@ -369,8 +369,11 @@ class MPEEnv:
         # still index as (E, ...)): inductor then vectorizes its loops over envs
         # instead of over the tiny agent/xy axes, about 2x faster at 8192 envs.
         self._env_last = bool(compile) and num_envs >= ENV_LAST_MIN_ENVS
+        # On CPU the re-layout fuses into the compiled step (saves ~15 us a step at
+        # 64 envs); torch 2.11's CUDA path rejected that graph, so there it runs after.
+        self._store_in_graph = self._env_last and self.device.type == "cpu"
         self._state = self._store(self._state)
-        self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True) if compile else self._advance
+        self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True, options={"cpp_wrapper": True}) if compile else self._advance
 
     # -- spec -----------------------------------------------------------------
     @staticmethod
@@ -476,6 +479,8 @@ class MPEEnv:
         obs = sc.observations(w, s)
         invalid = action_range_violations(self._limits, actions) if self.validate else torch.zeros((), dtype=torch.bool,
                                                                                                   device=trunc.device)
+        if self._store_in_graph:
+            s = self._store(s)
         return s, rew, term, trunc, obs, torch.stack([invalid, (term | trunc).any()])
 
     def _store(self, s: MPEState) -> MPEState:
@@ -500,7 +505,8 @@ class MPEEnv:
             # the step is pure: nothing was committed; explain the problem precisely
             validate_actions(self.spec, actions, self.num_envs, self.device)
             raise ActionError("actions out of range")  # unreachable unless the two checks disagree
-        s = self._store(s)
+        if not self._store_in_graph:
+            s = self._store(s)
         rewards = self._split(rew)
         done = term | trunc
         final_obs, final_state = obs, None
