@@ -107,6 +107,11 @@ class PPOConfig:
     """use the env's action masks (discrete actions only); None: whenever the env provides them"""
     log_std_init: float = -0.5
     """continuous actions: initial log standard deviation of the Gaussian policy"""
+    comm: Literal["none", "commnet", "tarmac", "tarmac_broadcast"] = "none"
+    """learned communication between the actors of a group, every step: commnet (mean of the others' features),
+    tarmac (targeted attention), tarmac_broadcast (uniform attention); none: independent actors"""
+    comm_rounds: int = 1
+    """communication rounds per step (information travels this many hops between agents)"""
 
 
 @dataclass
@@ -147,6 +152,15 @@ class TrainConfig:
     """show a progress bar"""
     threads: int | None = None
     """torch CPU threads (None: torch's default)"""
+    message_bits: int = 0
+    """add a broadcast channel of this many bits per agent to the env (fastmarl.envs.comm_wrappers): each
+    discrete action becomes a (move, message) pair, observations get the others' last messages; 0: none"""
+    comm_range: float | None = None
+    """channel range (MPE envs): a message reaches only agents within this distance of its speaker; None: all"""
+    message_flip_prob: float = 0.0
+    """channel noise: probability that a bit arrives flipped, per (receiver, sender) link"""
+    message_drop_prob: float = 0.0
+    """channel loss: probability that a message is lost, per (receiver, sender) link"""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO hyper-parameters"""
 
@@ -218,7 +232,8 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
                              ("eval_episodes", cfg.eval_episodes, 1), ("keep_checkpoints", cfg.keep_checkpoints, 1),
                              ("ppo.num_steps", p.num_steps, 1), ("ppo.num_epochs", p.num_epochs, 1),
                              ("ppo.num_minibatches", p.num_minibatches, 1), ("ppo.hidden_size", p.hidden_size, 1),
-                             ("ppo.num_layers", p.num_layers, 0), ("eval_interval", cfg.eval_interval, 0),
+                             ("ppo.num_layers", p.num_layers, 0), ("ppo.comm_rounds", p.comm_rounds, 1),
+                             ("eval_interval", cfg.eval_interval, 0),
                              ("checkpoint_interval", cfg.checkpoint_interval, 0)]:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -228,6 +243,14 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
         except TypeError:
             raise ConfigError(f"env kwarg {k}={v!r} cannot be saved in the run's config.json; use JSON values "
                               "(numbers, strings, booleans, None, lists)") from None
+    if not isinstance(cfg.message_bits, int) or cfg.message_bits < 0:
+        raise ConfigError(f"message_bits must be an integer >= 0, got {cfg.message_bits!r}")
+    if not cfg.message_bits and (cfg.comm_range is not None or cfg.message_flip_prob or cfg.message_drop_prob):
+        raise ConfigError("comm_range / message_flip_prob / message_drop_prob describe the env's message channel, "
+                          "which is off; add one with --message-bits 1 (or more)")
+    for name, value in [("message_flip_prob", cfg.message_flip_prob), ("message_drop_prob", cfg.message_drop_prob)]:
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} is a probability in [0, 1], got {value}")
     if cfg.threads is not None and cfg.threads < 1:
         raise ConfigError(f"threads must be >= 1 or None, got {cfg.threads}")
     for name, value in [("lr", p.lr), ("clip_coef", p.clip_coef), ("max_grad_norm", p.max_grad_norm)]:
@@ -242,6 +265,9 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     if algo.needs_state and spec.state_dim == 0:
         raise ConfigError(f"{cfg.algo} needs a global state for its centralized critic, but {spec.env_id} has "
                           "state_dim 0 (no state()); use --algo ippo, whose critics see each agent's observation")
+    if p.comm != "none" and all(g.num_agents == 1 for g in spec.groups.values()):
+        raise ConfigError(f"ppo.comm={p.comm!r} lets the agents of a group talk, but every group of {spec.env_id} "
+                          "has a single agent; use --ppo.comm none")
     masks: dict[str, bool] = {}
     for g in spec.groups.values():
         if not g.discrete and not algo.supports_continuous:

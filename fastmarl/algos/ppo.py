@@ -2,8 +2,10 @@
 
 IPPO and MAPPO share everything but the critic's input: an IPPO critic sees its
 agent's observation, a MAPPO critic sees the global ``state()`` (optionally with
-the agent's own observation appended). Actors always see their own observation
-only (decentralised execution). Both add an optional one-hot agent id.
+the agent's own observation appended). Actors see their own observation only
+(decentralised execution), plus, with ``ppo.comm``, what the other actors of
+their group communicate: a CommNet or TarMAC module between the actor's body
+and head (:mod:`fastmarl.nn.comm`). Both add an optional one-hot agent id.
 
 Each group of the env (e.g. ``adversary`` and ``agent``) has its own actor,
 critic, optimizer and value normaliser, so competing teams learn at once. Inside
@@ -47,6 +49,7 @@ from torch import Tensor, nn
 from fastmarl.config import ALGOS, Derived, PPOConfig, TrainConfig
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
+from fastmarl.nn.comm import make_comm
 
 MASKED_LOGIT = -1e8  # finite, so masked entries give p = 0 and p * log p = 0, never NaN
 
@@ -177,6 +180,9 @@ class GroupActorCritic(nn.Module):
         critic_in = (state_dim + (O if self.critic_obs else 0) if centralized else O) + ids
         self.actor_body = AgentMLP(K, O + ids, H, cfg.num_layers, cfg.activation)
         self.critic_body = AgentMLP(K, critic_in, H, cfg.num_layers, cfg.activation)
+        # learned communication: the only path from one actor's input to another's policy
+        self.actor_comm = (make_comm(cfg.comm, self.actor_body.out_features, cfg.comm_rounds, K)
+                           if cfg.comm != "none" else None)
         self.recurrent = cfg.recurrent
         if cfg.recurrent:
             self.actor_gru = AgentGRU(K, self.actor_body.out_features, H)
@@ -224,6 +230,8 @@ class GroupActorCritic(nn.Module):
     # one step (rollouts, evaluation): x (E, A, in), h (E, A, H), starts (E,)
     def actor_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None) -> tuple[Tensor, Tensor | None]:
         f = self.actor_body(x)
+        if self.actor_comm is not None:
+            f = self.actor_comm(f)
         if self.recurrent:
             h = self.actor_gru.step(f, torch.where(starts[:, None, None], 0.0, h))
             f = h
@@ -239,6 +247,8 @@ class GroupActorCritic(nn.Module):
     # whole sequences (training): x (T, B, A, in), h0 (B, A, H), starts (T, B); or x (N, A, in) feed-forward
     def actor_seq(self, x: Tensor, h0: Tensor | None, starts: Tensor | None) -> Tensor:
         f = self.actor_body(x)
+        if self.actor_comm is not None:
+            f = self.actor_comm(f)
         if self.recurrent:
             f, _ = self.actor_gru.unroll(f, h0, starts)
         return self.actor_head(f)

@@ -55,8 +55,18 @@ def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
         kwargs = dict(cfg.env_kwargs)
         if render:  # only the GIF's env draws frames (one pygame surface per env otherwise)
             kwargs.setdefault("render_mode", "rgb_array")
-        return from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed)
-    return make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
+        env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed)
+    else:
+        env = make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
+    if cfg.message_bits:
+        from fastmarl.envs.comm_wrappers import BroadcastChannel
+
+        try:
+            env = BroadcastChannel(env, vocab_size=2, message_length=cfg.message_bits, comm_range=cfg.comm_range,
+                                   flip_prob=cfg.message_flip_prob, drop_prob=cfg.message_drop_prob)
+        except ValueError as e:
+            raise ConfigError(f"--message-bits {cfg.message_bits}: {e}") from None
+    return env
 
 
 def pettingzoo_factory(env: str, kwargs: dict[str, Any]) -> Callable[[], Any]:

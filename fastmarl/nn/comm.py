@@ -1,0 +1,461 @@
+"""Learned communication between agents: CommNet, TarMAC and a discrete message channel.
+
+Every module works on a team's features ``h`` shaped ``(..., A, H)`` (any leading
+batch dims such as ``(E,)`` or ``(T, E)``, then the agent axis) and an optional
+*communication mask*:
+
+    mask (..., A, A) bool, broadcastable to h's leading dims;
+    mask[..., i, j] is True when receiver i hears sender j (the diagonal is "self").
+
+``None`` means everyone hears everyone. :func:`all_to_all_mask` and
+:func:`range_mask` (senders within a radius) build masks; :func:`reachability`
+says who can influence whom after several rounds.
+
+Execution stays decentralized *by construction*: every layer is applied per agent
+(:class:`~fastmarl.nn.layers.AgentLinear`), and the only operation that mixes
+agents is a matrix product with weights that are exactly zero where the mask is
+False. So agent i's output depends on agent j's input only through what j sent
+and i heard (after R rounds: through a path of at most R hops of the mask).
+
+- :class:`CommNet` (Sukhbaatar et al., 2016): each round, an agent's state is
+  updated from itself and the *mean* of the states of the other agents it hears
+  (zeros if it hears nobody), with a skip connection:
+  ``h <- h + tanh(W_r [h, c])``, ``c_i = mean_{j != i, mask[i, j]} h_j``.
+- :class:`TarMAC` (Das et al., 2019): each agent emits a signature (key), a query
+  and a value; a receiver attends over the senders it hears with scaled
+  dot-product attention (softmax over senders) and updates its state from the
+  attended value, ``h <- h + tanh(W_r [h, c])``. ``targeted=False`` gives the
+  broadcast baseline (uniform weights over heard senders). Attention weights
+  ``(..., R, A, A)`` come back for analysis with ``return_attention=True``.
+- :class:`DiscreteChannel`: an agent emits a message of ``message_length`` digits
+  of ``vocab_size`` values (B bits: ``vocab_size=2, message_length=B``; one of K
+  symbols: ``vocab_size=K, message_length=1``), learned either as extra
+  categorical actions (``mode="action"``: logits, samples, log-probabilities and
+  entropy for a policy gradient, no gradient through the message) or
+  differentiably (``mode="gumbel"``: straight-through Gumbel-softmax with a
+  temperature, DIAL-like: the listeners' losses train the speaker through the
+  channel). :meth:`DiscreteChannel.deliver` hands each agent the messages of the
+  others it hears, through an optionally unreliable link (per-link digit flips
+  with probability ``flip_prob``, per-link drops with probability ``drop_prob``).
+- :class:`DiscreteCommActor`: a per-agent actor using the channel, with the
+  messages delivered in the same step (``delay=0``) or at the next step
+  (``delay=1``, carried by the caller) as part of the receivers' input.
+
+Messages are one-hot tensors ``(..., A, L, V)`` (L = message_length, V =
+vocab_size); an all-zero message means "nothing received" (out of range,
+dropped, or ablated), which the receiver can tell apart from any symbol.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from fastmarl.nn.layers import ACTIVATIONS, AgentLinear, AgentMLP
+
+__all__ = [
+    "all_to_all_mask", "range_mask", "reachability", "masked_softmax", "CommNet", "TarMAC", "make_comm",
+    "gumbel_softmax_st", "message_index", "message_digits", "Message", "DiscreteChannel", "CommStep",
+    "DiscreteCommActor",
+]
+
+
+# -- topology ---------------------------------------------------------------------
+
+def all_to_all_mask(num_agents: int, device: torch.device | str | None = None, self_loops: bool = True) -> Tensor:
+    """(A, A) bool: everyone hears everyone (the diagonal is ``self_loops``)."""
+    m = torch.ones(num_agents, num_agents, dtype=torch.bool, device=device)
+    if not self_loops:
+        m &= ~torch.eye(num_agents, dtype=torch.bool, device=device)
+    return m
+
+
+def range_mask(pos: Tensor, radius: float | Tensor, self_loops: bool = True) -> Tensor:
+    """Range-limited topology: ``pos (..., A, 2)`` -> ``(..., A, A)`` bool,
+    ``mask[..., i, j] = |pos_i - pos_j| <= radius`` (symmetric). ``radius`` a number
+    or a tensor broadcastable to ``(..., 1, 1)`` (e.g. one radius per env)."""
+    d = pos[..., :, None, :] - pos[..., None, :, :]
+    within = (d * d).sum(-1) <= torch.as_tensor(radius, dtype=pos.dtype, device=pos.device) ** 2
+    eye = torch.eye(pos.shape[-2], dtype=torch.bool, device=pos.device)
+    return within | eye if self_loops else within & ~eye
+
+
+def reachability(mask: Tensor, rounds: int) -> Tensor:
+    """(..., A, A) bool: receiver i can be influenced by sender j within ``rounds``
+    communication rounds (a path of at most ``rounds`` hops, plus i itself)."""
+    eye = torch.eye(mask.shape[-1], dtype=torch.bool, device=mask.device)
+    step = (mask | eye).float()
+    r = step
+    for _ in range(rounds - 1):
+        r = ((r @ step) > 0).float()
+    return r > 0
+
+
+def _mean_weights(mask: Tensor | None, A: int, like: Tensor) -> Tensor:
+    """(..., A, A) row-stochastic weights of the mean over the *other* agents heard
+    (rows of zeros for an agent that hears nobody)."""
+    offdiag = ~torch.eye(A, dtype=torch.bool, device=like.device)
+    m = offdiag if mask is None else mask & offdiag
+    w = m.to(like.dtype)
+    return w / w.sum(-1, keepdim=True).clamp_min(1.0)
+
+
+def masked_softmax(scores: Tensor, mask: Tensor | None) -> Tensor:
+    """Softmax over the last axis (senders) restricted to ``mask``; a row with no
+    True entry gives all zeros. Masked entries get exactly zero weight and zero
+    gradient, which is what makes the decentralization exact."""
+    if mask is None:
+        return torch.softmax(scores, -1)
+    scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
+    return torch.softmax(scores, -1) * mask.to(scores.dtype)
+
+
+# -- continuous communication ------------------------------------------------------
+
+class CommNet(nn.Module):
+    """CommNet: ``rounds`` rounds of mean-communication, ``(..., A, H) -> (..., A, H)``.
+
+    Round r: ``c_i = mean of h_j over the senders j != i that i hears`` (zeros if
+    none), ``h_i <- h_i + act(W_r [h_i, c_i] + b_r)``. With ``num_nets=1`` (shared
+    weights) the module is permutation-equivariant over agents.
+
+    Args:
+        hidden: H, the feature size (input = output).
+        rounds: communication rounds per forward (information travels this many hops).
+        num_nets: 1 (weights shared by the agents) or A (one set per agent).
+        activation: "tanh" or "relu".
+    """
+
+    def __init__(self, hidden: int, rounds: int = 2, num_nets: int = 1, activation: str = "tanh"):
+        super().__init__()
+        if rounds < 1:
+            raise ValueError(f"CommNet needs rounds >= 1, got {rounds}")
+        self.hidden, self.rounds = hidden, rounds
+        self.layers = nn.ModuleList(AgentLinear(num_nets, 2 * hidden, hidden, gain=1.0) for _ in range(rounds))
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        """h (..., A, H), mask (..., A, A) bool or None -> (..., A, H)."""
+        w = _mean_weights(mask, h.shape[-2], h)
+        for layer in self.layers:
+            c = w @ h  # (..., A, A) @ (..., A, H): the only op that mixes agents
+            h = h + self.act(layer(torch.cat([h, c], -1)))
+        return h
+
+
+class TarMAC(nn.Module):
+    """TarMAC: targeted multi-agent communication by attention, ``(..., A, H) -> (..., A, H)``.
+
+    Round r: every agent emits a query ``q``, a signature ``k`` (both ``key_dim``)
+    and a value ``v`` (``value_dim``); receiver i weights sender j by
+    ``softmax_j(q_i . k_j / sqrt(key_dim))`` over the senders it hears (uniform
+    weights when ``targeted=False``), aggregates ``c_i = sum_j a_ij v_j`` and
+    updates ``h_i <- h_i + tanh(W_r [h_i, c_i] + b_r)``. Whether an agent attends
+    to itself is the mask's diagonal (``None``: everyone, self included).
+
+    ``forward(h, mask, return_attention=True)`` also returns the weights
+    ``(..., R, A, A)`` (round, receiver, sender); zero rows: heard nobody.
+    """
+
+    def __init__(self, hidden: int, key_dim: int = 16, value_dim: int | None = None, rounds: int = 1,
+                 targeted: bool = True, num_nets: int = 1):
+        super().__init__()
+        if rounds < 1:
+            raise ValueError(f"TarMAC needs rounds >= 1, got {rounds}")
+        self.hidden, self.key_dim, self.rounds, self.targeted = hidden, key_dim, rounds, targeted
+        self.value_dim = value_dim = hidden if value_dim is None else value_dim
+        out = 2 * key_dim + value_dim if targeted else value_dim
+        self.emit = nn.ModuleList(AgentLinear(num_nets, hidden, out, gain=1.0) for _ in range(rounds))
+        self.update = nn.ModuleList(AgentLinear(num_nets, hidden + value_dim, hidden, gain=1.0)
+                                    for _ in range(rounds))
+
+    def forward(self, h: Tensor, mask: Tensor | None = None,
+                return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """h (..., A, H), mask (..., A, A) bool or None -> h' (..., A, H)
+        [, attention (..., R, A, A)]."""
+        A = h.shape[-2]
+        attns = []
+        for emit, update in zip(self.emit, self.update):
+            e = emit(h)
+            if self.targeted:
+                q, k, v = e.split([self.key_dim, self.key_dim, self.value_dim], -1)
+                scores = q @ k.transpose(-1, -2) * (1.0 / math.sqrt(self.key_dim))  # (..., A recv, A send)
+            else:
+                v = e
+                scores = h.new_zeros(*h.shape[:-2], A, A)
+            attn = masked_softmax(scores, mask)
+            c = attn @ v
+            h = h + torch.tanh(update(torch.cat([h, c], -1)))
+            attns.append(attn)
+        if return_attention:
+            return h, torch.stack(attns, -3)
+        return h
+
+
+def make_comm(kind: Literal["commnet", "tarmac", "tarmac_broadcast"], hidden: int, rounds: int = 1,
+              num_nets: int = 1) -> nn.Module:
+    """The communication module named by a config string: ``(..., A, H) -> (..., A, H)``."""
+    if kind == "commnet":
+        return CommNet(hidden, rounds=rounds, num_nets=num_nets)
+    if kind in ("tarmac", "tarmac_broadcast"):
+        return TarMAC(hidden, rounds=rounds, num_nets=num_nets, targeted=kind == "tarmac")
+    raise ValueError(f"unknown communication module {kind!r}; choose 'commnet', 'tarmac' or 'tarmac_broadcast'")
+
+
+# -- discrete messages ------------------------------------------------------------
+
+def gumbel_softmax_st(logits: Tensor, temperature: float = 1.0,
+                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Straight-through Gumbel-softmax over the last axis: ``(one_hot, index)``.
+
+    The forward value is the one-hot of ``argmax(logits + g)`` (g ~ Gumbel(0, 1)),
+    a true discrete sample; the gradient is that of the relaxed sample
+    ``softmax((logits + g) / temperature)`` (Jang et al., 2017; Maddison et al., 2017).
+    """
+    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    g = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
+    y = logits + g
+    soft = torch.softmax(y / temperature, -1)
+    index = y.argmax(-1)
+    hard = nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
+    return hard + (soft - soft.detach()), index  # (soft - soft) is exactly 0: the forward value is exactly one-hot
+
+
+def message_index(digits: Tensor, vocab_size: int) -> Tensor:
+    """(..., L) digits in [0, V) -> (...) index in [0, V^L), digit 0 least significant."""
+    radix = vocab_size ** torch.arange(digits.shape[-1], device=digits.device)
+    return (digits.long() * radix).sum(-1)
+
+
+def message_digits(index: Tensor, vocab_size: int, message_length: int) -> Tensor:
+    """Inverse of :func:`message_index`: (...) -> (..., L)."""
+    radix = vocab_size ** torch.arange(message_length, device=index.device)
+    return (index.long()[..., None] // radix) % vocab_size
+
+
+@dataclass
+class Message:
+    """What :class:`DiscreteChannel` emits for every agent (leading dims ``...``, agents ``A``).
+
+    Attributes:
+        onehot: (..., A, L, V) float; in gumbel mode a straight-through sample
+            (forward: exactly one-hot, backward: the relaxed sample's gradient).
+        digits: (..., A, L) long, the symbol of each digit.
+        index: (..., A) long in [0, V^L), the whole message as one integer.
+        logits: (..., A, L, V).
+        log_prob: (..., A) log-probability of the message (sum over digits).
+        entropy: (..., A) entropy of the message distribution (sum over digits).
+    """
+
+    onehot: Tensor
+    digits: Tensor
+    index: Tensor
+    logits: Tensor
+    log_prob: Tensor
+    entropy: Tensor
+
+
+class DiscreteChannel(nn.Module):
+    """A learned discrete message per agent and its (unreliable) delivery.
+
+    Args:
+        in_features: size of the per-agent features the message is computed from.
+        vocab_size: V, values per digit (2: bits).
+        message_length: L, digits per message (B bits: V=2, L=B; K symbols: V=K, L=1).
+        mode: ``"action"`` (messages are extra categorical actions, trained by
+            policy gradient: use ``Message.log_prob`` / ``entropy``; no gradient
+            flows through the message) or ``"gumbel"`` (straight-through
+            Gumbel-softmax: gradients flow from receivers into the speaker).
+        temperature: Gumbel-softmax temperature (gumbel mode).
+        flip_prob: per link and digit, the probability that the receiver gets a
+            uniformly random *other* value (a symmetric noisy channel; for bits, a flip).
+        drop_prob: per link, the probability that the message is lost (the
+            receiver gets zeros, "nothing heard").
+        num_nets: 1 (shared message head) or A (one per agent).
+    """
+
+    def __init__(self, in_features: int, vocab_size: int = 2, message_length: int = 1,
+                 mode: Literal["action", "gumbel"] = "action", temperature: float = 1.0, flip_prob: float = 0.0,
+                 drop_prob: float = 0.0, num_nets: int = 1):
+        super().__init__()
+        if vocab_size < 2 or message_length < 1:
+            raise ValueError(f"a message needs vocab_size >= 2 and message_length >= 1, got {vocab_size}, "
+                             f"{message_length}")
+        if mode not in ("action", "gumbel"):
+            raise ValueError(f"mode must be 'action' (policy-gradient messages) or 'gumbel' (differentiable, "
+                             f"DIAL-like), got {mode!r}")
+        for name, p in (("flip_prob", flip_prob), ("drop_prob", drop_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {p}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.vocab_size, self.message_length, self.mode = vocab_size, message_length, mode
+        self.temperature, self.flip_prob, self.drop_prob = float(temperature), float(flip_prob), float(drop_prob)
+        self.head = AgentLinear(num_nets, in_features, message_length * vocab_size, gain=0.01)
+
+    @property
+    def num_messages(self) -> int:
+        """V^L distinct messages."""
+        return self.vocab_size ** self.message_length
+
+    @property
+    def message_dim(self) -> int:
+        """L * V floats: one message as a flattened one-hot."""
+        return self.message_length * self.vocab_size
+
+    def logits(self, h: Tensor) -> Tensor:
+        """h (..., A, in) -> (..., A, L, V)."""
+        return self.head(h).unflatten(-1, (self.message_length, self.vocab_size))
+
+    def forward(self, h: Tensor, deterministic: bool = False, generator: torch.Generator | None = None) -> Message:
+        """Emit one message per agent from its own features h (..., A, in)."""
+        logits = self.logits(h)
+        logp_all = torch.log_softmax(logits, -1)
+        if deterministic:
+            digits = logits.argmax(-1)
+            onehot = nn.functional.one_hot(digits, self.vocab_size).to(logits.dtype)
+        elif self.mode == "gumbel":
+            onehot, digits = gumbel_softmax_st(logits, self.temperature, generator)
+        else:
+            u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+            digits = (logp_all.detach() - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)  # Gumbel-max
+            onehot = nn.functional.one_hot(digits, self.vocab_size).to(logits.dtype)
+        log_prob, entropy = self._logp_entropy(logp_all, digits)
+        return Message(onehot, digits, message_index(digits, self.vocab_size), logits, log_prob, entropy)
+
+    def log_prob_entropy(self, logits: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Re-evaluate stored messages (PPO): logits (..., A, L, V), index (..., A)
+        -> (log_prob (..., A), entropy (..., A))."""
+        digits = message_digits(index, self.vocab_size, self.message_length)
+        return self._logp_entropy(torch.log_softmax(logits, -1), digits)
+
+    @staticmethod
+    def _logp_entropy(logp_all: Tensor, digits: Tensor) -> tuple[Tensor, Tensor]:
+        logp = logp_all.gather(-1, digits[..., None])[..., 0].sum(-1)
+        entropy = -(logp_all.exp() * logp_all).sum((-1, -2))
+        return logp, entropy
+
+    def received_dim(self, num_agents: int) -> int:
+        """Features :meth:`deliver` gives each receiver: (A - 1) messages of L * V."""
+        return (num_agents - 1) * self.message_dim
+
+    def deliver(self, onehot: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None,
+                noisy: bool = True) -> Tensor:
+        """Hand every receiver the messages of the other agents.
+
+        onehot (..., A, L, V) -> received (..., A, (A - 1) * L * V): receiver i gets
+        the messages of the senders j != i in increasing order of j, each flattened;
+        zeros where i does not hear j (mask False) or the link dropped it. With
+        ``noisy`` (default) the link noise (``flip_prob``, ``drop_prob``) is drawn
+        independently per (receiver, sender) link. Flips permute the one-hot
+        entries, so a straight-through gradient still reaches the speaker.
+        """
+        A, L, V = onehot.shape[-3:]
+        others = _others(A, onehot.device)  # (A, A-1)
+        x = onehot[..., others, :, :]  # (..., A recv, A-1 senders, L, V)
+        keep = None
+        if mask is not None:
+            mask = torch.broadcast_to(mask, (*onehot.shape[:-3], A, A))
+            keep = mask.gather(-1, others.expand(*mask.shape[:-2], A, A - 1))
+        if noisy and self.drop_prob > 0:
+            alive = torch.rand(x.shape[:-2], generator=generator, device=x.device) >= self.drop_prob
+            keep = alive if keep is None else keep & alive
+        if noisy and self.flip_prob > 0:
+            flip = torch.rand(x.shape[:-1], generator=generator, device=x.device) < self.flip_prob
+            shift = torch.randint(1, V, x.shape[:-1], generator=generator, device=x.device) * flip
+            # noisy[v] = x[(v - shift) mod V]: the one-hot moves by `shift` (a permutation, so differentiable)
+            idx = (torch.arange(V, device=x.device) - shift[..., None]) % V
+            x = x.gather(-1, idx)
+        if keep is not None:
+            x = x * keep[..., None, None].to(x.dtype)
+        return x.flatten(-3)
+
+
+_OTHERS: dict[tuple[int, str], Tensor] = {}
+
+
+def _others(A: int, device: torch.device) -> Tensor:
+    """(A, A-1) long: row i lists every j != i in increasing order (cached)."""
+    key = (A, str(device))
+    if key not in _OTHERS:
+        idx = torch.arange(A, device=device)
+        _OTHERS[key] = idx[None].expand(A, A)[~torch.eye(A, dtype=torch.bool, device=device)].view(A, A - 1)
+    return _OTHERS[key]
+
+
+@dataclass
+class CommStep:
+    """One step of :class:`DiscreteCommActor` (leading dims ``...``, agents ``A``).
+
+    Attributes:
+        logits: (..., A, n_actions) environment-action logits.
+        message: the :class:`Message` each agent sent this step.
+        received: (..., A, (A - 1) * L * V) this step's messages as delivered to
+            each receiver: used in this step when ``delay=0``, to be passed as
+            ``prev_received`` to the next step when ``delay=1``.
+    """
+
+    logits: Tensor
+    message: Message
+    received: Tensor
+
+
+class DiscreteCommActor(nn.Module):
+    """A per-agent actor that talks over a :class:`DiscreteChannel`.
+
+    ``delay=0`` (same step): ``f_i = MLP(obs_i)``, message ``m_i = channel(f_i)``,
+    action logits ``= head([f_i, received_i])`` where ``received_i`` are the
+    others' messages of this step. ``delay=1`` (next step, like an env channel):
+    ``f_i = MLP([obs_i, prev_received_i])`` (messages sent at t-1), and both the
+    message and the action logits are computed from ``f_i``; the caller carries
+    ``CommStep.received`` to the next step (zeros at an episode start).
+
+    Agent i's outputs depend on agent j != i only through the message j sent
+    and i received (there is no other path between agents).
+
+    Args:
+        num_agents: A. obs_dim: O. num_actions: environment actions (a categorical head).
+        hidden, num_layers, activation: the MLP body.
+        num_nets: 1 (shared weights; add an agent id to the observation if roles
+            differ) or A (one network per agent).
+        delay: 0 or 1 (see above).
+        **channel: :class:`DiscreteChannel` arguments (vocab_size, message_length,
+            mode, temperature, flip_prob, drop_prob).
+    """
+
+    def __init__(self, num_agents: int, obs_dim: int, num_actions: int, hidden: int = 64, num_layers: int = 1,
+                 activation: str = "tanh", num_nets: int = 1, delay: Literal[0, 1] = 0, **channel):
+        super().__init__()
+        if delay not in (0, 1):
+            raise ValueError(f"delay must be 0 (same step) or 1 (next step), got {delay!r}")
+        self.num_agents, self.delay = num_agents, delay
+        probe = DiscreteChannel(1, **channel)
+        self.received_dim = probe.received_dim(num_agents)
+        self.body = AgentMLP(num_nets, obs_dim + (self.received_dim if delay else 0), hidden, num_layers,
+                             activation)
+        self.channel = DiscreteChannel(self.body.out_features, num_nets=num_nets, **channel)
+        self.head = AgentLinear(num_nets, self.body.out_features + (0 if delay else self.received_dim), num_actions,
+                                gain=0.01)
+
+    def initial_received(self, *batch: int, device=None) -> Tensor:
+        """(*batch, A, received_dim) zeros: nothing heard before the first step."""
+        return torch.zeros(*batch, self.num_agents, self.received_dim, device=device)
+
+    def forward(self, obs: Tensor, prev_received: Tensor | None = None, mask: Tensor | None = None,
+                deterministic: bool = False, generator: torch.Generator | None = None) -> CommStep:
+        """obs (..., A, O); prev_received (..., A, received_dim) (``delay=1`` only;
+        None = zeros); mask (..., A, A) who hears whom for this step's messages."""
+        if self.delay:
+            if prev_received is None:
+                prev_received = obs.new_zeros(*obs.shape[:-1], self.received_dim)
+            f = self.body(torch.cat([obs, prev_received], -1))
+        else:
+            f = self.body(obs)
+        msg = self.channel(f, deterministic=deterministic, generator=generator)
+        received = self.channel.deliver(msg.onehot, mask, generator)
+        logits = self.head(f if self.delay else torch.cat([f, received], -1))
+        return CommStep(logits, msg, received)
