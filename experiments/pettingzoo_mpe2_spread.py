@@ -16,9 +16,9 @@ stepping mpe2 in Python. Finally each final policy is evaluated, deterministic, 
 *both* envs with ``--cross-eval-episodes`` fresh episodes: equal scores on the two
 envs say the envs agree, whatever the policies' own differences.
 
-Note: ``from_pettingzoo`` seeds env ``i`` with ``seed + i``, so runs with nearby
-seeds share most env start states (training and evaluation); compare seeds'
-evaluation returns with that in mind, or use seeds far apart.
+Note: the results in experiments/README.md were measured when ``from_pettingzoo``
+seeded env ``i`` with ``seed + i`` (neighbouring seeds then shared most env start
+states); it now derives independent per-env seeds (``sub_seed``).
 
 Return is per agent (mean over agents of each agent's summed episode reward;
 uniform random policy about -26). Writes runs under ``--runs-dir`` (default

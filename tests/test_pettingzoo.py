@@ -19,7 +19,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 
 import fastmarl
 from fastmarl.envs import check_env, list_envs
-from fastmarl.envs.pettingzoo import from_pettingzoo, to_aec_env, to_parallel_env
+from fastmarl.envs.pettingzoo import from_pettingzoo, sub_seed, to_aec_env, to_parallel_env
 
 ENV_IDS = [e.env_id for e in list_envs()]
 MODES = [pytest.param(False, id="discrete"), pytest.param(True, id="continuous")]
@@ -144,8 +144,8 @@ def test_round_trip_equals_fastmarl(continuous):
     """from_pettingzoo(to_parallel_env(...)) == the raw batched env, env by env."""
     E, seed = 2, 10
     vec = from_pettingzoo(lambda: to_parallel_env("simple_spread_v3", continuous_actions=continuous), E, seed=seed)
-    raws = [fastmarl.make("simple_spread_v3", seed=seed + e, continuous_actions=continuous) for e in range(E)]
-    raw_ts = [r.reset(seed=seed + e) for e, r in enumerate(raws)]
+    raws = [fastmarl.make("simple_spread_v3", seed=sub_seed(seed, e), continuous_actions=continuous) for e in range(E)]
+    raw_ts = [r.reset(seed=sub_seed(seed, e)) for e, r in enumerate(raws)]
     ts = vec.reset(seed=seed)
     assert vec.spec.groups["agent"].num_agents == 3 and vec.spec.state_dim == raws[0].spec.state_dim
     assert vec.spec.max_episode_steps is None or vec.spec.max_episode_steps == 25
@@ -184,7 +184,7 @@ def test_from_pettingzoo_mpe2_matches_mpe2(module):
     E, seed = 2, 3
     vec = from_pettingzoo(mod.parallel_env, E, seed=seed)
     refs = [mod.parallel_env() for _ in range(E)]
-    ref_obs = [r.reset(seed=seed + e)[0] for e, r in enumerate(refs)]
+    ref_obs = [r.reset(seed=sub_seed(seed, e))[0] for e, r in enumerate(refs)]
     spec = vec.spec
     if module == "simple_spread_v3":
         assert {g: (s.num_agents, s.obs_dim) for g, s in spec.groups.items()} == {"agent": (3, 18)}
@@ -284,7 +284,7 @@ def test_from_pettingzoo_butterfly_kaz():
     vec = from_pettingzoo(lambda: kaz.parallel_env(max_cycles=T), E, seed=0)
     refs = [kaz.parallel_env(max_cycles=T) for _ in range(E)]
     for e, r in enumerate(refs):
-        r.reset(seed=e)
+        r.reset(seed=sub_seed(0, e))
     spec = vec.spec
     assert {g: (s.num_agents, s.obs_dim, s.action_dim) for g, s in spec.groups.items()} == {
         "archer": (2, 135, 6), "knight": (2, 135, 6)}
@@ -428,3 +428,10 @@ def test_group_spaces_must_match():
         from_pettingzoo(_Mixed, 1)
     vec = from_pettingzoo(_Mixed, 1, group_fn=lambda agent: agent)
     assert {g: s.obs_dim for g, s in vec.spec.groups.items()} == {"scout_0": 3, "scout_1": 4}
+
+
+def test_sub_seeds_of_neighbouring_runs_do_not_overlap():
+    a = {sub_seed(0, i) for i in range(200)}
+    b = {sub_seed(1, i) for i in range(200)}
+    assert len(a) == 200 and len(b) == 200 and not (a & b)
+    assert sub_seed(3, 7) == sub_seed(3, 7)

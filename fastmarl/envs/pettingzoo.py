@@ -202,6 +202,13 @@ class FastMARLParallelEnv(ParallelEnv):
             close()
 
 
+
+def sub_seed(seed: int, index: int) -> int:
+    """Seed of env ``index`` in a batch seeded with ``seed``. Derived with numpy's
+    SeedSequence so that runs with neighbouring seeds share no env seeds (with
+    ``seed + index``, seeds 0 and 1 would share all but one env)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
 def _one_env(env_or_id: Any, make_kwargs: dict[str, Any]) -> VecEnv:
     if isinstance(env_or_id, str):
         from fastmarl.envs.registry import make
@@ -320,7 +327,7 @@ class PettingZooVecEnv:
 
     ``state()`` is the env's ``state()`` flattened to float32, when it has one;
     otherwise ``spec.state_dim == 0`` and ``state()`` raises.
-    Seeding: ``reset(seed=s)`` resets env ``i`` with seed ``s + i``.
+    Seeding: ``reset(seed=s)`` resets env ``i`` with seed ``sub_seed(s, i)``.
     """
 
     def __init__(self, env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
@@ -330,7 +337,7 @@ class PettingZooVecEnv:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.envs: list[ParallelEnv] = [_as_parallel(env_fn()) for _ in range(num_envs)]
-        first = [env.reset(seed=None if seed is None else seed + i) for i, env in enumerate(self.envs)]
+        first = [env.reset(seed=None if seed is None else sub_seed(seed, i)) for i, env in enumerate(self.envs)]
         e0 = self.envs[0]
         agents = list(getattr(e0, "possible_agents", None) or e0.agents)
         group_fn = group_fn or group_of_name
@@ -431,7 +438,7 @@ class PettingZooVecEnv:
     # -- API -------------------------------------------------------------------
     def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
         """Reset all envs, or those where ``mask`` (E,) bool is True; env ``i``
-        gets seed ``seed + i`` (None: its RNG continues)."""
+        gets seed ``sub_seed(seed, i)`` (None: its RNG continues)."""
         E = self.num_envs
         if mask is None:
             idx = range(E)
@@ -441,7 +448,7 @@ class PettingZooVecEnv:
                                  f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
             idx = torch.nonzero(mask.cpu()).reshape(-1).tolist()
         for e in idx:
-            obs, infos = self.envs[e].reset(seed=None if seed is None else seed + e)
+            obs, infos = self.envs[e].reset(seed=None if seed is None else sub_seed(seed, e))
             self._load_env(e, obs, infos, self.envs[e].agents)
         obs_t = self._tensors(self._obs)
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
@@ -540,7 +547,7 @@ def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torc
             for turn-based games that are not parallelizable).
         num_envs: number of copies (E), stepped in a Python loop.
         device: torch device of every returned tensor.
-        seed: env ``i`` is first reset with ``seed + i``.
+        seed: env ``i`` is first reset with ``sub_seed(seed, i)``.
         group_fn: agent name -> group name; default: the name without ``_<index>``.
 
     See :class:`PettingZooVecEnv` for masks, dead agents and episode ends.
