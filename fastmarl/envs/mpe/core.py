@@ -103,7 +103,6 @@ class World:
         f = dict(device=device, dtype=dtype)
         self.size = torch.tensor(wd.size, **f)
         self.movable = torch.tensor(wd.movable, device=device)
-        self.collide = torch.tensor(wd.collide, device=device)
         mass = wd.mass or [1.0] * N
         self.inv_mass = 1.0 / torch.tensor(mass, **f)
         max_speed = wd.max_speed or [None] * N
@@ -150,11 +149,6 @@ class World:
         self.others = others_index(A, device)  # (A, A-1)
         self.agent_rows = torch.arange(A, device=device)[:, None]  # (A, 1)
         self.offdiag = ~torch.eye(A, dtype=torch.bool, device=device)  # (A, A)
-
-    # -- small batched helpers shared by scenarios ---------------------------
-    def is_collision(self, pa: Tensor, pb: Tensor, size_a: Tensor | float, size_b: Tensor | float) -> Tensor:
-        """``|pa - pb| < size_a + size_b`` with broadcasting; positions (..., 2)."""
-        return norm2(pa - pb) < size_a + size_b
 
 
 def norm2(v: Tensor) -> Tensor:
