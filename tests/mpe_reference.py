@@ -158,3 +158,17 @@ def move_toward(delta: np.ndarray, continuous: bool) -> np.ndarray:
     a[..., 1], a[..., 2] = np.clip(-dx * 3, 0, 1), np.clip(dx * 3, 0, 1)
     a[..., 3], a[..., 4] = np.clip(-dy * 3, 0, 1), np.clip(dy * 3, 0, 1)
     return a
+
+
+def sync_goal_landmark(worlds, ours, env_ids, extra):
+    """EXTRA_SYNC for scenarios whose goal is a landmark (agents[0].goal_a in mpe2);
+    our episode colours derived from it must equal mpe2's."""
+    goal = extra["goal"].clone()
+    for i in env_ids:
+        w = worlds[i]
+        goal[i] = [lm is w.agents[0].goal_a for lm in w.landmarks].index(True)
+    color = ours.scenario.episode_colors(ours.world, goal)
+    for i in env_ids:
+        ref = np.stack([e.color for e in worlds[i].entities])
+        np.testing.assert_allclose(color[i].numpy(), ref, rtol=0, atol=1e-12, err_msg=f"episode colours env {i}")
+    return {"goal": goal, "color": color}

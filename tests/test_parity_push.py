@@ -7,22 +7,11 @@ after every reset, and the colours we derive from it must equal mpe2's.
 import numpy as np
 import pytest
 
-from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep
+from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep, sync_goal_landmark
 
 
-def sync_goal(worlds, ours, env_ids, extra):
-    goal = extra["goal"].clone()
-    for i in env_ids:
-        w = worlds[i]
-        goal[i] = [lm is w.agents[0].goal_a for lm in w.landmarks].index(True)
-    color = ours.scenario.episode_colors(ours.world, goal)
-    for i in env_ids:
-        ref = np.stack([e.color for e in worlds[i].entities])
-        np.testing.assert_allclose(color[i].numpy(), ref, rtol=0, atol=1e-12, err_msg=f"episode colours env {i}")
-    return {"goal": goal, "color": color}
 
-
-EXTRA_SYNC["simple_push_v3"] = sync_goal
+EXTRA_SYNC["simple_push_v3"] = sync_goal_landmark
 
 
 
