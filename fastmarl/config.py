@@ -209,6 +209,9 @@ ALGOS = {
     "ippo": AlgoInfo("ippo", centralized_critic=False, needs_state=False),
     "mappo": AlgoInfo("mappo", centralized_critic=True, needs_state=True),
 }
+# value-based algorithms: configured by fastmarl.algos.q_learning.QConfig (its ALGO_INFO holds their capabilities);
+# `fastmarl train --algo qmix` and `fastmarl.train(QConfig(...))` dispatch to its train_q
+VALUE_BASED_ALGOS = ("iql", "vdn", "qmix")
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,11 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     p = cfg.ppo
     algo = ALGOS.get(cfg.algo)
     if algo is None:
-        raise ConfigError(f"unknown algo {cfg.algo!r}; choose one of {sorted(ALGOS)}")
+        if cfg.algo in VALUE_BASED_ALGOS:
+            raise ConfigError(f"{cfg.algo} is value-based and has its own config: "
+                              f"fastmarl.train(QConfig(algo={cfg.algo!r}, ...)) (fastmarl.algos.q_learning)")
+        raise ConfigError(f"unknown algo {cfg.algo!r}; choose one of {sorted(ALGOS)} "
+                          f"(or {list(VALUE_BASED_ALGOS)} with QConfig)")
     for name, value, low in [("num_envs", cfg.num_envs, 1), ("total_steps", cfg.total_steps, 1),
                              ("eval_episodes", cfg.eval_episodes, 1), ("keep_checkpoints", cfg.keep_checkpoints, 1),
                              ("ppo.num_steps", p.num_steps, 1), ("ppo.num_epochs", p.num_epochs, 1),

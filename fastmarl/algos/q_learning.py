@@ -39,6 +39,9 @@ filled             (B, T)                 real (not padded) steps
 Python API: ``train_q(QConfig(algo="qmix", env="simple_spread_v3"))`` returns a
 :class:`QResult` with the metrics; the config is a typed dataclass, validated by
 ``validate_q_config`` (unknown keys in ``QConfig.from_dict`` are errors).
+``fastmarl.train(QConfig(...))`` and ``fastmarl train --algo qmix ...`` dispatch
+here; with ``runs_dir`` set, ``fastmarl eval`` / ``fastmarl render`` load the run
+(``--resume`` of a Q-learning run is not supported yet).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from torch import Tensor, nn
 
 import fastmarl
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
-from fastmarl.config import ConfigError
+from fastmarl.config import ConfigError, EnvKwargs, StepCount
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
@@ -77,10 +80,10 @@ class QConfig:
     """iql: independent learners; vdn: Q_tot = sum of utilities; qmix: state-conditioned monotonic mixer"""
     env: str = "simple_spread_v3"
     """env id (see `fastmarl envs`); every action space must be discrete"""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """env keyword arguments, e.g. {"N": 3}"""
-    total_steps: int = 2_000_000
-    """env steps to train for (one step of one env)"""
+    env_kwargs: EnvKwargs = field(default_factory=dict)
+    """env keyword arguments, e.g. {"N": 3} (`--env-kwargs N=3` on the command line)"""
+    total_steps: StepCount = 2_000_000
+    """env steps to train for (one step of one env); e.g. 2e6"""
     num_envs: int = 8
     """parallel envs collecting experience"""
     seed: int = 0
@@ -156,7 +159,8 @@ class QConfig:
     eval_episodes: int = 32
     """episodes per evaluation (greedy actions)"""
     runs_dir: str | None = None
-    """write a run directory (config, metrics.csv, eval.csv, checkpoint) under this folder; None: no files"""
+    """write a run directory (config, metrics.csv, eval.csv, checkpoint) under this folder; None: no files
+    (`fastmarl train` defaults to runs)"""
     name: str | None = None
     """run name (default: env__algo__seed__time)"""
     tensorboard: bool = False

@@ -1,7 +1,8 @@
 """``fastmarl train | eval | render``: tyro over the typed configs of fastmarl.config.
 
 ``fastmarl train --algo mappo --env simple_spread_v3 --total-steps 2e6``
-``fastmarl train --resume runs/NAME [--total-steps 4e6]``
+``fastmarl train --algo qmix --env simple_spread_v3 --total-steps 2e6`` (iql/vdn/qmix parse QConfig)
+``fastmarl train --resume runs/NAME [--total-steps 4e6]`` (PPO runs only, for now)
 ``fastmarl eval runs/NAME [--episodes 100]``
 ``fastmarl render runs/NAME --out episode.gif``
 """
@@ -15,7 +16,7 @@ from typing import Callable
 
 import tyro
 
-from fastmarl.config import ConfigError, TrainConfig
+from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
 
 _FLAT = (tyro.conf.OmitArgPrefixes,)  # --lr rather than --ppo.lr
 
@@ -44,18 +45,30 @@ def _pop_option(argv: list[str], name: str) -> str | None:
     return None
 
 
+def _peek_option(argv: list[str], name: str) -> str | None:
+    rest = list(argv)
+    return _pop_option(rest, name)
+
+
 def train_main(argv: list[str]) -> int:
-    """Parse a TrainConfig (on top of the saved one with --resume) and train."""
+    """Parse a TrainConfig (on top of the saved one with --resume), or a QConfig
+    when ``--algo`` is value-based (iql/vdn/qmix), and train."""
     argv = list(argv)
     resume = _pop_option(argv, "--resume")
 
     def go() -> int:
         from fastmarl.train.rundir import RunDir
-        from fastmarl.train.runner import train
+        from fastmarl.train.runner import Q_RESUME_UNSUPPORTED, train
 
         default = RunDir.open(resume).read_config() if resume else TrainConfig()
+        if not isinstance(default, TrainConfig):
+            raise ConfigError(Q_RESUME_UNSUPPORTED)
+        algo = _peek_option(argv, "--algo")
+        if not resume and algo in VALUE_BASED_ALGOS:
+            return _train_q(argv, algo)
         cfg = tyro.cli(TrainConfig, args=argv, default=default, prog="fastmarl train", config=_FLAT,
-                       description="Train IPPO/MAPPO. `--resume runs/NAME` continues a run from its last checkpoint "
+                       description="Train IPPO/MAPPO (`--algo iql|vdn|qmix --help`: the value-based options). "
+                                   "`--resume runs/NAME` continues a run from its last checkpoint "
                                    "(then the other options override the saved config).")
         res = train(cfg, resume=resume)
         ev = res.final_eval
@@ -67,6 +80,22 @@ def train_main(argv: list[str]) -> int:
         return 0
 
     return _run("train", go)
+
+
+def _train_q(argv: list[str], algo: str) -> int:
+    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.train.runner import train
+
+    cfg = tyro.cli(QConfig, args=argv, default=QConfig(algo=algo, runs_dir="runs"), prog="fastmarl train",
+                   description="Train IQL/VDN/QMIX (value-based, discrete actions; `fastmarl train --help` for "
+                               "IPPO/MAPPO). Resuming these runs is not supported yet.")
+    if cfg.runs_dir is None:
+        raise ConfigError("--runs-dir None writes no run directory; `fastmarl train` needs one (e.g. --runs-dir "
+                          "runs); use fastmarl.train(QConfig(...)) from Python to train without files")
+    res = train(cfg)
+    print(f"run directory: {res.run_dir}  ({int(res.metrics['steps']):,} env steps)\n"
+          f"final eval return per agent: greedy {res.metrics['return_det']:.2f}")
+    return 0
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 ``runs/<name>/``:
 
-- ``config.json``: the resolved TrainConfig (``TrainConfig.from_dict`` reads it back);
+- ``config.json``: the resolved TrainConfig, or QConfig for value-based runs (its
+  ``"algo"`` tells which; ``RunDir.read_config`` reads either back);
 - ``meta.json``: versions, git revision, host, command line, start time;
 - ``metrics.csv``: one row per training iteration (step, wall time, steps/s,
   return, losses, ...); ``eval.csv``: one row per evaluation;
@@ -22,13 +23,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastmarl.config import ConfigError, TrainConfig
+from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
 from fastmarl.train.checkpoint import atomic_write_text
 
+if TYPE_CHECKING:
+    from fastmarl.algos.q_learning import QConfig
 
-def default_run_name(cfg: TrainConfig) -> str:
+
+def default_run_name(cfg: TrainConfig | QConfig) -> str:
     env = cfg.env.replace(":", "-")  # pz:mpe2.simple_spread_v3 -> a portable folder name
     return f"{env}__{cfg.algo}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -75,7 +79,7 @@ class RunDir:
     gif = property(lambda self: self.path / "episode.gif")
 
     @classmethod
-    def create(cls, cfg: TrainConfig) -> "RunDir":
+    def create(cls, cfg: TrainConfig | QConfig) -> "RunDir":
         name = cfg.name or default_run_name(cfg)
         path = Path(cfg.runs_dir) / name
         if path.exists() and any(path.iterdir()):
@@ -98,10 +102,16 @@ class RunDir:
             raise ConfigError(f"{path} is not a run directory (no config.json)")
         return run
 
-    def read_config(self) -> TrainConfig:
-        return TrainConfig.from_dict(json.loads(self.config_path.read_text()))
+    def read_config(self) -> TrainConfig | QConfig:
+        """The saved config: a QConfig for a value-based run (algo iql/vdn/qmix), else a TrainConfig."""
+        d = json.loads(self.config_path.read_text())
+        if isinstance(d, dict) and d.get("algo") in VALUE_BASED_ALGOS:
+            from fastmarl.algos.q_learning import QConfig
 
-    def write_config(self, cfg: TrainConfig) -> None:
+            return QConfig.from_dict(d)
+        return TrainConfig.from_dict(d)
+
+    def write_config(self, cfg: TrainConfig | QConfig) -> None:
         atomic_write_text(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 

@@ -5,6 +5,12 @@ run directory (:mod:`fastmarl.train.rundir`); ``train(resume="runs/NAME")``
 continues a run from its last checkpoint, exactly where it stopped (same
 weights, optimizer, RNG and env state: on CPU the result equals an uninterrupted
 run's). ``evaluate_run`` and ``render_run`` load a run's checkpoint.
+
+Value-based runs dispatch on the config's type: ``train(QConfig(...))`` is
+:func:`fastmarl.algos.q_learning.train_q` (it returns a ``QResult``, and writes a
+run directory only when ``runs_dir`` is set); ``evaluate_run``, ``render_run`` and
+``load_policy`` dispatch on the ``"algo"`` saved in the run's config.json.
+Resuming a Q-learning run is not supported yet (a ConfigError says so).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -27,10 +33,15 @@ from fastmarl.train.checkpoint import (
 from fastmarl.train.episodes import EpisodeTracker, evaluate_policy, record_episode
 from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
 
+if TYPE_CHECKING:  # imported lazily below: q_learning imports fastmarl.train's modules
+    from fastmarl.algos.q_learning import QConfig, QLearner, QResult
+
 # settings that may change when a run is resumed; everything else must match
 RESUMABLE_CHANGES = {"total_steps", "eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
                      "gif", "tensorboard", "progress", "threads", "runs_dir", "name"}
 EVAL_SEED_OFFSET = 1_000_003  # eval envs never share start states with training envs
+Q_RESUME_UNSUPPORTED = ("resuming a Q-learning run (iql/vdn/qmix) is not supported yet (its checkpoint has no "
+                        "replay buffer or env state); start a new run with a larger --total-steps instead")
 
 
 @dataclass
@@ -107,13 +118,28 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None,
-          _stop_after: int | None = None) -> TrainResult:
+def _is_q_config(cfg: Any) -> bool:
+    from fastmarl.algos.q_learning import QConfig
+
+    return isinstance(cfg, QConfig)
+
+
+def train(config: TrainConfig | QConfig | None = None, *, resume: str | Path | None = None,
+          _stop_after: int | None = None) -> TrainResult | QResult:
     """Train; see the module docstring. ``resume`` is a run directory; with it,
-    ``config`` may override only the settings in RESUMABLE_CHANGES."""
+    ``config`` may override only the settings in RESUMABLE_CHANGES. A QConfig
+    trains IQL/VDN/QMIX with ``train_q`` and returns its ``QResult``."""
+    if _is_q_config(config):
+        if resume is not None:
+            raise ConfigError(Q_RESUME_UNSUPPORTED)
+        from fastmarl.algos.q_learning import train_q
+
+        return train_q(config)
     if resume is not None:
         run = RunDir.open(resume)
         saved = run.read_config()
+        if _is_q_config(saved):
+            raise ConfigError(Q_RESUME_UNSUPPORTED)
         cfg = config if config is not None else saved
         cfg = dataclasses.replace(cfg, name=saved.name, runs_dir=str(run.path.parent))
         _check_resume_config(saved, cfg)
@@ -264,18 +290,35 @@ def _progress(enabled: bool):
 
 # -- loading a run ----------------------------------------------------------------
 
-def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None,
-                num_envs: int = 1, render: bool = False) -> tuple[PPO, TrainConfig, Any, dict]:
-    """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run."""
+def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_envs: int = 1,
+                render: bool = False) -> tuple[PPO | QLearner, TrainConfig | QConfig, Any, dict]:
+    """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run:
+    PPO and TrainConfig, or for a value-based run QLearner and QConfig."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
+    ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run.checkpoints)
+    if _is_q_config(cfg):
+        return _load_q_policy(cfg, ckpt, num_envs)
     env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET, render)
     derived = resolve(cfg, env.spec)
     algo = PPO(env.spec, cfg, derived, cfg.device)
-    ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run.checkpoints)
     weights, _, manifest = load_checkpoint(ckpt, trainer=False, map_location=cfg.device)
     algo.load_weights(weights)
     return algo, cfg, env, manifest
+
+
+def _load_q_policy(cfg: QConfig, ckpt: Path, num_envs: int) -> tuple[QLearner, QConfig, Any, dict]:
+    from fastmarl.algos.q_learning import QLearner, validate_q_config
+    from fastmarl.algos.tabular import linear_schedule
+
+    device = torch.device(cfg.device)
+    env = make(cfg.env, num_envs=num_envs, device=device, seed=cfg.seed + EVAL_SEED_OFFSET, **cfg.env_kwargs)
+    learner = QLearner(env.spec, cfg, validate_q_config(cfg, env.spec), device)
+    weights, _, manifest = load_checkpoint(ckpt, trainer=False, map_location=device)
+    learner.load_weights(weights)
+    # "stochastic" evaluation of a Q-learner is epsilon-greedy with the exploration rate it had at the checkpoint
+    learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps, manifest["step"])
+    return learner, cfg, env, manifest
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Path | None = None,
