@@ -96,3 +96,22 @@ def _register_matrix() -> None:
 
 
 _register_matrix()
+
+
+# -- applications (family "applications"; fastmarl.envs.swarm, fastmarl.envs.traffic) --
+def _register_applications() -> None:
+    def pursuit(**kw):
+        from fastmarl.envs.swarm.pursuit_evasion import make_pursuit_evasion
+        return make_pursuit_evasion(**kw)
+
+    def traffic(**kw):
+        from fastmarl.envs.traffic import make_traffic_grid
+        return make_traffic_grid(**kw)
+
+    register("pursuit_evasion_v0", pursuit, "applications",
+             "pursuers with limited sensing chase (learning or scripted) evaders among obstacles")
+    register("traffic_grid_v0", traffic, "applications",
+             "signalised intersections on a grid choose phases to keep queues short (cooperative)")
+
+
+_register_applications()

@@ -1,0 +1,230 @@
+"""pursuit_evasion_v0: a team of pursuers with limited sensing chases evaders among obstacles.
+
+Built on the MPE physics core (:mod:`fastmarl.envs.mpe.core`). Entities, in
+order: ``pursuer_0..`` (P agents, size 0.075, accel 3, max speed 1), then the
+evaders (V; size 0.05, accel 4, max speed 1.3), then ``obstacle i`` (L circular
+obstacles, size 0.15, immovable). Learning evaders are agents (group
+``"evader"``); with ``scripted_evaders=True`` they are kinematic landmarks
+steered by :func:`flee_direction` (no group, no reward). Either way the
+evaders are entities ``P .. P+V-1``. Everything starts uniformly in the arena
+``[-1, 1]^2`` (obstacles in ``[-0.8, 0.8]^2``).
+
+Partial observation: an agent sees another agent or evader only within
+``sensing_radius``. Each seen entity contributes ``[rel pos (2), vel (2),
+visible (1)]``, all zero when out of range. With ``num_neighbors=None`` every
+other pursuer / evader has a slot (in index order); with ``num_neighbors=k``
+only the k nearest *visible* ones are kept per kind, closest first, zero-padded.
+Obstacles are always visible (map knowledge). Observation of one agent::
+
+    [vel (2), pos (2), obstacle rel pos (2L), pursuer slots (5 Kp), evader slots (5 Ke)]
+
+``Kp`` = P-1 (pursuers) / P (evaders) or k; ``Ke`` = V (pursuers) / V-1
+(evaders) or k. Global state (E, 4 N): positions and velocities of all entities.
+
+Rewards: an evader is *captured* while some pursuer is within ``capture_radius``.
+Every pursuer gets ``+10`` per captured evader (shared team reward); a captured
+evader gets ``-10`` minus simple_tag's boundary penalty. Episodes truncate after
+``max_cycles``; with ``terminate_on_capture=True`` they terminate once every
+evader is captured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor
+
+from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, norm2, reset_entities, uniform
+from fastmarl.envs.mpe.simple_tag import boundary_penalty
+
+KWARGS = dict(num_pursuers=3, num_evaders=1, num_obstacles=2, scripted_evaders=False, sensing_radius=0.8,
+              num_neighbors=None, capture_radius=0.15, max_cycles=50, terminate_on_capture=False,
+              evader_speed=1.0)
+ENV_KWARGS = dict(continuous_actions=False, dtype=torch.float32, validate=True, render_mode=None)
+
+PURSUER_SIZE, EVADER_SIZE, OBSTACLE_SIZE = 0.075, 0.05, 0.15
+CAPTURE_REWARD = 10.0
+SLOT = 5  # rel pos (2), vel (2), visible flag (1)
+
+
+def seen_slots(obs_pos: Tensor, tgt_pos: Tensor, tgt_vel: Tensor, radius: float, k: int | None,
+               others: Tensor | None = None) -> Tensor:
+    """Sensing: (E, M, Ks * 5) slots of targets seen by each observer.
+
+    obs_pos (E, M, 2), tgt_pos / tgt_vel (E, K, 2). ``others`` (M, K-1) long drops
+    the observer itself when observers and targets are the same set. Slots are
+    ``[rel pos, vel, 1]`` within ``radius`` (distance <= radius), zeros outside;
+    ``k`` keeps the k nearest visible ones (closest first, zero-padded).
+    """
+    E, M = obs_pos.shape[:2]
+    rel = tgt_pos[:, None] - obs_pos[:, :, None]  # (E, M, K, 2)
+    vel = tgt_vel[:, None].expand(-1, M, -1, -1)
+    if others is not None:
+        rows = torch.arange(M, device=obs_pos.device)[:, None]
+        rel, vel = rel[:, rows, others], vel[:, rows, others]
+    dist = norm2(rel)  # (E, M, K')
+    vis = dist <= radius
+    slots = torch.cat([rel, vel, torch.ones_like(dist)[..., None]], -1) * vis[..., None].to(rel.dtype)
+    if k is not None:
+        order = torch.argsort(torch.where(vis, dist, math.inf), dim=-1, stable=True)[..., :k]
+        slots = torch.gather(slots, 2, order[..., None].expand(*order.shape, SLOT))
+        if slots.shape[2] < k:
+            slots = torch.cat([slots, slots.new_zeros(E, M, k - slots.shape[2], SLOT)], 2)
+    return slots.reshape(E, M, -1)
+
+
+def flee_direction(evader_pos: Tensor, pursuer_pos: Tensor) -> Tensor:
+    """Scripted evader rule: unit direction (E, V, 2) away from the pursuers,
+    each weighted by 1/distance^2 (the nearest dominate), plus a push away from
+    the arena walls when closer than 0.3 (so they do not pin themselves in a corner)."""
+    rel = evader_pos[:, :, None] - pursuer_pos[:, None]  # (E, V, P, 2)
+    d = norm2(rel).clamp_min(1e-3)[..., None]
+    push = (rel / d ** 3).sum(2)
+    wall = torch.clamp(0.3 - (1 - evader_pos.abs()), min=0.0) * -torch.sign(evader_pos) * 50.0
+    v = push + wall
+    n = norm2(v)[..., None]
+    return torch.where(n > 1e-9, v / n.clamp_min(1e-9), 0.0)
+
+
+class Scenario:
+    env_id = "pursuit_evasion_v0"
+
+    def __init__(self, num_pursuers=3, num_evaders=1, num_obstacles=2, scripted_evaders=False, sensing_radius=0.8,
+                 num_neighbors=None, capture_radius=0.15, max_cycles=50, terminate_on_capture=False,
+                 evader_speed=1.0):
+        for name, v, lo in (("num_pursuers", num_pursuers, 1), ("num_evaders", num_evaders, 1),
+                            ("num_obstacles", num_obstacles, 0), ("max_cycles", max_cycles, 1)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ValueError(f"{self.env_id}: {name} must be an int >= {lo}, got {v!r}")
+        if num_neighbors is not None and (not isinstance(num_neighbors, int) or isinstance(num_neighbors, bool)
+                                          or num_neighbors < 1):
+            raise ValueError(f"{self.env_id}: num_neighbors must be a positive int or None, got {num_neighbors!r}")
+        for name, v in (("sensing_radius", sensing_radius), ("capture_radius", capture_radius),
+                        ("evader_speed", evader_speed)):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise ValueError(f"{self.env_id}: {name} must be a positive number, got {v!r}")
+        self.P, self.V, self.L = num_pursuers, num_evaders, num_obstacles
+        self.scripted = bool(scripted_evaders)
+        self.sensing_radius, self.capture_radius = float(sensing_radius), float(capture_radius)
+        self.k, self.max_cycles = num_neighbors, max_cycles
+        self.terminate_on_capture, self.evader_speed = bool(terminate_on_capture), float(evader_speed)
+
+    def world_def(self) -> WorldDef:
+        P, V, L, s = self.P, self.V, self.L, self.scripted
+        pursuers = [f"pursuer_{i}" for i in range(P)]
+        evaders = [f"evader_{i}" for i in range(V)]
+        return WorldDef(
+            agent_names=pursuers + ([] if s else evaders),
+            landmark_names=(evaders if s else []) + [f"obstacle {i}" for i in range(L)],
+            size=[PURSUER_SIZE] * P + [EVADER_SIZE] * V + [OBSTACLE_SIZE] * L,
+            movable=[True] * P + [not s] * V + [False] * L,
+            collide=[True] * P + [not s] * V + [True] * L,  # kinematic scripted evaders pass through
+            color=[(0.85, 0.35, 0.35)] * P + [(0.35, 0.85, 0.35)] * V + [(0.25, 0.25, 0.25)] * L,
+            silent=[True] * (P if s else P + V),
+            max_speed=[1.0] * P + [1.3 if not s else None] * V + [None] * L,
+            accel=[3.0] * P + ([] if s else [4.0] * V),
+        )
+
+    def reset(self, w: World, s: MPEState, mask: Tensor, gen: torch.Generator) -> MPEState:
+        E, nm = s.pos.shape[0], self.P + self.V
+        pos = torch.cat([uniform(gen, (E, nm, 2), -1.0, 1.0, s.pos), uniform(gen, (E, self.L, 2), -0.8, 0.8, s.pos)], 1)
+        return reset_entities(s, mask, pos)
+
+    def post_physics(self, w: World, s: MPEState) -> MPEState:
+        """Scripted evaders move kinematically at ``evader_speed`` away from the pursuers."""
+        if not self.scripted:
+            return s
+        P, V = self.P, self.V
+        ev = s.pos[:, P:P + V]
+        step = flee_direction(ev, s.pos[:, :P]) * (self.evader_speed * w.dt)
+        new = (ev + step).clamp(-1 + EVADER_SIZE, 1 - EVADER_SIZE)
+        pos = torch.cat([s.pos[:, :P], new, s.pos[:, P + V:]], 1)
+        vel = torch.cat([s.vel[:, :P], (new - ev) / w.dt, s.vel[:, P + V:]], 1)
+        return s._replace(pos=pos, vel=vel)
+
+    def captured(self, s: MPEState) -> Tensor:
+        """(E, V) bool: some pursuer is within ``capture_radius`` of the evader."""
+        P = self.P
+        d = norm2(s.pos[:, P:P + self.V, None] - s.pos[:, None, :P])  # (E, V, P)
+        return (d <= self.capture_radius).any(-1)
+
+    def rewards(self, w: World, s: MPEState) -> Tensor:
+        cap = self.captured(s).to(s.pos.dtype)  # (E, V)
+        team = CAPTURE_REWARD * cap.sum(-1)  # (E,)
+        out = team[:, None].expand(-1, self.P)
+        if self.scripted:
+            return out
+        bound = boundary_penalty(s.pos[:, self.P:self.P + self.V].abs())  # (E, V, 2)
+        ev = -CAPTURE_REWARD * cap - bound[..., 0] - bound[..., 1]
+        return torch.cat([out, ev], 1)  # (E, A)
+
+    def terminal(self, w: World, s: MPEState) -> Tensor | None:
+        return self.captured(s).all(-1) if self.terminate_on_capture else None
+
+    def observations(self, w: World, s: MPEState) -> dict[str, Tensor]:
+        P, V = self.P, self.V
+        E, A = s.pos.shape[0], w.A
+        pp, pv = s.pos[:, :P], s.vel[:, :P]
+        ep, evl = s.pos[:, P:P + V], s.vel[:, P:P + V]
+        obst = s.pos[:, P + V:]
+        dev = s.pos.device
+        r, k = self.sensing_radius, self.k
+
+        def common(p: Tensor, v: Tensor) -> Tensor:
+            lm = (obst[:, None] - p[:, :, None]).reshape(E, p.shape[1], 2 * self.L)
+            return torch.cat([v, p, lm], -1)
+
+        others_p = _others(P, dev)
+        out = {"pursuer": torch.cat([common(pp, pv), seen_slots(pp, pp, pv, r, k, others_p),
+                                     seen_slots(pp, ep, evl, r, k)], -1)}
+        if not self.scripted:
+            out["evader"] = torch.cat([common(ep, evl), seen_slots(ep, pp, pv, r, k),
+                                       seen_slots(ep, ep, evl, r, k, _others(V, dev))], -1)
+        return out
+
+    def global_state(self, s: MPEState) -> Tensor:
+        """(E, 4 N): all positions then all velocities."""
+        return torch.cat([s.pos.flatten(1), s.vel.flatten(1)], 1)
+
+
+def _others(n: int, device: torch.device) -> Tensor:
+    """(n, n-1) long: row i lists every j != i."""
+    idx = torch.arange(n, device=device)
+    return (idx[None, :-1] + (idx[None, :-1] >= idx[:, None]).long()) if n > 1 else idx.new_zeros(n, 0)
+
+
+class PursuitEvasionEnv(MPEEnv):
+    """MPEEnv whose ``state()`` is the true global state (every entity's position and
+    velocity, scripted evaders included) instead of the concatenated partial observations."""
+
+    def __init__(self, scenario: Scenario, **kw):
+        self._adv_state = None
+        super().__init__(scenario, **kw)
+        N = self.world.N
+        self.spec = dataclasses.replace(self.spec, state_dim=4 * N)
+
+    def _advance(self, s, actions):
+        out = super()._advance(s, actions)
+        self._adv_state = out[0]  # the pre-reset state, for final_state
+        return out
+
+    def _state_of(self, obs):
+        return self.scenario.global_state(self._adv_state)
+
+    def state(self) -> Tensor:
+        """(E, 4 N): positions (E, N, 2) then velocities, flattened."""
+        return self.scenario.global_state(self._state)
+
+    def capture_rate(self) -> Tensor:
+        """(E,) fraction of evaders captured right now."""
+        return self.scenario.captured(self._state).float().mean(-1)
+
+
+def make_pursuit_evasion(num_envs: int = 1, device="cpu", seed: int | None = None, **kwargs) -> PursuitEvasionEnv:
+    from fastmarl.envs.mpe.core import check_kwargs
+
+    merged = check_kwargs(Scenario.env_id, kwargs, {**KWARGS, **ENV_KWARGS})
+    env_kw = {k: merged.pop(k) for k in ENV_KWARGS}
+    return PursuitEvasionEnv(Scenario(**merged), num_envs=num_envs, device=device, seed=seed, **env_kw)
