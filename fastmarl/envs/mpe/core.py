@@ -229,6 +229,9 @@ class Scenario(Protocol):
         """(E,) bool early termination, or None if the task never terminates."""
         ...
 
+    # optional: ``global_state(s) -> (E, state_dim)`` replaces the default state
+    # (all observations concatenated) for centralized critics
+
 
 def physics_step(w: World, s: MPEState, u: Tensor) -> tuple[Tensor, Tensor]:
     """One integration step; u (E, A, 2) action forces. Returns new (pos, vel)."""
@@ -409,6 +412,8 @@ class MPEEnv:
                 observation_space=gym.spaces.Box(-np.inf, np.inf, shape=(odim,), dtype=np.float32),
                 action_space=self._action_space(lay),
             )
+        if hasattr(self.scenario, "global_state"):
+            state_dim = int(self.scenario.global_state(self._state).shape[-1])
         return EnvSpec(env_id=self.scenario.env_id, groups=groups, state_dim=state_dim,
                        max_episode_steps=self.max_cycles)
 
@@ -505,7 +510,7 @@ class MPEEnv:
         done = term | trunc
         final_obs, final_state = obs, None
         if any_done:
-            final_state = self._state_of(obs)
+            final_state = self._global_state(s, obs)
             s = self.scenario.reset(self.world, s._replace(t=torch.where(done, 0, s.t)), done, self._gen)
             obs = self.scenario.observations(self.world, s)
             s = self._store(s)
@@ -539,13 +544,18 @@ class MPEEnv:
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         return TimeStep(obs=obs, reward=self._split(zeros), terminated=f, truncated=f.clone(), final_obs=obs)
 
-    def _state_of(self, obs: dict[str, Tensor]) -> Tensor:
+    def _global_state(self, s: MPEState, obs: dict[str, Tensor]) -> Tensor:
+        # a scenario may define its own global state (e.g. true positions under
+        # partial observability); by default it is mpe2's: all observations
+        fn = getattr(self.scenario, "global_state", None)
+        if fn is not None:
+            return fn(s)
         return torch.cat([o.flatten(1) for o in obs.values()], 1) if len(obs) > 1 else next(iter(obs.values())).flatten(1)
 
     def state(self) -> Tensor:
-        """(E, state_dim): every agent's observation concatenated in agent order,
-        as mpe2's ``state()``."""
-        return self._state_of(self._obs)
+        """(E, state_dim): the scenario's ``global_state(s)`` if it defines one, else
+        every agent's observation concatenated in agent order, as mpe2's ``state()``."""
+        return self._global_state(self._state, self._obs)
 
     def observations(self) -> dict[str, Tensor]:
         """Current observations, group -> (E, A_g, obs_dim_g)."""

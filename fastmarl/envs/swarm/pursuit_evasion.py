@@ -30,7 +30,6 @@ evader is captured.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -165,7 +164,7 @@ class Scenario:
 
     def observations(self, w: World, s: MPEState) -> dict[str, Tensor]:
         P, V = self.P, self.V
-        E, A = s.pos.shape[0], w.A
+        E = s.pos.shape[0]
         pp, pv = s.pos[:, :P], s.vel[:, :P]
         ep, evl = s.pos[:, P:P + V], s.vel[:, P:P + V]
         obst = s.pos[:, P + V:]
@@ -196,26 +195,8 @@ def _others(n: int, device: torch.device) -> Tensor:
 
 
 class PursuitEvasionEnv(MPEEnv):
-    """MPEEnv whose ``state()`` is the true global state (every entity's position and
-    velocity, scripted evaders included) instead of the concatenated partial observations."""
-
-    def __init__(self, scenario: Scenario, **kw):
-        self._adv_state = None
-        super().__init__(scenario, **kw)
-        N = self.world.N
-        self.spec = dataclasses.replace(self.spec, state_dim=4 * N)
-
-    def _advance(self, s, actions):
-        out = super()._advance(s, actions)
-        self._adv_state = out[0]  # the pre-reset state, for final_state
-        return out
-
-    def _state_of(self, obs):
-        return self.scenario.global_state(self._adv_state)
-
-    def state(self) -> Tensor:
-        """(E, 4 N): positions (E, N, 2) then velocities, flattened."""
-        return self.scenario.global_state(self._state)
+    """MPEEnv with a capture-rate readout; ``state()`` is the scenario's true global
+    state (every entity's position and velocity, scripted evaders included)."""
 
     def capture_rate(self) -> Tensor:
         """(E,) fraction of evaders captured right now."""
