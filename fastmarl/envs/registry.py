@@ -108,10 +108,22 @@ def _register_applications() -> None:
         from fastmarl.envs.traffic import make_traffic_grid
         return make_traffic_grid(**kw)
 
+    def relay(**kw):
+        from fastmarl.envs.swarm.relay import make_relay
+        return make_relay(**kw)
+
+    def formation(**kw):
+        from fastmarl.envs.swarm.formation import make_formation
+        return make_formation(**kw)
+
     register("pursuit_evasion_v0", pursuit, "applications",
              "pursuers with limited sensing chase (learning or scripted) evaders among obstacles")
     register("traffic_grid_v0", traffic, "applications",
              "signalised intersections on a grid choose phases to keep queues short (cooperative)")
+    register("relay_v0", relay, "applications",
+             "relay drones keep a multi-hop radio link between a base and a moving remote node (cooperative)")
+    register("formation_v0", formation, "applications",
+             "agents hold a line, wedge or circle formation around a reference travelling to a goal (cooperative)")
 
 
 _register_applications()
