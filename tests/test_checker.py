@@ -14,20 +14,11 @@ from fastmarl.envs.api import validate_actions
 ENV_IDS = [e.env_id for e in list_envs()]
 
 
-def make_or_skip(env_id: str, **kwargs):
-    """fastmarl.make, skipping envs whose scenario module has not landed yet."""
-    try:
-        return fastmarl.make(env_id, **kwargs)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("fastmarl."):
-            pytest.skip(f"{env_id}: module {exc.name} not available yet")
-        raise
-
 
 @pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_check_env_passes_on_registered_envs(env_id, continuous):
-    env = make_or_skip(env_id, num_envs=3, seed=0, continuous_actions=continuous)
+    env = fastmarl.make(env_id, num_envs=3, seed=0, continuous_actions=continuous)
     check_env(env, steps=30)  # 30 > max_cycles (25): auto-resets are checked too
 
 

@@ -34,15 +34,6 @@ CONTRACT_WARNINGS = (
 )
 
 
-def make_or_skip(env_id: str, **kwargs):
-    """fastmarl.make, skipping envs whose scenario module has not landed yet."""
-    try:
-        return fastmarl.make(env_id, **kwargs)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("fastmarl."):
-            pytest.skip(f"{env_id}: module {exc.name} not available yet")
-        raise
-
 
 def run_checked(fn, *args, **kwargs):
     with warnings.catch_warnings(record=True) as caught:
@@ -60,7 +51,7 @@ def run_checked(fn, *args, **kwargs):
 @pytest.mark.parametrize("continuous", MODES)
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_pettingzoo_api_and_seed_tests(env_id, continuous):
-    make_or_skip(env_id)
+    fastmarl.make(env_id)
     kw = dict(continuous_actions=continuous)
     run_checked(parallel_api_test, to_parallel_env(env_id, seed=0, **kw), num_cycles=60)
     run_checked(api_test, to_aec_env(env_id, seed=0, **kw), num_cycles=60)
@@ -74,7 +65,7 @@ def test_parallel_env_matches_batched_env(env_id, continuous):
     """Same seed and actions: the ParallelEnv returns the batched env's numbers,
     ends episodes PettingZoo's way (final_obs, then agents == []), and reset()
     continues with the batched env's auto-reset state."""
-    raw = make_or_skip(env_id, seed=5, continuous_actions=continuous)
+    raw = fastmarl.make(env_id, seed=5, continuous_actions=continuous)
     par = to_parallel_env(env_id, seed=5, continuous_actions=continuous)
     spec = raw.spec
     ts = raw.reset(seed=7)
