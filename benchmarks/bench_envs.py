@@ -72,7 +72,7 @@ def main() -> int:
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--peers", nargs="+", default=["mpe2", "vmas", "jaxmarl"])
-    p.add_argument("--modes", nargs="+", default=["eager", "compile"])
+    p.add_argument("--modes", nargs="+", default=["eager", "compile", "aot"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--mpe2-max-envs", type=int, default=1, help="run mpe2 (one Python env per copy) up to this num_envs")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench"))

@@ -32,8 +32,8 @@ class BenchEnvsConfig:
     """batch sizes to measure"""
     threads: tuple[int, ...] = (1,)
     """torch intra-op thread counts to measure (the process is pinned to that many cores)"""
-    modes: tuple[Literal["eager", "compile"], ...] = ("eager", "compile")
-    """eager PyTorch and/or torch.compile (inductor) of the whole step"""
+    modes: tuple[Literal["eager", "compile", "aot"], ...] = ("eager", "compile", "aot")
+    """eager PyTorch, torch.compile (inductor) of the whole step, and/or the step compiled ahead of time (CPU)"""
     seconds: float = 2.0
     """wall time measured per configuration, after warm-up"""
     device: str = "cpu"
@@ -46,6 +46,9 @@ class BenchEnvsConfig:
     """extra env keyword arguments (values parsed as Python literals)"""
 
 
+_COMPILE = {"eager": False, "compile": True, "aot": "aot"}
+
+
 def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float, device: str = "cpu",
             pin: bool = True, **env_kwargs) -> dict:
     """Time random-action steps of one env configuration; returns a result dict."""
@@ -56,7 +59,7 @@ def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float,
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(cores[:threads]))
     t_build = time.perf_counter()
-    env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, compile=(mode == "compile"), **env_kwargs)
+    env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, compile=_COMPILE[mode], **env_kwargs)
     env.reset(seed=0)
     gen = torch.Generator(device=device).manual_seed(0)
     groups = list(env.spec.groups.values())
@@ -105,9 +108,13 @@ def bench_envs(cfg: BenchEnvsConfig) -> list[dict]:
 
     results = []
     kw = _parse_kwargs(cfg.env_kwargs)
+    modes = cfg.modes
+    if torch.device(cfg.device).type != "cpu" and "aot" in modes:
+        modes = tuple(m for m in modes if m != "aot")
+        print(f"note: mode 'aot' is CPU-only; skipped on {cfg.device}")
     for env_id in cfg.envs:
         for threads in cfg.threads:
-            for mode in cfg.modes:
+            for mode in modes:
                 for n in cfg.num_envs:
                     r = measure(env_id, n, threads, mode, cfg.seconds, cfg.device, cfg.pin, **kw)
                     results.append(r)

@@ -3,7 +3,8 @@
 ``make("simple_spread_v3", num_envs=1024, device="cpu", seed=0, N=3)`` builds a
 batched env. Scenario keyword arguments are the mpe2 ones; fastmarl adds
 ``dtype`` (float32 default, float64 for exact parity work), ``compile``
-(``torch.compile`` the step), ``validate`` (check actions; on by default).
+(True: ``torch.compile`` the step; ``"aot"``: compile it ahead of time, least
+per-step overhead, CPU), ``validate`` (check actions; on by default).
 Unknown ids and unknown keyword arguments are errors that list close matches.
 """
 
@@ -116,6 +117,34 @@ def _register_applications() -> None:
         from fastmarl.envs.swarm.formation import make_formation
         return make_formation(**kw)
 
+    def jammer(**kw):
+        from fastmarl.envs.swarm.jammer import make_jammer
+        return make_jammer(**kw)
+
+    def swarm_defense(**kw):
+        from fastmarl.envs.swarm.swarm_defense import make_swarm_defense
+        return make_swarm_defense(**kw)
+
+    def coverage(**kw):
+        from fastmarl.envs.swarm.coverage import make_swarm_coverage
+        return make_swarm_coverage(**kw)
+
+    def waterworld(**kw):
+        from fastmarl.envs.swarm.waterworld import make_waterworld
+        return make_waterworld(**kw)
+
+    def influence(**kw):
+        from fastmarl.envs.influence import make_influence
+        return make_influence(**kw)
+
+    def market(**kw):
+        from fastmarl.envs.market import make_market
+        return make_market(**kw)
+
+    register("swarm_coverage_v0", coverage, "applications",
+             "battery-limited drones cover a grid and find hidden targets, sharing scarce chargers (cooperative)")
+    register("waterworld_v0", waterworld, "applications",
+             "SISL waterworld, vectorized: pursuers with range sensors eat food (n_coop at once) and avoid poison")
     register("pursuit_evasion_v0", pursuit, "applications",
              "pursuers with limited sensing chase (learning or scripted) evaders among obstacles")
     register("traffic_grid_v0", traffic, "applications",
@@ -124,6 +153,14 @@ def _register_applications() -> None:
              "relay drones keep a multi-hop radio link between a base and a moving remote node (cooperative)")
     register("formation_v0", formation, "applications",
              "agents hold a line, wedge or circle formation around a reference travelling to a goal (cooperative)")
+    register("jammer_v0", jammer, "applications",
+             "jammers choose position, channel and power to cut transmitter-receiver links (competitive, SINR model)")
+    register("swarm_defense_v0", swarm_defense, "applications",
+             "an attacking swarm tries to reach a protected zone past interceptors (competitive)")
+    register("influence_v0", influence, "applications",
+             "blue and red agents push node opinions on a random graph toward their side (zero-sum, opinion dynamics)")
+    register("market_v0", market, "applications",
+             "market makers quote bid/ask around a moving fair price for arriving traders (mixed-motive, inventory risk)")
 
 
 _register_applications()

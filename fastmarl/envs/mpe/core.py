@@ -317,6 +317,11 @@ class MPEEnv:
     movable one, ``Discrete(C)`` for an immovable speaker; continuous
     ``Box(0, 1, (5 + C,))`` where the force is ``(a[2] - a[1], a[4] - a[3]) * accel``
     and the message is ``a[5:]``.
+
+    ``compile``: False runs the step eagerly; True wraps the whole pure step in
+    ``torch.compile`` (inductor); ``"aot"`` compiles it ahead of time with
+    AOTInductor and calls the library without dynamo's per-call overhead
+    (CPU; see :mod:`fastmarl.envs.mpe.aot`).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -329,7 +334,7 @@ class MPEEnv:
         seed: int | None = None,
         continuous_actions: bool = False,
         dtype: torch.dtype = torch.float32,
-        compile: bool = False,
+        compile: bool | str = False,
         validate: bool = True,
         render_mode: str | None = None,
         dynamic_rescaling: bool = True,
@@ -338,6 +343,8 @@ class MPEEnv:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported: use None or 'rgb_array' (render() returns an RGB array)")
+        if compile not in (False, True, "aot"):
+            raise ValueError(f"compile must be False, True (torch.compile) or 'aot' (ahead-of-time, CPU), got {compile!r}")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         self.scenario = scenario
@@ -370,7 +377,14 @@ class MPEEnv:
         # 64 envs); torch 2.11's CUDA path rejected that graph, so there it runs after.
         self._store_in_graph = self._env_last and self.device.type == "cpu"
         self._state = self._store(self._state)
-        self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True, options={"cpp_wrapper": True}) if compile else self._advance
+        if compile == "aot":
+            from fastmarl.envs.mpe.aot import aot_advance
+            self._advance_fn = aot_advance(self)
+        elif compile:
+            self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True,
+                                             options={"cpp_wrapper": True})
+        else:
+            self._advance_fn = self._advance
 
     # -- spec -----------------------------------------------------------------
     @staticmethod
