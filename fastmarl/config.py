@@ -107,11 +107,22 @@ class PPOConfig:
     """use the env's action masks (discrete actions only); None: whenever the env provides them"""
     log_std_init: float = -0.5
     """continuous actions: initial log standard deviation of the Gaussian policy"""
-    comm: Literal["none", "commnet", "tarmac", "tarmac_broadcast"] = "none"
+    comm: Literal["none", "commnet", "tarmac", "tarmac_broadcast", "dial"] = "none"
     """learned communication between the actors of a group, every step: commnet (mean of the others' features),
-    tarmac (targeted attention), tarmac_broadcast (uniform attention); none: independent actors"""
+    tarmac (targeted attention), tarmac_broadcast (uniform attention), dial (discrete messages learned through
+    a straight-through Gumbel-softmax, delivered in the same step); none: independent actors"""
     comm_rounds: int = 1
     """communication rounds per step (information travels this many hops between agents)"""
+    dial_vocab_size: int = 2
+    """dial: values per message digit (2: bits)"""
+    dial_message_length: int = 1
+    """dial: digits per message (B bits: dial_vocab_size 2, dial_message_length B)"""
+    dial_temperature: float = 1.0
+    """dial: Gumbel-softmax temperature of the straight-through gradient"""
+    dial_flip_prob: float = 0.0
+    """dial: probability that a digit arrives changed, per (receiver, sender) link"""
+    dial_drop_prob: float = 0.0
+    """dial: probability that a message is lost, per (receiver, sender) link"""
 
 
 @dataclass
@@ -225,6 +236,27 @@ class Derived:
     action_masks: dict[str, bool]  # group -> use the env's action masks
 
 
+DIAL_FIELDS = ("dial_vocab_size", "dial_message_length", "dial_temperature", "dial_flip_prob", "dial_drop_prob")
+
+
+def _check_dial(p: PPOConfig) -> None:
+    if p.comm != "dial":
+        changed = [f"ppo.{k}" for k in DIAL_FIELDS if getattr(p, k) != getattr(PPOConfig, k)]
+        if changed:
+            raise ConfigError(f"{', '.join(changed)} configure the DIAL channel, but ppo.comm={p.comm!r}; use "
+                              "--ppo.comm dial (or leave them at their defaults)")
+        return
+    for name, value, low in [("dial_vocab_size", p.dial_vocab_size, 2),
+                             ("dial_message_length", p.dial_message_length, 1)]:
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"ppo.{name} must be an integer >= {low}, got {value!r}")
+    if not p.dial_temperature > 0:
+        raise ConfigError(f"ppo.dial_temperature must be > 0, got {p.dial_temperature}")
+    for name in ("dial_flip_prob", "dial_drop_prob"):
+        if not 0.0 <= getattr(p, name) <= 1.0:
+            raise ConfigError(f"ppo.{name} is a probability in [0, 1], got {getattr(p, name)}")
+
+
 def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     """Validate ``cfg`` against ``spec``; return derived sizes. Raises ConfigError."""
     p = cfg.ppo
@@ -272,6 +304,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     if algo.needs_state and spec.state_dim == 0:
         raise ConfigError(f"{cfg.algo} needs a global state for its centralized critic, but {spec.env_id} has "
                           "state_dim 0 (no state()); use --algo ippo, whose critics see each agent's observation")
+    _check_dial(p)
     if p.comm != "none" and all(g.num_agents == 1 for g in spec.groups.values()):
         raise ConfigError(f"ppo.comm={p.comm!r} lets the agents of a group talk, but every group of {spec.env_id} "
                           "has a single agent; use --ppo.comm none")

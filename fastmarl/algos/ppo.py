@@ -4,8 +4,15 @@ IPPO and MAPPO share everything but the critic's input: an IPPO critic sees its
 agent's observation, a MAPPO critic sees the global ``state()`` (optionally with
 the agent's own observation appended). Actors see their own observation only
 (decentralised execution), plus, with ``ppo.comm``, what the other actors of
-their group communicate: a CommNet or TarMAC module between the actor's body
+their group communicate: a CommNet, TarMAC or DIAL module between the actor's body
 and head (:mod:`fastmarl.nn.comm`). Both add an optional one-hot agent id.
+
+DIAL (``ppo.comm="dial"``): each actor says a discrete message in the step, a
+straight-through Gumbel-softmax sample, so the listeners' policy losses train
+the speakers' messages by backpropagation. The rollout stores the Gumbel (and
+link) noise of every message, and the update replays it: under the rollout's
+weights the update's forward equals the rollout's, so the PPO ratio starts at 1
+and treats the message noise as part of the (exogenous) randomness of the policy.
 
 Each group of the env (e.g. ``adversary`` and ``agent``) has its own actor,
 critic, optimizer and value normaliser, so competing teams learn at once. Inside
@@ -29,6 +36,7 @@ state               (T, E, state_dim)          global state (MAPPO)
 terminated          (T, E)                     the episode ended at t (no bootstrap)
 truncated           (T, E)                     the episode hit its time limit at t (bootstrap)
 starts              (T, E)                     obs_t is the first of an episode (GRU reset)
+comm_noise[g]       (T, E, R, A_g, L, V) ...   dial: message samples' noise (DialNoise)
 ==================  =========================  ==========================================
 
 The update (per iteration): GAE with exact bootstrapping, targets folded into
@@ -40,7 +48,7 @@ linearly annealed learning rate.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -49,7 +57,7 @@ from torch import Tensor, nn
 from fastmarl.config import ALGOS, Derived, PPOConfig, TrainConfig
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
-from fastmarl.nn.comm import make_comm
+from fastmarl.nn.comm import DialComm, DialNoise, DialTrace, make_comm
 
 MASKED_LOGIT = -1e8  # finite, so masked entries give p = 0 and p * log p = 0, never NaN
 
@@ -181,8 +189,14 @@ class GroupActorCritic(nn.Module):
         self.actor_body = AgentMLP(K, O + ids, H, cfg.num_layers, cfg.activation)
         self.critic_body = AgentMLP(K, critic_in, H, cfg.num_layers, cfg.activation)
         # learned communication: the only path from one actor's input to another's policy
-        self.actor_comm = (make_comm(cfg.comm, self.actor_body.out_features, cfg.comm_rounds, K)
-                           if cfg.comm != "none" else None)
+        self.dial = cfg.comm == "dial"
+        if self.dial:  # discrete messages, learned through the straight-through estimator (DIAL)
+            self.actor_comm = DialComm(self.actor_body.out_features, A, cfg.comm_rounds, K, cfg.dial_vocab_size,
+                                       cfg.dial_message_length, cfg.dial_temperature, cfg.dial_flip_prob,
+                                       cfg.dial_drop_prob)
+        else:
+            self.actor_comm = (make_comm(cfg.comm, self.actor_body.out_features, cfg.comm_rounds, K)
+                               if cfg.comm != "none" else None)
         self.recurrent = cfg.recurrent
         if cfg.recurrent:
             self.actor_gru = AgentGRU(K, self.actor_body.out_features, H)
@@ -227,15 +241,35 @@ class GroupActorCritic(nn.Module):
             x = torch.cat([x, obs], -1)
         return self._with_id(x)
 
+    def communicate(self, f: Tensor, comm_noise: DialNoise | None = None, deterministic: bool = False,
+                    generator: torch.Generator | None = None,
+                    message_transform=None) -> tuple[Tensor, DialTrace | None]:
+        """The actors' features after communication, (..., A, H) -> (..., A, H), and
+        for ``dial`` the :class:`~fastmarl.nn.comm.DialTrace` of the messages said.
+
+        dial only: ``comm_noise`` replays stored message samples (the update
+        replays the rollout's), ``deterministic`` sends argmax messages,
+        ``message_transform`` maps the sent one-hots (..., A, L, V) before delivery."""
+        if self.actor_comm is None:
+            return f, None
+        if self.dial:
+            return self.actor_comm(f, noise=comm_noise, deterministic=deterministic, generator=generator,
+                                   message_transform=message_transform)
+        if message_transform is not None:
+            raise ValueError("message_transform applies to discrete (ppo.comm='dial') messages only")
+        return self.actor_comm(f), None
+
     # one step (rollouts, evaluation): x (E, A, in), h (E, A, H), starts (E,)
-    def actor_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        f = self.actor_body(x)
-        if self.actor_comm is not None:
-            f = self.actor_comm(f)
+    def actor_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None, deterministic: bool = False,
+                   generator: torch.Generator | None = None, comm_noise: DialNoise | None = None,
+                   message_transform=None, return_trace: bool = False):
+        """-> (head output, new actor h) [, DialTrace or None with ``return_trace``];
+        the other arguments as in :meth:`communicate`."""
+        f, trace = self.communicate(self.actor_body(x), comm_noise, deterministic, generator, message_transform)
         if self.recurrent:
             h = self.actor_gru.step(f, torch.where(starts[:, None, None], 0.0, h))
             f = h
-        return self.actor_head(f), h
+        return (self.actor_head(f), h, trace) if return_trace else (self.actor_head(f), h)
 
     def critic_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None) -> tuple[Tensor, Tensor | None]:
         f = self.critic_body(x)
@@ -245,10 +279,10 @@ class GroupActorCritic(nn.Module):
         return self.critic_head(f)[..., 0], h
 
     # whole sequences (training): x (T, B, A, in), h0 (B, A, H), starts (T, B); or x (N, A, in) feed-forward
-    def actor_seq(self, x: Tensor, h0: Tensor | None, starts: Tensor | None) -> Tensor:
-        f = self.actor_body(x)
-        if self.actor_comm is not None:
-            f = self.actor_comm(f)
+    def actor_seq(self, x: Tensor, h0: Tensor | None, starts: Tensor | None,
+                  comm_noise: DialNoise | None = None) -> Tensor:
+        """``comm_noise`` (dial): the stored message samples of these steps, (T, B, ...) or (N, ...)."""
+        f, _ = self.communicate(self.actor_body(x), comm_noise)
         if self.recurrent:
             f, _ = self.actor_gru.unroll(f, h0, starts)
         return self.actor_head(f)
@@ -280,6 +314,7 @@ class Rollout:
     starts: Tensor
     h0: Carry  # hidden states before step 0 (recurrent)
     last_values: dict[str, Tensor]  # (E, A_g) V(obs_T) for the bootstrap of the last step
+    comm_noise: dict[str, DialNoise] = field(default_factory=dict)  # dial groups: (T, E, R, A_g, ...) samples
 
 
 class PPO:
@@ -326,8 +361,9 @@ class PPO:
         actions, new_carry = {}, {}
         for name, net in self.nets.items():
             h = carry.get(name, (None, None))
-            out, ha = net.actor_step(net.actor_input(ts.obs[name]), h[0], ts.done)
-            a, _ = sample_action(out, net.log_std, self._mask(ts, name), deterministic, generator or self.generator)
+            gen = generator or self.generator
+            out, ha = net.actor_step(net.actor_input(ts.obs[name]), h[0], ts.done, deterministic, gen)
+            a, _ = sample_action(out, net.log_std, self._mask(ts, name), deterministic, gen)
             actions[name] = self._to_env(name, a)
             if self.p.recurrent:
                 new_carry[name] = (ha, h[1])
@@ -371,63 +407,93 @@ class PPO:
             truncated=torch.zeros(T, E, dtype=torch.bool, device=dev),
             starts=torch.zeros(T, E, dtype=torch.bool, device=dev),
             h0={}, last_values=per_group(),
+            comm_noise={n: net.actor_comm.empty_noise(T, E, device=dev) for n, net in self.nets.items() if net.dial},
         )
 
     @torch.no_grad()
     def collect(self, env, on_step=None) -> None:
         """Fill the rollout buffer with ``num_steps`` steps of ``env``.
 
-        ``on_step(ts)`` sees every TimeStep (episode statistics)."""
-        b, T = self.buffer, self.p.num_steps
-        b.h0 = {n: (h[0].clone(), h[1].clone()) for n, h in self.carry.items()}
-        ts, starts, carry = self.ts, self.starts, self.carry
-        for t in range(T):
-            state = env.state() if self.centralized else None
-            b.starts[t] = starts
-            if state is not None:
-                b.state[t] = state
-            actions = {}
-            for name, net in self.nets.items():
-                obs = ts.obs[name]
-                h = carry.get(name, (None, None))
-                mask = self._mask(ts, name)
-                out, ha = net.actor_step(net.actor_input(obs), h[0], starts)
-                a, logp = sample_action(out, net.log_std, mask, False, self.generator)
-                v, hc = net.critic_step(net.critic_input(obs, state), h[1], starts)
-                b.obs[name][t] = obs
-                b.actions[name][t] = a
-                b.logp[name][t] = logp
-                b.values[name][t] = self._denorm(net, v)
-                if mask is not None:
-                    b.masks[name][t] = mask
-                if ts.alive is not None and name in b.alive:
-                    b.alive[name][t] = ts.alive[name]
-                if self.p.recurrent:
-                    carry[name] = (ha, hc)
-                actions[name] = self._to_env(name, a)
+        ``on_step(ts)`` sees every TimeStep (episode statistics). The three steps
+        below are public so that several learners (one per group, e.g. MAPPO
+        predators and IPPO prey) can share one env in lockstep
+        (:mod:`fastmarl.train.competitive`): each acts for its own groups, the
+        env steps once with every group's actions, each records its own groups."""
+        self.start_rollout()
+        for t in range(self.p.num_steps):
+            actions = self.act_step(t, env.state() if self.centralized else None)
             ts = env.step(actions)
             if on_step is not None:
                 on_step(ts)
-            b.terminated[t] = ts.terminated
-            b.truncated[t] = ts.truncated
-            for name in self.nets:
-                b.rewards[name][t] = ts.reward[name]
-            if any(ts.final_obs[n] is not ts.obs[n] for n in self.nets):  # some episode ended: bootstrap values
-                final_state = None
-                if self.centralized:
-                    final_state = ts.final_state if ts.final_state is not None else env.state()
-                for name, net in self.nets.items():
-                    h = carry.get(name, (None, None))
-                    no_reset = torch.zeros_like(ts.terminated)
-                    v, _ = net.critic_step(net.critic_input(ts.final_obs[name], final_state), h[1], no_reset)
-                    b.final_values[name][t] = self._denorm(net, v)
-            starts = ts.done
+            self.record_step(t, ts, env)
+        self.end_rollout(env)
+
+    def start_rollout(self) -> None:
+        """Begin a rollout (after ``begin``): remember the hidden states it starts from."""
+        self.buffer.h0 = {n: (h[0].clone(), h[1].clone()) for n, h in self.carry.items()}
+
+    @torch.no_grad()
+    def act_step(self, t: int, state: Tensor | None) -> dict[str, Tensor]:
+        """Sample this learner's actions (group -> (E, A_g[, D])) from the current
+        TimeStep and store obs, actions, log-probs and values at rollout step ``t``.
+        ``state`` (E, state_dim) is ``env.state()`` (needed when centralized)."""
+        b, ts, starts, carry = self.buffer, self.ts, self.starts, self.carry
+        b.starts[t] = starts
+        if self.centralized:
+            b.state[t] = state
+        actions = {}
+        for name, net in self.nets.items():
+            obs = ts.obs[name]
+            h = carry.get(name, (None, None))
+            mask = self._mask(ts, name)
+            out, ha, trace = net.actor_step(net.actor_input(obs), h[0], starts, generator=self.generator,
+                                            return_trace=True)
+            if trace is not None:  # the message samples, replayed by the update
+                b.comm_noise[name].write(t, trace.noise)
+            a, logp = sample_action(out, net.log_std, mask, False, self.generator)
+            v, hc = net.critic_step(net.critic_input(obs, state), h[1], starts)
+            b.obs[name][t] = obs
+            b.actions[name][t] = a
+            b.logp[name][t] = logp
+            b.values[name][t] = self._denorm(net, v)
+            if mask is not None:
+                b.masks[name][t] = mask
+            if ts.alive is not None and name in b.alive:
+                b.alive[name][t] = ts.alive[name]
+            if self.p.recurrent:
+                carry[name] = (ha, hc)
+            actions[name] = self._to_env(name, a)
+        return actions
+
+    @torch.no_grad()
+    def record_step(self, t: int, ts: TimeStep, env) -> None:
+        """Store what the env returned for rollout step ``t`` (rewards, episode ends,
+        bootstrap values at truncation); ``ts`` becomes the TimeStep of the next action."""
+        b, carry = self.buffer, self.carry
+        b.terminated[t] = ts.terminated
+        b.truncated[t] = ts.truncated
+        for name in self.nets:
+            b.rewards[name][t] = ts.reward[name]
+        if any(ts.final_obs[n] is not ts.obs[n] for n in self.nets):  # some episode ended: bootstrap values
+            final_state = None
+            if self.centralized:
+                final_state = ts.final_state if ts.final_state is not None else env.state()
+            for name, net in self.nets.items():
+                h = carry.get(name, (None, None))
+                no_reset = torch.zeros_like(ts.terminated)
+                v, _ = net.critic_step(net.critic_input(ts.final_obs[name], final_state), h[1], no_reset)
+                b.final_values[name][t] = self._denorm(net, v)
+        self.ts, self.starts = ts, ts.done
+
+    @torch.no_grad()
+    def end_rollout(self, env) -> None:
+        """V(obs_T) of the TimeStep after the rollout, for the last step's bootstrap."""
+        b, ts, starts = self.buffer, self.ts, self.starts
         state = env.state() if self.centralized else None
         for name, net in self.nets.items():
-            h = carry.get(name, (None, None))
+            h = self.carry.get(name, (None, None))
             v, _ = net.critic_step(net.critic_input(ts.obs[name], state), h[1], starts)
             b.last_values[name] = self._denorm(net, v)
-        self.ts, self.starts, self.carry = ts, starts, carry
 
     def _denorm(self, net: GroupActorCritic, v: Tensor) -> Tensor:
         return net.value_norm.denormalize(v) if self.p.value_norm else v
@@ -500,13 +566,15 @@ class PPO:
             h0a, h0c = b.h0[name]
             obs, starts = pick(b.obs[name]), pick(b.starts)
             state = pick(b.state) if b.state is not None else None
-            out = net.actor_seq(net.actor_input(obs), h0a[idx], starts)
+            noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
+            out = net.actor_seq(net.actor_input(obs), h0a[idx], starts, noise)
             v = net.critic_seq(net.critic_input(obs, state), h0c[idx], starts)
         else:  # independent (t, env) samples: (B, A, ...)
             pick = lambda x: x.flatten(0, 1)[idx]  # noqa: E731
             obs = pick(b.obs[name])
             state = pick(b.state) if b.state is not None else None
-            out = net.actor_seq(net.actor_input(obs), None, None)
+            noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
+            out = net.actor_seq(net.actor_input(obs), None, None, noise)
             v = net.critic_seq(net.critic_input(obs, state), None, None)
         mask = pick(mask_buf) if mask_buf is not None else None
         alive = pick(alive_buf) if alive_buf is not None else None

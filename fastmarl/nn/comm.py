@@ -40,6 +40,10 @@ and i heard (after R rounds: through a path of at most R hops of the mask).
 - :class:`DiscreteCommActor`: a per-agent actor using the channel, with the
   messages delivered in the same step (``delay=0``) or at the next step
   (``delay=1``, carried by the caller) as part of the receivers' input.
+- :class:`DialComm`: the channel as a layer between an actor's body and head,
+  ``(..., A, H) -> (..., A, H)`` like CommNet, learned DIAL-style (straight-through
+  Gumbel-softmax, same-step delivery, ``rounds`` messages per step); it returns
+  the noise it drew so that PPO can replay a rollout's messages exactly.
 
 Messages are one-hot tensors ``(..., A, L, V)`` (L = message_length, V =
 vocab_size); an all-zero message means "nothing received" (out of range,
@@ -60,7 +64,7 @@ from fastmarl.nn.layers import ACTIVATIONS, AgentLinear, AgentMLP
 __all__ = [
     "all_to_all_mask", "range_mask", "reachability", "masked_softmax", "CommNet", "TarMAC", "make_comm",
     "gumbel_softmax_st", "message_index", "message_digits", "Message", "DiscreteChannel", "CommStep",
-    "DiscreteCommActor",
+    "DiscreteCommActor", "sample_gumbel", "LinkNoise", "DialNoise", "DialTrace", "DialComm",
 ]
 
 
@@ -208,16 +212,24 @@ def make_comm(kind: Literal["commnet", "tarmac", "tarmac_broadcast"], hidden: in
 
 # -- discrete messages ------------------------------------------------------------
 
-def gumbel_softmax_st(logits: Tensor, temperature: float = 1.0,
-                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def sample_gumbel(shape: tuple[int, ...] | torch.Size, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Standard Gumbel(0, 1) noise shaped ``shape``."""
+    u = torch.rand(shape, generator=generator, device=device, dtype=dtype)
+    return -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
+
+
+def gumbel_softmax_st(logits: Tensor, temperature: float = 1.0, generator: torch.Generator | None = None,
+                      gumbel: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Straight-through Gumbel-softmax over the last axis: ``(one_hot, index)``.
 
     The forward value is the one-hot of ``argmax(logits + g)`` (g ~ Gumbel(0, 1)),
     a true discrete sample; the gradient is that of the relaxed sample
     ``softmax((logits + g) / temperature)`` (Jang et al., 2017; Maddison et al., 2017).
+    ``gumbel`` (shaped like ``logits``) supplies g instead of drawing it: PPO
+    replays a rollout's message samples under updated weights this way.
     """
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    g = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
+    g = sample_gumbel(logits.shape, generator, logits.device, logits.dtype) if gumbel is None else gumbel
     y = logits + g
     soft = torch.softmax(y / temperature, -1)
     index = y.argmax(-1)
@@ -235,6 +247,20 @@ def message_digits(index: Tensor, vocab_size: int, message_length: int) -> Tenso
     """Inverse of :func:`message_index`: (...) -> (..., L)."""
     radix = vocab_size ** torch.arange(message_length, device=index.device)
     return (index.long()[..., None] // radix) % vocab_size
+
+
+@dataclass
+class LinkNoise:
+    """One draw of a channel's link noise for a delivery to ``(..., A)`` receivers.
+
+    Attributes:
+        alive: (..., A, A-1) bool, False where the link dropped the message; None: no drops.
+        shift: (..., A, A-1, L) long in [0, V), the value shift of each digit on
+            each link (0: arrived intact); None: no flips.
+    """
+
+    alive: Tensor | None
+    shift: Tensor | None
 
 
 @dataclass
@@ -311,15 +337,18 @@ class DiscreteChannel(nn.Module):
         """h (..., A, in) -> (..., A, L, V)."""
         return self.head(h).unflatten(-1, (self.message_length, self.vocab_size))
 
-    def forward(self, h: Tensor, deterministic: bool = False, generator: torch.Generator | None = None) -> Message:
-        """Emit one message per agent from its own features h (..., A, in)."""
+    def forward(self, h: Tensor, deterministic: bool = False, generator: torch.Generator | None = None,
+                gumbel: Tensor | None = None) -> Message:
+        """Emit one message per agent from its own features h (..., A, in).
+        ``gumbel`` (..., A, L, V): the Gumbel noise of the sample (gumbel mode;
+        default: drawn from ``generator``), e.g. a stored sample to replay."""
         logits = self.logits(h)
         logp_all = torch.log_softmax(logits, -1)
         if deterministic:
             digits = logits.argmax(-1)
             onehot = nn.functional.one_hot(digits, self.vocab_size).to(logits.dtype)
         elif self.mode == "gumbel":
-            onehot, digits = gumbel_softmax_st(logits, self.temperature, generator)
+            onehot, digits = gumbel_softmax_st(logits, self.temperature, generator, gumbel)
         else:
             u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
             digits = (logp_all.detach() - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)  # Gumbel-max
@@ -343,15 +372,29 @@ class DiscreteChannel(nn.Module):
         """Features :meth:`deliver` gives each receiver: (A - 1) messages of L * V."""
         return (num_agents - 1) * self.message_dim
 
+    def sample_link_noise(self, batch: tuple[int, ...] | torch.Size, num_agents: int,
+                          generator: torch.Generator | None = None,
+                          device: torch.device | str | None = None) -> LinkNoise:
+        """Draw the link noise of one delivery to ``(*batch, A)`` receivers (see :class:`LinkNoise`)."""
+        links = (*batch, num_agents, num_agents - 1)
+        alive = shift = None
+        if self.drop_prob > 0:
+            alive = torch.rand(links, generator=generator, device=device) >= self.drop_prob
+        if self.flip_prob > 0:
+            flip = torch.rand((*links, self.message_length), generator=generator, device=device) < self.flip_prob
+            shift = torch.randint(1, self.vocab_size, flip.shape, generator=generator, device=device) * flip
+        return LinkNoise(alive, shift)
+
     def deliver(self, onehot: Tensor, mask: Tensor | None = None, generator: torch.Generator | None = None,
-                noisy: bool = True) -> Tensor:
+                noisy: bool = True, link_noise: LinkNoise | None = None) -> Tensor:
         """Hand every receiver the messages of the other agents.
 
         onehot (..., A, L, V) -> received (..., A, (A - 1) * L * V): receiver i gets
         the messages of the senders j != i in increasing order of j, each flattened;
         zeros where i does not hear j (mask False) or the link dropped it. With
         ``noisy`` (default) the link noise (``flip_prob``, ``drop_prob``) is drawn
-        independently per (receiver, sender) link. Flips permute the one-hot
+        independently per (receiver, sender) link, or taken from ``link_noise``
+        (a stored draw, :meth:`sample_link_noise`). Flips permute the one-hot
         entries, so a straight-through gradient still reaches the speaker.
         """
         A, L, V = onehot.shape[-3:]
@@ -361,12 +404,12 @@ class DiscreteChannel(nn.Module):
         if mask is not None:
             mask = torch.broadcast_to(mask, (*onehot.shape[:-3], A, A))
             keep = mask.gather(-1, others.expand(*mask.shape[:-2], A, A - 1))
-        if noisy and self.drop_prob > 0:
-            alive = torch.rand(x.shape[:-2], generator=generator, device=x.device) >= self.drop_prob
-            keep = alive if keep is None else keep & alive
-        if noisy and self.flip_prob > 0:
-            flip = torch.rand(x.shape[:-1], generator=generator, device=x.device) < self.flip_prob
-            shift = torch.randint(1, V, x.shape[:-1], generator=generator, device=x.device) * flip
+        if noisy and link_noise is None:
+            link_noise = self.sample_link_noise(onehot.shape[:-3], A, generator, x.device)
+        if noisy and link_noise.alive is not None:
+            keep = link_noise.alive if keep is None else keep & link_noise.alive
+        if noisy and link_noise.shift is not None:
+            shift = link_noise.shift
             # noisy[v] = x[(v - shift) mod V]: the one-hot moves by `shift` (a permutation, so differentiable)
             idx = (torch.arange(V, device=x.device) - shift[..., None]) % V
             x = x.gather(-1, idx)
@@ -459,3 +502,134 @@ class DiscreteCommActor(nn.Module):
         received = self.channel.deliver(msg.onehot, mask, generator)
         logits = self.head(f if self.delay else torch.cat([f, received], -1))
         return CommStep(logits, msg, received)
+
+
+# -- DIAL inside a policy network ----------------------------------------------------
+
+@dataclass
+class DialNoise:
+    """The randomness of one :class:`DialComm` forward (leading dims ``...``, R rounds, A agents).
+
+    Attributes:
+        gumbel: (..., R, A, L, V) the Gumbel noise of each round's message samples.
+        alive: (..., R, A, A-1) bool link drops, or None (the channel drops nothing).
+        shift: (..., R, A, A-1, L) long digit shifts (flips), or None (no flips).
+    """
+
+    gumbel: Tensor
+    alive: Tensor | None
+    shift: Tensor | None
+
+    def map(self, fn) -> "DialNoise":
+        """Apply ``fn`` to every tensor (e.g. index the leading dims)."""
+        return DialNoise(fn(self.gumbel), None if self.alive is None else fn(self.alive),
+                         None if self.shift is None else fn(self.shift))
+
+    def write(self, index, other: "DialNoise") -> None:
+        """``self[index] = other`` field by field (rollout storage)."""
+        self.gumbel[index] = other.gumbel
+        if self.alive is not None:
+            self.alive[index] = other.alive
+        if self.shift is not None:
+            self.shift[index] = other.shift
+
+
+@dataclass
+class DialTrace:
+    """What a :class:`DialComm` forward said (leading dims ``...``, R rounds, A agents).
+
+    Attributes:
+        index: (..., R, A) long in [0, V^L), each agent's message in each round (as sent,
+            before any ``message_transform`` and link noise).
+        logits: (..., R, A, L, V) the message logits.
+        noise: the :class:`DialNoise` used (replay it to reproduce the forward);
+            ``gumbel`` is zeros for deterministic (argmax) messages.
+    """
+
+    index: Tensor
+    logits: Tensor
+    noise: DialNoise
+
+
+class DialComm(nn.Module):
+    """DIAL-style discrete communication between the actors of a team, in one forward pass.
+
+    ``(..., A, H) -> (..., A, H)``, like :class:`CommNet`. Round r: every agent
+    says a message ``m_j`` of L digits of V values from its features
+    (:class:`DiscreteChannel` in ``"gumbel"`` mode: a straight-through
+    Gumbel-softmax sample), the channel delivers the others' messages
+    (``received_i``: (A - 1) * L * V floats, zeros where not heard), and
+    ``h_i <- h_i + tanh(W_r [h_i, received_i] + b_r)``. The forward value of a
+    message is exactly discrete; its gradient (straight-through) carries the
+    receivers' losses into the senders' message heads and bodies (Foerster et
+    al., 2016, "DIAL"). Messages are delivered within the step (same-step
+    delivery); agent i's output depends on j != i only through what j said and
+    i heard (``mask``, link noise).
+
+    Args:
+        hidden: H. num_agents: A (the received vector's size depends on it).
+        rounds: messages per step (information travels this many hops).
+        num_nets: 1 (shared weights) or A.
+        vocab_size, message_length, temperature, flip_prob, drop_prob: the channel
+            (see :class:`DiscreteChannel`).
+    """
+
+    def __init__(self, hidden: int, num_agents: int, rounds: int = 1, num_nets: int = 1, vocab_size: int = 2,
+                 message_length: int = 1, temperature: float = 1.0, flip_prob: float = 0.0, drop_prob: float = 0.0):
+        super().__init__()
+        if rounds < 1:
+            raise ValueError(f"DialComm needs rounds >= 1, got {rounds}")
+        if num_agents < 2:
+            raise ValueError(f"DialComm needs at least two agents to talk, got {num_agents}")
+        self.hidden, self.num_agents, self.rounds = hidden, num_agents, rounds
+        self.channels = nn.ModuleList(
+            DiscreteChannel(hidden, vocab_size, message_length, "gumbel", temperature, flip_prob, drop_prob,
+                            num_nets) for _ in range(rounds))
+        ch = self.channels[0]
+        self.vocab_size, self.message_length, self.num_messages = vocab_size, message_length, ch.num_messages
+        self.update = nn.ModuleList(AgentLinear(num_nets, hidden + ch.received_dim(num_agents), hidden, gain=1.0)
+                                    for _ in range(rounds))
+
+    def sample_noise(self, *batch: int, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> DialNoise:
+        """Draw the noise of one forward for ``(*batch, A)`` agents."""
+        R, A, L, V = self.rounds, self.num_agents, self.message_length, self.vocab_size
+        gumbel = sample_gumbel((*batch, R, A, L, V), generator, device)
+        link = self.channels[0].sample_link_noise((*batch, R), A, generator, device)
+        return DialNoise(gumbel, link.alive, link.shift)
+
+    def empty_noise(self, *batch: int, device: torch.device | str | None = None) -> DialNoise:
+        """Zero-filled storage for ``(*batch)`` forwards' noise (e.g. ``(T, E)``)."""
+        R, A, L, V = self.rounds, self.num_agents, self.message_length, self.vocab_size
+        ch = self.channels[0]
+        return DialNoise(torch.zeros(*batch, R, A, L, V, device=device),
+                         torch.zeros(*batch, R, A, A - 1, dtype=torch.bool, device=device) if ch.drop_prob > 0
+                         else None,
+                         torch.zeros(*batch, R, A, A - 1, L, dtype=torch.long, device=device) if ch.flip_prob > 0
+                         else None)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None, noise: DialNoise | None = None,
+                deterministic: bool = False, generator: torch.Generator | None = None,
+                message_transform=None) -> tuple[Tensor, DialTrace]:
+        """h (..., A, H), mask (..., A, A) bool or None -> (h' (..., A, H), :class:`DialTrace`).
+
+        ``noise``: replay these samples (default: draw them from ``generator``).
+        ``deterministic``: every message is its argmax (link noise still applies).
+        ``message_transform``: maps the sent one-hots (..., A, L, V) before delivery
+        (ablations, interventions; see :mod:`fastmarl.analysis.comm`)."""
+        batch = h.shape[:-2]
+        if noise is None:
+            noise = self.sample_noise(*batch, generator=generator, device=h.device)
+            if deterministic:
+                noise.gumbel = torch.zeros_like(noise.gumbel)
+        index, logits = [], []
+        for r, (channel, update) in enumerate(zip(self.channels, self.update)):
+            msg = channel(h, deterministic=deterministic, gumbel=noise.gumbel[..., r, :, :, :])
+            sent = msg.onehot if message_transform is None else message_transform(msg.onehot)
+            link = LinkNoise(None if noise.alive is None else noise.alive[..., r, :, :],
+                             None if noise.shift is None else noise.shift[..., r, :, :, :])
+            received = channel.deliver(sent, mask, link_noise=link)
+            h = h + torch.tanh(update(torch.cat([h, received.to(h.dtype)], -1)))
+            index.append(msg.index)
+            logits.append(msg.logits)
+        return h, DialTrace(torch.stack(index, -2), torch.stack(logits, -4), noise)
