@@ -16,6 +16,8 @@ COMMANDS = {
     "train": ("fastmarl.train.cli", "train_main", "train agents: `fastmarl train --algo mappo --env simple_spread_v3`"),
     "eval": ("fastmarl.train.cli", "eval_main", "evaluate a run directory"),
     "render": ("fastmarl.train.cli", "render_main", "render an episode of a run to a GIF"),
+    "selfplay": ("fastmarl.train.competitive", "main",
+                 "competitive training with self-play pools, Elo ratings and exploitability"),
 }
 
 

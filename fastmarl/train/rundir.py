@@ -105,6 +105,10 @@ class RunDir:
     def read_config(self) -> TrainConfig | QConfig:
         """The saved config: a QConfig for a value-based run (algo iql/vdn/qmix), else a TrainConfig."""
         d = json.loads(self.config_path.read_text())
+        if isinstance(d, dict) and d.get("kind") == "competitive":
+            raise ConfigError(f"{self.path} is a competitive (self-play) run: its policies are snapshots in its pool; "
+                              f"use fastmarl.train.competitive (evaluate_matrix, exploitability, or a frozen group "
+                              f"pointing at a snapshot) instead of `fastmarl eval/render/train --resume`")
         if isinstance(d, dict) and d.get("algo") in VALUE_BASED_ALGOS:
             from fastmarl.algos.q_learning import QConfig
 
