@@ -59,7 +59,7 @@ def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float,
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(cores[:threads]))
     t_build = time.perf_counter()
-    env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, compile=_COMPILE[mode], **env_kwargs)
+    env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, **({"compile": _COMPILE[mode]} if mode != "eager" else {}), **env_kwargs)
     env.reset(seed=0)
     gen = torch.Generator(device=device).manual_seed(0)
     groups = list(env.spec.groups.values())

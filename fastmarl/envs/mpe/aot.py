@@ -18,8 +18,8 @@ not), and casts their dtypes to the exported ones.
 
 Compiled libraries are cached on disk under ``$FASTMARL_CACHE_DIR/aot`` (default
 ``~/.cache/fastmarl/aot``), keyed by a hash of the construction arguments, the
-example inputs' shapes/strides/dtypes, the torch version and the source of the
-files that define the step; a cache entry is written atomically, so an
+example inputs' shapes/strides/dtypes, torch's thread count, the torch version and
+the source of the files that define the step; a cache entry is written atomically, so an
 interrupted compile never leaves a broken file behind. CPU only for now (on
 CUDA use ``compile=True``).
 """
@@ -63,6 +63,7 @@ def _cache_key(env: MPEEnv, leaves: list[Tensor]) -> str:
         torch.__version__, fastmarl.__version__, sys.version, type(scenario).__module__, repr(settings),
         repr(env.world.wd), env.num_envs, str(env.dtype), str(env.device), env.continuous_actions, env.validate,
         env._env_last, env._store_in_graph, [_describe(t) for t in leaves],
+        torch.get_num_threads(),  # inductor emits parallel loops only when compiling for > 1 thread
     ]
     h.update(repr(parts).encode())
     for module in (core, sys.modules[__name__], sys.modules[type(scenario).__module__]):
