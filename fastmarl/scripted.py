@@ -23,7 +23,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 
 # mpe2 physics of a spread agent: v' = (1 - damping) v + accel dt u;  p' = p + v dt
 _DAMPING, _DT = 0.25, 0.1
@@ -72,6 +72,31 @@ class SpreadScripted:
         action = 1 + 2 * axis + (comp > 0).long()
         action = torch.where(comp.abs() < _DEADBAND, 0, action)
         return {"agent": action}, carry
+
+
+def steer(displacement: Tensor, group: GroupSpec, deadband: float = _DEADBAND) -> Tensor:
+    """Actions of an MPE group that push each agent along ``displacement`` (E, A, 2).
+
+    Discrete: the move (0 no-op, 1 -x, 2 +x, 3 -y, 4 +y) along the axis that is
+    furthest off, no-op within ``deadband``; continuous (``Box(5)``: no-op, -x, +x,
+    -y, +y in [0, 1]): full push on both axes, scaled down inside ``deadband``.
+    Callers subtract the coasting distance ``vel * COAST`` from the displacement
+    they want so agents brake in time. Returns (E, A) long or (E, A, 5)."""
+    if group.discrete:
+        axis = displacement.abs().argmax(-1)
+        comp = torch.gather(displacement, -1, axis[..., None])[..., 0]
+        action = 1 + 2 * axis + (comp > 0).long()
+        return torch.where(comp.abs() < deadband, 0, action)
+    if group.action_dim != 5:
+        raise ValueError(f"steer drives MPE movement actions (Box(5)), group {group.name!r} has "
+                         f"{group.action_dim} action dimensions")
+    u = (displacement / deadband).clamp(-1.0, 1.0)
+    z = torch.zeros_like(u[..., :1])
+    return torch.cat([z, (-u[..., :1]).clamp_min(0), u[..., :1].clamp_min(0), (-u[..., 1:]).clamp_min(0),
+                     u[..., 1:].clamp_min(0)], -1)
+
+
+COAST = _COAST  # distance an MPE agent (damping 0.25, dt 0.1) still travels per unit of velocity
 
 
 class RandomPolicy:

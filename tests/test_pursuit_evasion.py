@@ -90,3 +90,54 @@ def test_scripted_evaders_flee():
     ev = env.world_state.pos[0, 2]
     assert ev[0].item() > 0.3 + 0.05 and torch.dist(ev, torch.tensor([0.3, 0.0])).item() == pytest.approx(0.1, abs=1e-5)
     assert env.state().shape == (1, 4 * 5)
+
+
+def _ts(env):
+    obs = env.observations()
+    f = torch.zeros(env.num_envs, dtype=torch.bool)
+    return fastmarl.envs.api.TimeStep(obs=obs, reward={}, terminated=f, truncated=f.clone(), final_obs=obs)
+
+
+def test_scripted_baseline_moves_by_hand():
+    from fastmarl.envs.swarm.pursuit_evasion import baseline_policy
+
+    env = fastmarl.make("pursuit_evasion_v0", num_envs=1, seed=0, num_evaders=2)
+    env.reset(seed=0)
+    # pursuer 0 sees evader 0 0.5 to its right (+x, at rest): it heads +x; pursuer 1 sees nothing
+    # (every evader > 0.8 away) and patrols to its ring point 0.4 (cos 120, sin 120) = (-0.2, 0.35): from
+    # (0.9, -0.9) the furthest axis is y (+1.25): +y; pursuer 2 (0.8 left of evader 1) chases it: +x.
+    # evader 0 sees pursuer 0 0.5 to its left: it flees +x; evader 1 (0, 0.6) is pushed +y by pursuer 0
+    # (0.6 below, weight 1 / 0.36) more than +x by pursuer 2 (0.8 left, weight 1 / 0.64): +y
+    _place(env, [[0, 0], [0.9, -0.9], [-0.8, 0.6], [0.5, 0], [0.0, 0.6], [0.5, -0.7], [-0.5, -0.7]])
+    a, _ = baseline_policy(env.spec).act(_ts(env), {})
+    assert a["pursuer"].tolist() == [[2, 4, 2]] and a["evader"].tolist() == [[2, 4]]
+    with pytest.raises(ValueError, match="num_obstacles"):
+        baseline_policy(env.spec, num_obstacles=3)  # obs sizes do not match the env's kwargs
+
+
+def test_scripted_baseline_beats_random_on_each_side():
+    from fastmarl.envs.swarm.pursuit_evasion import baseline_policy
+    from fastmarl.scripted import RandomPolicy
+    from fastmarl.train.episodes import evaluate_policy
+
+    class Mix:  # group -> policy (the docs' GroupMix, inlined to keep this test self-contained)
+        def __init__(self, sources):
+            self.sources = sources
+
+        def initial_carry(self, n):
+            return {}
+
+        def act(self, ts, carry, deterministic=True, generator=None):
+            return {g: p.act(ts, {}, deterministic, generator)[0][g] for g, p in self.sources.items()}, carry
+
+    env = fastmarl.make("pursuit_evasion_v0", num_envs=64, seed=0)
+    base, rand = baseline_policy(env.spec), RandomPolicy(env.spec)
+    both = evaluate_policy(base, env, seed=1)
+    rand_pursuers = evaluate_policy(Mix({"pursuer": rand, "evader": base}), env, seed=1)
+    rand_evaders = evaluate_policy(Mix({"pursuer": base, "evader": rand}), env, seed=1)
+    assert both["return/pursuer"] > rand_pursuers["return/pursuer"] + 20  # about 54 vs 1
+    assert both["return/evader"] > rand_evaders["return/evader"] + 50  # about -87 vs -215
+    env = fastmarl.make("pursuit_evasion_v0", num_envs=64, seed=0, scripted_evaders=True, num_evaders=2,
+                        num_neighbors=1)
+    base = evaluate_policy(baseline_policy(env.spec, num_evaders=2, num_neighbors=1), env, seed=1)["return"]
+    assert base > evaluate_policy(RandomPolicy(env.spec), env, seed=1)["return"] + 5

@@ -73,10 +73,29 @@ def test_chain_broken_by_one_long_hop():
     env = _env()
     # relay 3 pulled back: hop relay 3 -> remote is 0.55 > 0.5
     r = _reward(env, [[-0.6, 0], [-0.2, 0], [0.2, 0], [0.35, 0]])
-    assert r.tolist() == pytest.approx([-1.0] * 4, abs=1e-6)
+    # shaping (default 1): -1 - (0.55 / 0.5 - 1), the open bottleneck being that 0.55 hop
+    assert r.tolist() == pytest.approx([-1.1] * 4, abs=1e-5)
     assert env.link_state()[0].tolist() == [False]
     o = env.observations()["relay"][0]
     assert o[:, 10].tolist() == [1.0] * 4 and o[:, 11].tolist() == [0.0] * 4  # nobody hears the remote
+
+
+def test_shaping_when_disconnected():
+    # all relays next to the base (0.1 apart: no overlap, 0.1 is not < 2 * 0.05): the open bottleneck is the
+    # 1.5 hop to the remote: gap 1.5 / 0.5 - 1 = 2
+    relays = [[-0.9, 0.0], [-0.9, 0.1], [-0.9, -0.1], [-0.9, 0.2]]
+    assert _reward(_env(), relays, remote=(0.6, 0.0)).tolist() == pytest.approx([-3.0] * 4, abs=1e-5)
+    # a gap beyond 3 is clipped: comm range 0.3, bottleneck 1.5 -> gap 4 -> 3
+    r = _reward(fastmarl.make("relay_v0", num_envs=1, seed=0, remote_speed=0.0, comm_range=0.3), relays,
+                remote=(0.6, 0.0))
+    assert r.tolist() == pytest.approx([-4.0] * 4, abs=1e-5)
+    assert _reward(_env(shaping=0.0), relays, remote=(0.6, 0.0)).tolist() == pytest.approx([-1.0] * 4, abs=1e-6)
+    # relays at -0.4, 0.1 (hops 0.6, 0.5, 0.5): open bottleneck 0.6 -> -1 - 0.5 * (0.6 / 0.5 - 1)
+    relays = [[-0.4, 0.0], [0.1, 0.0], [-0.4, 0.0], [0.1, 0.0]]
+    r = _reward(_env(shaping=0.5, collision_penalty=0.0), relays, remote=(0.6, 0.0))
+    assert r.tolist() == pytest.approx([-1.1] * 4, abs=1e-5)
+    with pytest.raises(ValueError, match="shaping"):
+        fastmarl.make("relay_v0", shaping=-1.0)
 
 
 def test_connected_via_non_obvious_path():
@@ -129,3 +148,24 @@ def test_bottleneck_early_stop_matches_full_relaxation():
         ref = torch.minimum(ref, torch.maximum(ref[..., :, None], hop).amin(-2))
     assert torch.equal(torch.isinf(b), torch.isinf(ref)) and torch.allclose(b[~b.isinf()], ref[~ref.isinf()], atol=1e-5)
     assert 0 < torch.isfinite(b[:, 0, -1]).sum() < 64  # both connected and disconnected cases occur
+
+
+def test_even_spacing_baseline():
+    from fastmarl.envs.swarm.relay import baseline_policy
+    from fastmarl.scripted import RandomPolicy
+    from fastmarl.train.episodes import evaluate_policy
+
+    env = _env()
+    # base (-1, 0), remote (0.9, 0): slots at -1 + 1.9 (k + 1) / 5 = -0.62, -0.24, 0.14, 0.52; relays in
+    # index order 2, 0, 3, 1 along the line get ranks 0..3: relay 2 sits on slot 0 (no-op), relay 0 is left
+    # of slot 1 (+x), relay 3 right of slot 2 (-x), relay 1 below slot 3 (+y)
+    _place(env, [[-0.5, 0.0], [0.52, -0.3], [-0.62, 0.0], [0.3, 0.0]], (-1.0, 0.0), (0.9, 0.0))
+    obs = env.observations()
+    ts = fastmarl.envs.api.TimeStep(obs=obs, reward={}, terminated=torch.zeros(1, dtype=torch.bool),
+                                    truncated=torch.zeros(1, dtype=torch.bool), final_obs=obs)
+    a, _ = baseline_policy(env.spec).act(ts, {})
+    assert a["relay"].tolist() == [[2, 4, 0, 1]]
+    env = fastmarl.make("relay_v0", num_envs=64, seed=0)
+    base = evaluate_policy(baseline_policy(env.spec), env, seed=1)["return"]
+    rand = evaluate_policy(RandomPolicy(env.spec), env, seed=1)["return"]
+    assert base > rand + 50  # about -3 vs -92

@@ -39,6 +39,9 @@ from torch import Tensor
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
 
 GROUP = "signal"
+BASELINE_PERIOD = 4  # the best fixed period at the default settings (swept over 1..15 steps)
+BASELINE = (f"fixed-time plan: every signal switches phase every {BASELINE_PERIOD} steps, all in step "
+            "(the best period of a sweep at default settings)")
 TSC_MAX = 10  # time since phase change is clipped (and normalised) at this many steps
 # approaches served by each phase: phase 0 = N-S (0, 1), phase 1 = E-W (2, 3)
 _PHASE_SERVES = ((True, True, False, False), (False, False, True, True))
@@ -242,6 +245,35 @@ class TrafficGrid:
 
     def close(self) -> None:
         pass
+
+
+class FixedTimePolicy:
+    """The fixed-time baseline as a policy: phase ``(t // period) % 2`` with ``t`` the step in the
+    episode, counted in the carry ((E,) long, reset where ``ts.done``); the same actions as
+    ``TrafficGrid.fixed_time_actions(period)``."""
+
+    def __init__(self, spec: EnvSpec, period: int = BASELINE_PERIOD):
+        if set(spec.groups) != {GROUP}:
+            raise ValueError(f"FixedTimePolicy drives traffic_grid_v0 (one group {GROUP!r}), got {list(spec.groups)}")
+        if not isinstance(period, int) or isinstance(period, bool) or period < 1:
+            raise ValueError(f"period must be a positive int, got {period!r}")
+        self.group, self.period = spec.groups[GROUP], period
+
+    def initial_carry(self, num_envs: int) -> Tensor:
+        return torch.zeros(num_envs, dtype=torch.long)
+
+    def act(self, ts: TimeStep, carry: Tensor, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
+        t = torch.where(ts.done, 0, carry.to(ts.done.device))
+        a = fixed_time_actions(t, self.period, self.group.num_agents)
+        if not self.group.discrete:
+            a = torch.nn.functional.one_hot(a, 2).to(ts.obs[GROUP].dtype)
+        return {GROUP: a}, t + 1
+
+
+def baseline_policy(spec: EnvSpec, period: int = BASELINE_PERIOD) -> FixedTimePolicy:
+    """The baseline trained signals must beat (:data:`BASELINE`)."""
+    return FixedTimePolicy(spec, period)
 
 
 KWARGS: dict[str, Any] = dict(rows=2, cols=2, arrival_rate=0.3, max_flow=2, link_capacity=20, episode_length=100,

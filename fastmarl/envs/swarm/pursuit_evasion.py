@@ -35,6 +35,7 @@ import math
 import torch
 from torch import Tensor
 
+from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, norm2, reset_entities, uniform
 from fastmarl.envs.mpe.simple_tag import boundary_penalty
 
@@ -46,6 +47,9 @@ ENV_KWARGS = dict(continuous_actions=False, dtype=torch.float32, validate=True, 
 PURSUER_SIZE, EVADER_SIZE, OBSTACLE_SIZE = 0.075, 0.05, 0.15
 CAPTURE_REWARD = 10.0
 SLOT = 5  # rel pos (2), vel (2), visible flag (1)
+BASELINE = ("scripted on both sides: pursuers head for where the nearest seen evader will be (its velocity times "
+            "distance / pursuer speed ahead) and patrol a ring when none is seen; evaders flee the seen pursuers "
+            "(flee_direction)")
 
 
 def seen_slots(obs_pos: Tensor, tgt_pos: Tensor, tgt_vel: Tensor, radius: float, k: int | None,
@@ -192,6 +196,72 @@ def _others(n: int, device: torch.device) -> Tensor:
     """(n, n-1) long: row i lists every j != i."""
     idx = torch.arange(n, device=device)
     return (idx[None, :-1] + (idx[None, :-1] >= idx[:, None]).long()) if n > 1 else idx.new_zeros(n, 0)
+
+
+class ScriptedPursuitEvasion:
+    """The scripted baseline (:data:`BASELINE`) for every group, from the observations alone.
+
+    The observation layout depends on env kwargs the spec does not hold, so they are
+    arguments here (the same names and defaults as the env's); a mismatch with the
+    spec's observation sizes is a ValueError."""
+
+    def __init__(self, spec: EnvSpec, num_obstacles: int = 2, num_evaders: int = 1, num_neighbors: int | None = None,
+                 **_: object):
+        if "pursuer" not in spec.groups or not set(spec.groups) <= {"pursuer", "evader"}:
+            raise ValueError(f"ScriptedPursuitEvasion drives pursuit_evasion_v0, got groups {list(spec.groups)}")
+        self.spec, self.L = spec, num_obstacles
+        P = spec.groups["pursuer"].num_agents
+        V = spec.groups["evader"].num_agents if "evader" in spec.groups else num_evaders
+        k = num_neighbors
+        self.kp = {"pursuer": k or P - 1, "evader": k or P}  # pursuer slots seen by each group
+        self.ke = {"pursuer": k or V, "evader": k or V - 1}
+        for name, g in spec.groups.items():
+            want = 4 + 2 * num_obstacles + SLOT * (self.kp[name] + self.ke[name])
+            if g.obs_dim != want:
+                raise ValueError(f"group {name!r} observations have {g.obs_dim} entries, expected {want} for "
+                                 f"num_obstacles={num_obstacles}, num_evaders={V}, num_neighbors={k}; pass the "
+                                 "env's kwargs to baseline_policy")
+        ang = 2 * math.pi * torch.arange(P) / P
+        self.patrol = 0.4 * torch.stack([torch.cos(ang), torch.sin(ang)], -1)  # (P, 2) ring when nothing is seen
+
+    def initial_carry(self, num_envs: int) -> dict:
+        return {}
+
+    def _slots(self, o: Tensor, start: int, k: int) -> Tensor:
+        return o[..., start:start + SLOT * k].reshape(*o.shape[:2], k, SLOT)
+
+    def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
+        from fastmarl.scripted import COAST, steer
+
+        out = {}
+        for name, g in self.spec.groups.items():
+            o = ts.obs[name]
+            vel, pos = o[..., 0:2], o[..., 2:4]
+            base = 4 + 2 * self.L
+            pur = self._slots(o, base, self.kp[name])  # (E, A, Kp, 5)
+            eva = self._slots(o, base + SLOT * self.kp[name], self.ke[name])
+            if name == "pursuer":
+                seen = eva[..., 4] > 0.5
+                dist = torch.where(seen, norm2(eva[..., :2]), math.inf)
+                j = dist.argmin(-1, keepdim=True)  # nearest seen evader
+                near = torch.gather(eva, 2, j[..., None].expand(-1, -1, -1, SLOT))[:, :, 0]  # (E, A, 5)
+                lead = torch.gather(dist, 2, j).clamp(max=1.0)  # seconds to get there at speed 1
+                chase = pos + near[..., :2] + near[..., 2:4] * lead
+                target = torch.where(seen.any(-1, keepdim=True), chase, self.patrol.to(o))
+                d = target - pos - vel * COAST
+            else:  # flee from the seen pursuers (unseen ones placed far away weigh nothing)
+                seen = pur[..., 4:5] > 0.5
+                far = torch.where(seen, pos[:, :, None] + pur[..., :2], pos[:, :, None] + 1e3)
+                E, A = pos.shape[:2]
+                d = flee_direction(pos.reshape(E * A, 1, 2), far.reshape(E * A, -1, 2)).reshape(E, A, 2)
+            out[name] = steer(d, g)
+        return out, carry
+
+
+def baseline_policy(spec: EnvSpec, **env_kwargs: object) -> ScriptedPursuitEvasion:
+    """The baseline every group is compared with (:data:`BASELINE`); pass the env's kwargs."""
+    return ScriptedPursuitEvasion(spec, **env_kwargs)
 
 
 class PursuitEvasionEnv(MPEEnv):

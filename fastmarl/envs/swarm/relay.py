@@ -20,8 +20,11 @@ node is unreachable.
 Reward (E, R): shared ``connected + quality`` minus a local collision term:
 ``connected`` is 1 when base and remote are connected through the network;
 ``quality`` is ``-bottleneck / comm_range`` (the longest hop of the best path,
-in [-1, 0]) when connected and -1 otherwise; each relay loses
-``collision_penalty`` per other relay it overlaps.
+in [-1, 0]) when connected; when not, it is ``-1 - shaping * min(gap, 3)`` with
+``gap = open_bottleneck / comm_range - 1`` and ``open_bottleneck`` the longest
+hop of the best path when hops of any length were links (how far the network is
+from connecting): a dense signal towards a first connection (``shaping=0``: a
+flat -1). Each relay loses ``collision_penalty`` per other relay it overlaps.
 
 Observation of one relay (``K = R - 1`` others, or the ``num_neighbors`` nearest)::
 
@@ -40,16 +43,20 @@ import math
 import torch
 from torch import Tensor
 
+from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.mpe.core import (
     MPEEnv, MPEState, World, WorldDef, check_kwargs, nearest_k, norm2, relative_to_self, reset_entities,
     uniform,
 )
 
-KWARGS = dict(num_relays=4, comm_range=0.5, remote_speed=0.3, num_neighbors=None, collision_penalty=0.1,
+KWARGS = dict(num_relays=4, comm_range=0.5, remote_speed=0.3, num_neighbors=None, collision_penalty=0.1, shaping=1.0,
               max_cycles=50)
 ENV_KWARGS = dict(continuous_actions=False, dtype=torch.float32, validate=True, render_mode=None)
 
 RELAY_SIZE, NODE_SIZE = 0.05, 0.08
+SHAPING_CLIP = 3.0  # the disconnected gap counts up to a bottleneck of 4 comm ranges (reward >= -1 - 3 shaping)
+BASELINE = ("scripted even spacing: relay k of R (ordered along the base-remote line) flies to "
+            "base + (k+1)/(R+1) (remote - base)")
 BASE_X = -0.9
 
 
@@ -80,7 +87,7 @@ class Scenario:
     env_id = "relay_v0"
 
     def __init__(self, num_relays=4, comm_range=0.5, remote_speed=0.3, num_neighbors=None, collision_penalty=0.1,
-                 max_cycles=50):
+                 shaping=1.0, max_cycles=50):
         for name, v, lo in (("num_relays", num_relays, 1), ("max_cycles", max_cycles, 1)):
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ValueError(f"{self.env_id}: {name} must be an int >= {lo}, got {v!r}")
@@ -89,13 +96,14 @@ class Scenario:
             raise ValueError(f"{self.env_id}: num_neighbors must be a positive int or None, got {num_neighbors!r}")
         if not isinstance(comm_range, (int, float)) or isinstance(comm_range, bool) or not comm_range > 0:
             raise ValueError(f"{self.env_id}: comm_range must be a positive number, got {comm_range!r}")
-        for name, v in (("remote_speed", remote_speed), ("collision_penalty", collision_penalty)):
+        for name, v in (("remote_speed", remote_speed), ("collision_penalty", collision_penalty),
+                        ("shaping", shaping)):
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0:
                 raise ValueError(f"{self.env_id}: {name} must be a number >= 0, got {v!r}")
         self.R, self.max_cycles = num_relays, max_cycles
         self.comm_range, self.remote_speed = float(comm_range), float(remote_speed)
         self.k = num_neighbors if num_neighbors is not None else num_relays - 1
-        self.collision_penalty = float(collision_penalty)
+        self.collision_penalty, self.shaping = float(collision_penalty), float(shaping)
 
     def world_def(self) -> WorldDef:
         R = self.R
@@ -142,8 +150,11 @@ class Scenario:
         return torch.isfinite(b), b
 
     def rewards(self, w: World, s: MPEState) -> Tensor:
-        connected, b = self.link_state(s)
-        quality = torch.where(connected, -b / self.comm_range, -1.0)
+        # with unlimited range the min-max bottleneck is always finite; the network is connected
+        # exactly when it is <= comm_range, and then it is the link bottleneck itself
+        b = link_bottlenecks(self.graph_nodes(s), math.inf)[:, 0, -1]
+        connected, b = b <= self.comm_range, b / self.comm_range
+        quality = torch.where(connected, -b, -1.0 - self.shaping * (b - 1.0).clamp(max=SHAPING_CLIP))
         shared = connected.to(s.pos.dtype) + quality  # (E,)
         rp = s.pos[:, :self.R]
         d = norm2(rp[:, :, None] - rp[:, None])  # (E, R, R)
@@ -178,10 +189,45 @@ class RelayEnv(MPEEnv):
         return self.scenario.link_state(self._state)
 
 
+class EvenSpacing:
+    """The scripted baseline (:data:`BASELINE`), read from the observations alone.
+
+    Relays are ranked by their projection on the base -> remote line (so they
+    never swap places), relay of rank k steers to the point ``(k + 1) / (R + 1)``
+    of the way from base to remote: with R relays the longest hop is
+    ``|remote - base| / (R + 1)``, the best any placement can do."""
+
+    def __init__(self, spec: EnvSpec):
+        if set(spec.groups) != {"relay"}:
+            raise ValueError(f"EvenSpacing drives relay_v0 (one group 'relay'), got groups {list(spec.groups)}")
+        self.group = spec.groups["relay"]
+
+    def initial_carry(self, num_envs: int) -> dict:
+        return {}
+
+    def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
+        from fastmarl.scripted import COAST, steer
+
+        o = ts.obs["relay"]  # (E, R, obs_dim)
+        vel, pos = o[..., 0:2], o[..., 2:4]
+        base, remote = pos + o[..., 4:6], pos + o[..., 6:8]
+        line = remote - base
+        rank = ((pos - base) * line).sum(-1).argsort(-1).argsort(-1)  # (E, R) order along the line
+        frac = (rank + 1).to(o.dtype) / (o.shape[1] + 1)
+        target = base + frac[..., None] * line + o[..., 8:10] * COAST  # lead the moving remote a little
+        return {"relay": steer(target - pos - vel * COAST, self.group)}, carry
+
+
+def baseline_policy(spec: EnvSpec) -> EvenSpacing:
+    """The baseline the trained relays must beat (:data:`BASELINE`)."""
+    return EvenSpacing(spec)
+
+
 def make_relay(num_envs: int = 1, device="cpu", seed: int | None = None, **kwargs) -> RelayEnv:
     merged = check_kwargs(Scenario.env_id, kwargs, {**KWARGS, **ENV_KWARGS})
     env_kw = {k: merged.pop(k) for k in ENV_KWARGS}
     return RelayEnv(Scenario(**merged), num_envs=num_envs, device=device, seed=seed, **env_kw)
 
 
-__all__ = ["Scenario", "RelayEnv", "make_relay", "link_bottlenecks"]
+__all__ = ["Scenario", "RelayEnv", "make_relay", "link_bottlenecks", "EvenSpacing", "baseline_policy", "BASELINE"]
