@@ -230,3 +230,105 @@ class DiscretizeObservation:
     def close(self) -> None:
         if hasattr(self.env, "close"):
             self.env.close()
+
+
+def select_groups(ts: TimeStep, groups) -> TimeStep:
+    """The part of ``ts`` that belongs to ``groups`` (an iterable of group names);
+    ``terminated``, ``truncated``, ``final_state`` and ``info`` are shared."""
+    keep = list(groups)
+    pick = lambda d: None if d is None else {g: d[g] for g in keep if g in d}  # noqa: E731
+    obs = pick(ts.obs)
+    final = obs if ts.final_obs is ts.obs else pick(ts.final_obs)
+    return TimeStep(obs=obs, reward=pick(ts.reward), terminated=ts.terminated, truncated=ts.truncated,
+                    final_obs=final, final_state=ts.final_state, action_mask=pick(ts.action_mask),
+                    alive=pick(ts.alive), info=ts.info)
+
+
+class ScriptedGroups:
+    """A VecEnv in which fixed policies play some groups; only the others act.
+
+    ``ScriptedGroups(env, {"agent": prey_policy})`` exposes every group of
+    ``env`` except ``agent``: ``step`` takes actions for the remaining groups,
+    asks each scripted policy (the evaluation ``Policy`` protocol of
+    :mod:`fastmarl.train.episodes`: ``act(ts, carry, deterministic, generator)``)
+    for its group's actions on the observations of the current step, and steps
+    ``env`` with all of them. Returned TimeSteps hold the remaining groups only;
+    ``last_timestep`` is the inner env's full last TimeStep (e.g. the scripted
+    group's rewards). ``state()`` is the inner env's (all groups).
+
+    A policy's recurrent carry is restarted where an episode begins (it sees
+    ``ts.done`` True there, as in evaluation), including after ``reset``.
+    """
+
+    def __init__(self, env, policies: dict, deterministic: bool = True, seed: int = 0):
+        spec: EnvSpec = env.spec
+        unknown = [g for g in policies if g not in spec.groups]
+        if unknown:
+            raise ValueError(f"no group(s) {unknown} in {spec.env_id}; its groups are {list(spec.groups)}")
+        if not policies:
+            raise ValueError("give at least one group to script ({group: policy}); otherwise use the env itself")
+        kept = [g for g in spec.groups if g not in policies]
+        if not kept:
+            raise ValueError(f"every group of {spec.env_id} would be scripted; leave at least one to act")
+        for g, p in policies.items():
+            if not (callable(getattr(p, "act", None)) and callable(getattr(p, "initial_carry", None))):
+                raise TypeError(f"the policy for group {g!r} needs act() and initial_carry() (the Policy protocol "
+                                f"of fastmarl.train.episodes), got {type(p).__name__}")
+        self.env, self.policies, self.deterministic = env, dict(policies), deterministic
+        self.num_envs, self.device = env.num_envs, env.device
+        self.spec = EnvSpec(spec.env_id, {g: spec.groups[g] for g in kept}, spec.state_dim, spec.max_episode_steps,
+                            spec.has_action_mask, spec.has_alive_mask)
+        self.metadata = getattr(env, "metadata", {})
+        self.generator = torch.Generator(device=env.device)
+        self.generator.manual_seed(seed)
+        self._carry = {g: p.initial_carry(env.num_envs) for g, p in self.policies.items()}
+        self._last: TimeStep | None = None
+        self._fresh: Tensor | None = None  # (E,) envs whose current obs begin an episode
+
+    @property
+    def last_timestep(self) -> TimeStep:
+        """The inner env's last TimeStep (every group)."""
+        if self._last is None:
+            raise RuntimeError("call reset() first")
+        return self._last
+
+    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
+        ts = self.env.reset(seed=seed, mask=mask)
+        if mask is None:
+            self._carry = {g: p.initial_carry(self.num_envs) for g, p in self.policies.items()}
+            fresh = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        else:
+            fresh = mask.to(self.device) if self._fresh is None else (self._fresh | mask.to(self.device))
+        self._last, self._fresh = ts, fresh
+        return select_groups(ts, self.spec.groups)
+
+    def step(self, actions: dict[str, Tensor]) -> TimeStep:
+        if self._last is None:
+            raise RuntimeError("call reset() before step()")
+        missing = [g for g in self.spec.groups if g not in actions]
+        extra = [g for g in actions if g not in self.spec.groups]
+        if missing or extra:
+            raise ValueError(f"ScriptedGroups.step expects actions for {list(self.spec.groups)} only (scripted: "
+                             f"{list(self.policies)}); missing {missing}, unexpected {extra}")
+        last = self._last
+        # the policies see done=True where the current observation begins an episode
+        view = TimeStep(obs=last.obs, reward=last.reward, terminated=self._fresh,
+                        truncated=torch.zeros_like(self._fresh), final_obs=last.final_obs,
+                        final_state=last.final_state, action_mask=last.action_mask, alive=last.alive, info=last.info)
+        merged = dict(actions)
+        for g, p in self.policies.items():
+            out, self._carry[g] = p.act(select_groups(view, [g]), self._carry[g], self.deterministic, self.generator)
+            merged[g] = out[g]
+        ts = self.env.step(merged)
+        self._last, self._fresh = ts, ts.done
+        return select_groups(ts, self.spec.groups)
+
+    def state(self) -> Tensor:
+        return self.env.state()
+
+    def render(self, env_index: int = 0) -> np.ndarray:
+        return self.env.render(env_index)
+
+    def close(self) -> None:
+        if hasattr(self.env, "close"):
+            self.env.close()
