@@ -4,7 +4,7 @@ For one env per invocation (one training process at a time, 1 thread)::
 
     python experiments/selfplay.py --env simple_tag_v3
     python experiments/selfplay.py --env pursuit_evasion_v0
-    python experiments/selfplay.py --env jammer_v0          # also swarm_defense_v0, simple_adversary_v3
+    python experiments/selfplay.py --env jammer_v0          # also swarm_defense_v0, simple_adversary_v3, influence_v0
     python experiments/selfplay.py --env simple_tag_v3 --report-only   # rebuild its doc section from the run
 
 1. trains both groups from scratch with :func:`fastmarl.train.competitive.train`
@@ -48,6 +48,7 @@ PRESETS: dict[str, dict] = {
     "simple_adversary_v3": dict(env_kwargs={}, total_steps=2_000_000, phase_steps=250_000, br_steps=500_000),
     "jammer_v0": dict(env_kwargs={}, total_steps=1_000_000, phase_steps=125_000, br_steps=250_000),
     "swarm_defense_v0": dict(env_kwargs={}, total_steps=1_000_000, phase_steps=125_000, br_steps=250_000),
+    "influence_v0": dict(env_kwargs={}, total_steps=1_000_000, phase_steps=125_000, br_steps=250_000),
 }
 
 HEADER = """# Competitive training: self-play pools, Elo ratings, exploitability
