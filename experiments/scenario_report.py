@@ -128,8 +128,11 @@ SCENARIOS: dict[str, ScenarioRun] = {
     "market_v0": ScenarioRun(total_steps=600_000,
                              notes="Default env settings: 2 learning makers, 4 scripted trader slots (arrival 0.5), "
                                    "volatility 0.5, inventory penalty 0.05, 50 steps."),
-    "relay_v0": ScenarioRun(total_steps=2_000_000, notes="Default env settings (4 relays, comm range 0.5, remote "
-                                                         "moving at 0.3, shaping 1)."),
+    "relay_v0": ScenarioRun(total_steps=2_000_000, ppo=dict(gamma=0.95),
+                            notes="Default env settings (4 relays, comm range 0.5, remote moving at 0.3, shaping 1). "
+                                  "gamma 0.95: with the default 0.99 MAPPO learned in 1 of 3 seeds (the others "
+                                  "collapsed below random); a 20-step horizon suits the 50-step episodes and their "
+                                  "dense per-step team reward."),
     "formation_v0": ScenarioRun(total_steps=1_000_000, notes="Default env settings (4 agents, random shape, "
                                                              "2 obstacles)."),
     "traffic_grid_v0": ScenarioRun(total_steps=1_000_000, notes="Default env settings (2x2 grid, arrival rate 0.3)."),
