@@ -167,7 +167,10 @@ class TrainConfig:
     """add a broadcast channel of this many bits per agent to the env (fastmarl.envs.comm_wrappers): each
     discrete action becomes a (move, message) pair, observations get the others' last messages; 0: none"""
     comm_range: float | None = None
-    """channel range (MPE envs): a message reaches only agents within this distance of its speaker; None: all"""
+    """communication range (MPE envs), one radius for every channel that is on: with message_bits, a message
+    reaches only agents within this distance of its speaker (when it spoke); with ppo.comm, an actor hears only
+    the actors of its group within this distance (itself included), in acting, training and evaluation alike;
+    None: all-to-all. Needs message_bits > 0 or ppo.comm != none"""
     message_flip_prob: float = 0.0
     """channel noise: probability that a bit arrives flipped, per (receiver, sender) link"""
     message_drop_prob: float = 0.0
@@ -284,9 +287,17 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
                               "(numbers, strings, booleans, None, lists)") from None
     if not isinstance(cfg.message_bits, int) or cfg.message_bits < 0:
         raise ConfigError(f"message_bits must be an integer >= 0, got {cfg.message_bits!r}")
-    if not cfg.message_bits and (cfg.comm_range is not None or cfg.message_flip_prob or cfg.message_drop_prob):
-        raise ConfigError("comm_range / message_flip_prob / message_drop_prob describe the env's message channel, "
+    if not cfg.message_bits and (cfg.message_flip_prob or cfg.message_drop_prob):
+        raise ConfigError("message_flip_prob / message_drop_prob describe the env's message channel, "
                           "which is off; add one with --message-bits 1 (or more)")
+    if cfg.comm_range is not None:
+        if isinstance(cfg.comm_range, bool) or not isinstance(cfg.comm_range, (int, float)) \
+                or not cfg.comm_range > 0:
+            raise ConfigError(f"comm_range must be a positive distance or None, got {cfg.comm_range!r}")
+        if not cfg.message_bits and p.comm == "none":
+            raise ConfigError("comm_range limits communication, but no channel is on; add the env's message "
+                              "channel (--message-bits 1) and/or learned communication (--ppo.comm commnet, tarmac, "
+                              "tarmac_broadcast or dial)")
     for name, value in [("message_flip_prob", cfg.message_flip_prob), ("message_drop_prob", cfg.message_drop_prob)]:
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name} is a probability in [0, 1], got {value}")

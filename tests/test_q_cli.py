@@ -46,11 +46,14 @@ def test_tiny_qmix_cli_run_then_eval_and_render(tmp_path, capsys):
     assert main(["render", str(run), "--out", str(out)]) == 0
     assert iio.imread(out).shape[0] > 10
 
-    # resuming is not supported yet: a clear error, and the run is left as it was
-    assert main(["train", "--resume", str(run), "--total-steps", "4e3"]) == 2
-    assert "not supported yet" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="not supported yet"):
-        fastmarl.train(resume=run)
+    # resume to a longer budget: continues from step 2000, logs only the new rows
+    assert main(["train", "--resume", str(run), "--total-steps", "4e3"]) == 0
+    assert "(4,000 env steps)" in capsys.readouterr().out
+    assert [int(r["step"]) for r in csv.DictReader(open(run / "metrics.csv"))] == [1000, 2000, 3000, 4000]
+    assert [int(r["step"]) for r in csv.DictReader(open(run / "eval.csv"))] == [2000, 4000]
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 4000
+    with pytest.raises(ConfigError, match="cannot change lr"):
+        fastmarl.train(QConfig(**{**cfg.to_dict(), "lr": 1.0}), resume=run)
 
 
 def test_python_api_dispatches_on_the_config_type():

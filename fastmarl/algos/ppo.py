@@ -14,6 +14,12 @@ link) noise of every message, and the update replays it: under the rollout's
 weights the update's forward equals the rollout's, so the PPO ratio starts at 1
 and treats the message noise as part of the (exogenous) randomness of the policy.
 
+Range-limited topology (``TrainConfig.comm_range`` with ``ppo.comm``): an agent
+hears only the agents of its group within ``comm_range`` of it (itself included),
+``range_mask`` of the positions the env reports in ``TimeStep.info["positions"]``
+(:class:`fastmarl.envs.comm_wrappers.AgentPositions`). Acting (rollouts and
+``act``) and the update use the same mask: the rollout stores it per step.
+
 Each group of the env (e.g. ``adversary`` and ``agent``) has its own actor,
 critic, optimizer and value normaliser, so competing teams learn at once. Inside
 a group, parameters are shared by default; ``share_params=False`` gives every
@@ -37,6 +43,7 @@ terminated          (T, E)                     the episode ended at t (no bootst
 truncated           (T, E)                     the episode hit its time limit at t (bootstrap)
 starts              (T, E)                     obs_t is the first of an episode (GRU reset)
 comm_noise[g]       (T, E, R, A_g, L, V) ...   dial: message samples' noise (DialNoise)
+comm_mask[g]        (T, E, A_g, A_g) bool      comm_range: receiver i heard sender j at t
 ==================  =========================  ==========================================
 
 The update (per iteration): GAE with exact bootstrapping, targets folded into
@@ -57,7 +64,7 @@ from torch import Tensor, nn
 from fastmarl.config import ALGOS, Derived, PPOConfig, TrainConfig
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
-from fastmarl.nn.comm import DialComm, DialNoise, DialTrace, make_comm
+from fastmarl.nn.comm import DialComm, DialNoise, DialTrace, make_comm, range_mask
 
 MASKED_LOGIT = -1e8  # finite, so masked entries give p = 0 and p * log p = 0, never NaN
 
@@ -242,10 +249,12 @@ class GroupActorCritic(nn.Module):
         return self._with_id(x)
 
     def communicate(self, f: Tensor, comm_noise: DialNoise | None = None, deterministic: bool = False,
-                    generator: torch.Generator | None = None,
-                    message_transform=None) -> tuple[Tensor, DialTrace | None]:
+                    generator: torch.Generator | None = None, message_transform=None,
+                    comm_mask: Tensor | None = None) -> tuple[Tensor, DialTrace | None]:
         """The actors' features after communication, (..., A, H) -> (..., A, H), and
         for ``dial`` the :class:`~fastmarl.nn.comm.DialTrace` of the messages said.
+
+        ``comm_mask`` (..., A, A) bool: receiver i hears sender j (None: all-to-all).
 
         dial only: ``comm_noise`` replays stored message samples (the update
         replays the rollout's), ``deterministic`` sends argmax messages,
@@ -253,19 +262,20 @@ class GroupActorCritic(nn.Module):
         if self.actor_comm is None:
             return f, None
         if self.dial:
-            return self.actor_comm(f, noise=comm_noise, deterministic=deterministic, generator=generator,
-                                   message_transform=message_transform)
+            return self.actor_comm(f, comm_mask, noise=comm_noise, deterministic=deterministic,
+                                   generator=generator, message_transform=message_transform)
         if message_transform is not None:
             raise ValueError("message_transform applies to discrete (ppo.comm='dial') messages only")
-        return self.actor_comm(f), None
+        return self.actor_comm(f, comm_mask), None
 
     # one step (rollouts, evaluation): x (E, A, in), h (E, A, H), starts (E,)
     def actor_step(self, x: Tensor, h: Tensor | None, starts: Tensor | None, deterministic: bool = False,
                    generator: torch.Generator | None = None, comm_noise: DialNoise | None = None,
-                   message_transform=None, return_trace: bool = False):
+                   message_transform=None, return_trace: bool = False, comm_mask: Tensor | None = None):
         """-> (head output, new actor h) [, DialTrace or None with ``return_trace``];
-        the other arguments as in :meth:`communicate`."""
-        f, trace = self.communicate(self.actor_body(x), comm_noise, deterministic, generator, message_transform)
+        ``comm_mask`` (E, A, A) and the other arguments as in :meth:`communicate`."""
+        f, trace = self.communicate(self.actor_body(x), comm_noise, deterministic, generator, message_transform,
+                                    comm_mask)
         if self.recurrent:
             h = self.actor_gru.step(f, torch.where(starts[:, None, None], 0.0, h))
             f = h
@@ -280,9 +290,10 @@ class GroupActorCritic(nn.Module):
 
     # whole sequences (training): x (T, B, A, in), h0 (B, A, H), starts (T, B); or x (N, A, in) feed-forward
     def actor_seq(self, x: Tensor, h0: Tensor | None, starts: Tensor | None,
-                  comm_noise: DialNoise | None = None) -> Tensor:
-        """``comm_noise`` (dial): the stored message samples of these steps, (T, B, ...) or (N, ...)."""
-        f, _ = self.communicate(self.actor_body(x), comm_noise)
+                  comm_noise: DialNoise | None = None, comm_mask: Tensor | None = None) -> Tensor:
+        """``comm_noise`` (dial): the stored message samples of these steps, (T, B, ...) or (N, ...);
+        ``comm_mask``: the stored receive masks, (T, B, A, A) or (N, A, A)."""
+        f, _ = self.communicate(self.actor_body(x), comm_noise, comm_mask=comm_mask)
         if self.recurrent:
             f, _ = self.actor_gru.unroll(f, h0, starts)
         return self.actor_head(f)
@@ -315,6 +326,7 @@ class Rollout:
     h0: Carry  # hidden states before step 0 (recurrent)
     last_values: dict[str, Tensor]  # (E, A_g) V(obs_T) for the bootstrap of the last step
     comm_noise: dict[str, DialNoise] = field(default_factory=dict)  # dial groups: (T, E, R, A_g, ...) samples
+    comm_mask: dict[str, Tensor] = field(default_factory=dict)  # comm_range: (T, E, A_g, A_g) bool receive masks
 
 
 class PPO:
@@ -336,6 +348,10 @@ class PPO:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.use_masks = derived.action_masks
+        # range-limited learned communication: groups whose actors talk (ppo.comm), with a radius
+        self.comm_range = cfg.comm_range if cfg.ppo.comm != "none" else None
+        self.ranged_groups = ([n for n, net in self.nets.items() if net.actor_comm is not None]
+                              if self.comm_range is not None else [])
         self.buffer: Rollout | None = None
         self.ts: TimeStep | None = None  # the TimeStep the next action is taken from
         self.starts: Tensor | None = None  # (E,) that TimeStep begins an episode
@@ -353,6 +369,18 @@ class PPO:
     def _mask(self, ts: TimeStep, name: str) -> Tensor | None:
         return ts.action_mask[name] if self.use_masks.get(name) and ts.action_mask is not None else None
 
+    def comm_mask(self, ts: TimeStep, name: str) -> Tensor | None:
+        """(E, A_g, A_g) bool: who hears whom in group ``name`` when acting on ``ts``,
+        ``range_mask(ts.info["positions"][name], comm_range)``; None: all-to-all."""
+        if name not in self.ranged_groups:
+            return None
+        positions = ts.info.get("positions")
+        if positions is None or name not in positions:
+            raise ValueError(f"comm_range={self.comm_range} limits communication by distance, but the env's "
+                             f"TimeStep has no info['positions'][{name!r}]; wrap the env in "
+                             "fastmarl.envs.comm_wrappers.AgentPositions (the runner does this)")
+        return range_mask(positions[name], self.comm_range)
+
     @torch.no_grad()
     def act(self, ts: TimeStep, carry: Carry, deterministic: bool = False,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Carry]:
@@ -362,7 +390,8 @@ class PPO:
         for name, net in self.nets.items():
             h = carry.get(name, (None, None))
             gen = generator or self.generator
-            out, ha = net.actor_step(net.actor_input(ts.obs[name]), h[0], ts.done, deterministic, gen)
+            out, ha = net.actor_step(net.actor_input(ts.obs[name]), h[0], ts.done, deterministic, gen,
+                                     comm_mask=self.comm_mask(ts, name))
             a, _ = sample_action(out, net.log_std, self._mask(ts, name), deterministic, gen)
             actions[name] = self._to_env(name, a)
             if self.p.recurrent:
@@ -408,6 +437,7 @@ class PPO:
             starts=torch.zeros(T, E, dtype=torch.bool, device=dev),
             h0={}, last_values=per_group(),
             comm_noise={n: net.actor_comm.empty_noise(T, E, device=dev) for n, net in self.nets.items() if net.dial},
+            comm_mask=per_group(lambda g: (g.num_agents,), torch.bool, lambda g: g.name in self.ranged_groups),
         )
 
     @torch.no_grad()
@@ -446,8 +476,11 @@ class PPO:
             obs = ts.obs[name]
             h = carry.get(name, (None, None))
             mask = self._mask(ts, name)
+            comm_mask = self.comm_mask(ts, name)
+            if comm_mask is not None:  # the update replays exactly the topology the actions were taken with
+                b.comm_mask[name][t] = comm_mask
             out, ha, trace = net.actor_step(net.actor_input(obs), h[0], starts, generator=self.generator,
-                                            return_trace=True)
+                                            return_trace=True, comm_mask=comm_mask)
             if trace is not None:  # the message samples, replayed by the update
                 b.comm_noise[name].write(t, trace.noise)
             a, logp = sample_action(out, net.log_std, mask, False, self.generator)
@@ -567,14 +600,16 @@ class PPO:
             obs, starts = pick(b.obs[name]), pick(b.starts)
             state = pick(b.state) if b.state is not None else None
             noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
-            out = net.actor_seq(net.actor_input(obs), h0a[idx], starts, noise)
+            cmask = pick(b.comm_mask[name]) if name in b.comm_mask else None
+            out = net.actor_seq(net.actor_input(obs), h0a[idx], starts, noise, cmask)
             v = net.critic_seq(net.critic_input(obs, state), h0c[idx], starts)
         else:  # independent (t, env) samples: (B, A, ...)
             pick = lambda x: x.flatten(0, 1)[idx]  # noqa: E731
             obs = pick(b.obs[name])
             state = pick(b.state) if b.state is not None else None
             noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
-            out = net.actor_seq(net.actor_input(obs), None, None, noise)
+            cmask = pick(b.comm_mask[name]) if name in b.comm_mask else None
+            out = net.actor_seq(net.actor_input(obs), None, None, noise, cmask)
             v = net.critic_seq(net.critic_input(obs, state), None, None)
         mask = pick(mask_buf) if mask_buf is not None else None
         alive = pick(alive_buf) if alive_buf is not None else None
@@ -608,7 +643,7 @@ class PPO:
             "carry": self.carry,
             "starts": self.starts,
             "ts": {"obs": ts.obs, "terminated": ts.terminated, "truncated": ts.truncated,
-                   "action_mask": ts.action_mask, "alive": ts.alive},
+                   "action_mask": ts.action_mask, "alive": ts.alive, "positions": ts.info.get("positions")},
         }
 
     def load_trainer_state(self, s: dict[str, Any]) -> None:
@@ -616,7 +651,9 @@ class PPO:
             o.load_state_dict(s["optimizers"][n])
         self.generator.set_state(s["generator"])
         t = s["ts"]
+        positions = t.get("positions")  # absent in checkpoints from before comm_range
         self.ts = TimeStep(obs=t["obs"], reward={}, terminated=t["terminated"], truncated=t["truncated"],
-                           final_obs=t["obs"], action_mask=t["action_mask"], alive=t["alive"])
+                           final_obs=t["obs"], action_mask=t["action_mask"], alive=t["alive"],
+                           info={} if positions is None else {"positions": positions})
         self.starts, self.carry = s["starts"], s["carry"]
         self.buffer = self._allocate(self.starts.shape[0])

@@ -37,6 +37,7 @@ sent one-hot messages ``(E, S, L, V)`` before delivery, for ablations (see
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -47,15 +48,93 @@ from torch import Tensor
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
 from fastmarl.nn.comm import message_digits, range_mask
 
-__all__ = ["BroadcastChannel", "mpe_positions"]
+__all__ = ["BroadcastChannel", "AgentPositions", "mpe_positions", "find_mpe"]
 
 _SEED_OFFSET = 0x5EED  # the channel's noise stream differs from the env's
 
 
+def find_mpe(env: Any) -> Any | None:
+    """The MPE env inside ``env`` (``env`` itself or the first one found by following
+    wrappers' ``.env``), or None when there is none."""
+    seen = 0
+    while env is not None and seen < 32:  # bounded: a wrapper chain is short, a cycle is a bug
+        if hasattr(env, "world_state") and hasattr(env, "world"):
+            return env
+        env, seen = getattr(env, "env", None), seen + 1
+    return None
+
+
 def mpe_positions(env: Any) -> Tensor:
-    """(E, A, 2) agent positions of an MPE env (agents come first among the entities,
-    in the spec's agent order)."""
-    return env.world_state.pos[:, : env.world.A]
+    """(E, A, 2) agent positions of an MPE env, or of the MPE env inside wrappers
+    (agents come first among the entities, in the spec's agent order)."""
+    inner = find_mpe(env)
+    if inner is None:
+        raise ValueError(f"{env.spec.env_id} is not an MPE env (nor wraps one), so it has no agent positions")
+    return inner.world_state.pos[:, : inner.world.A]
+
+
+class AgentPositions:
+    """A VecEnv: ``env`` whose TimeSteps report where the agents are, for range-limited
+    communication inside policies (``TrainConfig.comm_range`` with ``ppo.comm``).
+
+    ``TimeStep.info["positions"]`` is a dict group -> ``(E, A_g, 2)`` positions of the
+    state ``TimeStep.obs`` was taken in (after auto-reset: the new episode's first
+    state), group-keyed like ``obs`` so a learner of a subset of groups finds its own.
+    Everything else passes through unchanged.
+
+    Args:
+        env: any batched env of our API.
+        positions: ``positions(env) -> (E, A_total, 2)`` in spec agent order; default
+            :func:`mpe_positions` (MPE envs and wrappers of them). ValueError otherwise.
+    """
+
+    def __init__(self, env: Any, positions: Callable[[Any], Tensor] | None = None):
+        if positions is None:
+            if find_mpe(env) is None:
+                raise ValueError(f"range-limited communication needs agent positions, but {env.spec.env_id} is not "
+                                 "an MPE env; pass positions=lambda env: <(E, A, 2) tensor> or leave comm_range unset")
+            positions = mpe_positions
+        self.env, self.spec, self.num_envs, self.device = env, env.spec, env.num_envs, env.device
+        self.positions = positions
+        self.metadata = getattr(env, "metadata", {})
+        start, self._slices = 0, {}
+        for g, gs in self.spec.groups.items():  # groups are contiguous, in spec order
+            self._slices[g] = slice(start, start + gs.num_agents)
+            start += gs.num_agents
+
+    def group_positions(self) -> dict[str, Tensor]:
+        """group -> (E, A_g, 2) current agent positions."""
+        pos = self.positions(self.env)
+        return {g: pos[:, sl] for g, sl in self._slices.items()}
+
+    def _with_positions(self, ts: TimeStep) -> TimeStep:
+        return dataclasses.replace(ts, info={**ts.info, "positions": self.group_positions()})
+
+    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
+        return self._with_positions(self.env.reset(seed=seed, mask=mask))
+
+    def step(self, actions: dict[str, Tensor]) -> TimeStep:
+        return self._with_positions(self.env.step(actions))
+
+    def state(self) -> Tensor:
+        return self.env.state()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        from fastmarl.train.checkpoint import env_state_dict  # lazy: envs must not import train at load
+
+        return env_state_dict(self.env)
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        from fastmarl.train.checkpoint import load_env_state_dict
+
+        if not load_env_state_dict(self.env, s):
+            raise ValueError("the wrapped env's state could not be restored")
+
+    def __getattr__(self, name: str) -> Any:
+        # everything else (render, close, set_world_state, BroadcastChannel's helpers) is the wrapped env's
+        if name == "env":  # not set yet (during __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.env, name)
 
 
 class BroadcastChannel:
@@ -98,7 +177,7 @@ class BroadcastChannel:
             if not comm_range > 0:
                 raise ValueError(f"comm_range must be a positive distance or None, got {comm_range}")
             if positions is None:
-                if not (hasattr(env, "world_state") and hasattr(env, "world")):
+                if find_mpe(env) is None:
                     raise ValueError(f"comm_range needs agent positions: {spec.env_id} is not an MPE env, so pass "
                                      "positions=lambda env: <(E, A, 2) tensor>")
                 positions = mpe_positions

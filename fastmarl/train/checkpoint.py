@@ -5,6 +5,9 @@ A checkpoint is a folder ``checkpoints/step_<global step>/`` holding
 - ``model.safetensors``: every network weight and buffer (value normalisers too);
 - ``trainer.pt``: optimizer states, RNG states, the env's state and the rollout's
   position (everything an exact resume needs), loaded with ``weights_only=True``;
+- optional extra tensor files (``replay.safetensors``: a value-based run's
+  replay buffer), saved by ``save_checkpoint(extra=...)`` and read back with
+  ``load_extra_tensors``;
 - ``manifest.json``: format, step, and the size and SHA-256 of each file.
 
 It is written into a hidden temporary folder and renamed into place with
@@ -58,8 +61,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_checkpoint(folder: Path, step: int, weights: dict[str, Tensor], trainer: dict[str, Any],
-                    info: dict[str, Any] | None = None, keep: int | None = None) -> Path:
-    """Write ``folder/step_<step>`` atomically, point ``latest`` at it, keep the newest ``keep``."""
+                    info: dict[str, Any] | None = None, keep: int | None = None,
+                    extra: dict[str, dict[str, Tensor]] | None = None) -> Path:
+    """Write ``folder/step_<step>`` atomically, point ``latest`` at it, keep the newest ``keep``.
+    ``extra``: file name (``*.safetensors``) -> tensors, saved in the same folder and manifest."""
     from safetensors.torch import save as st_save
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,7 +79,13 @@ def save_checkpoint(folder: Path, step: int, weights: dict[str, Tensor], trainer
     buf = io.BytesIO()
     torch.save(trainer, buf)
     _write_bytes(tmp / TRAINER, buf.getvalue())
-    files = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)} for f in (MODEL, TRAINER)}
+    for fname, ts in (extra or {}).items():
+        if fname in (MODEL, TRAINER, MANIFEST) or not fname.endswith(".safetensors") or "/" in fname:
+            raise ValueError(f"extra checkpoint file {fname!r}: expected a new name ending in .safetensors")
+        _write_bytes(tmp / fname, st_save({k: v.detach().contiguous().cpu().clone() for k, v in ts.items()},
+                                          metadata={"format": FORMAT, "step": str(step)}))
+    files = {f: {"bytes": (tmp / f).stat().st_size, "sha256": _sha256(tmp / f)}
+             for f in (MODEL, TRAINER, *(extra or {}))}
     manifest = {"format": FORMAT, "step": step, "files": files, **(info or {})}
     _write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
     if final.exists():  # re-writing the same step (e.g. after a resume): replace it whole
@@ -151,6 +162,27 @@ def load_checkpoint(path: Path, trainer: bool = True,
     weights = load_file(path / MODEL, device=str(map_location))
     state = torch.load(path / TRAINER, map_location=map_location, weights_only=True) if trainer else None
     return weights, state, manifest
+
+
+def load_extra_tensors(path: Path, fname: str, manifest: dict[str, Any],
+                       map_location: str | torch.device = "cpu", what: str = "") -> dict[str, Tensor]:
+    """Load the extra tensor file ``fname`` of a checkpoint whose ``manifest`` was verified
+    by ``load_checkpoint``; CheckpointError if the checkpoint was saved without it
+    (``what`` says what the file holds and why it is needed)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if fname not in manifest.get("files", {}):
+        raise CheckpointError(f"checkpoint {path} has no {fname}{' (' + what + ')' if what else ''}; it cannot be "
+                              "resumed exactly. Use a checkpoint that has it, or start a new run")
+    f = path / fname
+    want = manifest["files"][fname]
+    if not f.is_file():  # deleted after load_checkpoint's verification
+        raise CheckpointError(f"checkpoint {path} is incomplete: {fname} is missing; use an earlier checkpoint")
+    if f.stat().st_size != want["bytes"] or _sha256(f) != want["sha256"]:
+        raise CheckpointError(f"checkpoint {path} is corrupted: {fname} does not match its size/SHA-256 in the "
+                              "manifest; use an earlier checkpoint")
+    return load_file(f, device=str(map_location))
 
 
 # -- env state ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 ``fastmarl train --algo mappo --env simple_spread_v3 --total-steps 2e6``
 ``fastmarl train --algo qmix --env simple_spread_v3 --total-steps 2e6`` (iql/vdn/qmix parse QConfig)
-``fastmarl train --resume runs/NAME [--total-steps 4e6]`` (PPO runs only, for now)
+``fastmarl train --resume runs/NAME [--total-steps 4e6]`` (PPO and value-based runs)
 ``fastmarl eval runs/NAME [--episodes 100]``
 ``fastmarl render runs/NAME --out episode.gif``
 """
@@ -58,11 +58,11 @@ def train_main(argv: list[str]) -> int:
 
     def go() -> int:
         from fastmarl.train.rundir import RunDir
-        from fastmarl.train.runner import Q_RESUME_UNSUPPORTED, train
+        from fastmarl.train.runner import train
 
         default = RunDir.open(resume).read_config() if resume else TrainConfig()
-        if not isinstance(default, TrainConfig):
-            raise ConfigError(Q_RESUME_UNSUPPORTED)
+        if not isinstance(default, TrainConfig):  # a value-based run: its QConfig, with the given overrides
+            return _train_q(argv, default.algo, resume=resume, default=default)
         algo = _peek_option(argv, "--algo")
         if not resume and algo in VALUE_BASED_ALGOS:
             return _train_q(argv, algo)
@@ -82,17 +82,17 @@ def train_main(argv: list[str]) -> int:
     return _run("train", go)
 
 
-def _train_q(argv: list[str], algo: str) -> int:
+def _train_q(argv: list[str], algo: str, resume: str | None = None, default=None) -> int:
     from fastmarl.algos.q_learning import QConfig
     from fastmarl.train.runner import train
 
-    cfg = tyro.cli(QConfig, args=argv, default=QConfig(algo=algo, runs_dir="runs"), prog="fastmarl train",
+    cfg = tyro.cli(QConfig, args=argv, default=default or QConfig(algo=algo, runs_dir="runs"), prog="fastmarl train",
                    description="Train IQL/VDN/QMIX (value-based, discrete actions; `fastmarl train --help` for "
-                               "IPPO/MAPPO). Resuming these runs is not supported yet.")
-    if cfg.runs_dir is None:
+                               "IPPO/MAPPO). `--resume runs/NAME` continues a run from its last checkpoint.")
+    if cfg.runs_dir is None and resume is None:
         raise ConfigError("--runs-dir None writes no run directory; `fastmarl train` needs one (e.g. --runs-dir "
                           "runs); use fastmarl.train(QConfig(...)) from Python to train without files")
-    res = train(cfg)
+    res = train(cfg, resume=resume)
     print(f"run directory: {res.run_dir}  ({int(res.metrics['steps']):,} env steps)\n"
           f"final eval return per agent: greedy {res.metrics['return_det']:.2f}")
     return 0

@@ -172,5 +172,41 @@ class EpisodeBuffer:
         self._t, self._starts_episode = s["t"].to(self.device), s["starts_episode"].to(self.device)
         self.pos, self.size, self.episodes_added = int(s["pos"]), int(s["size"]), int(s["episodes_added"])
 
+    def to_tensors(self) -> tuple[dict[str, Tensor], dict[str, int]]:
+        """(flat name -> tensor, counters) for a safetensors file: the stored sequences
+        (only the ``size`` slots written so far: slots fill from 0 before the ring wraps),
+        the staging rows (the unfinished episodes) and their step counters."""
+        n = self.size
+        tensors = {f"data.{k}": v[:n] for k, v in self.data.items()}
+        tensors.update({f"stage.{k}": v for k, v in self._stage.items()})
+        tensors.update({"length": self.length[:n], "chunk_start": self.chunk_start[:n], "t": self._t,
+                        "starts_episode": self._starts_episode})
+        return tensors, {"pos": self.pos, "size": self.size, "episodes_added": self.episodes_added}
+
+    def load_tensors(self, tensors: dict[str, Tensor], counters: dict[str, int]) -> None:
+        """Restore what ``to_tensors`` returned, into this buffer (same fields, capacity,
+        max_len and num_envs). Raises ValueError naming what does not fit."""
+        n = int(counters["size"])
+        want = {f"data.{k}": (n, *v.shape[1:]) for k, v in self.data.items()}
+        want.update({f"stage.{k}": tuple(v.shape) for k, v in self._stage.items()})
+        want.update({"length": (n,), "chunk_start": (n,), "t": (self.num_envs,), "starts_episode": (self.num_envs,)})
+        got = {k: tuple(v.shape) for k, v in tensors.items()}
+        if n > self.capacity or got != want:
+            diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+            raise ValueError(f"the saved replay buffer does not fit this one (size {n}, capacity {self.capacity}); "
+                             f"mismatched entries: {diff[:6]}")
+        for k, v in self.data.items():
+            v.zero_()
+            v[:n] = tensors[f"data.{k}"].to(self.device, v.dtype)
+        for k, v in self._stage.items():
+            v.copy_(tensors[f"stage.{k}"])
+        self.length.zero_()
+        self.length[:n] = tensors["length"]
+        self.chunk_start.zero_()
+        self.chunk_start[:n] = tensors["chunk_start"]
+        self._t = tensors["t"].to(self.device, torch.long).clone()
+        self._starts_episode = tensors["starts_episode"].to(self.device, torch.bool).clone()
+        self.pos, self.size, self.episodes_added = int(counters["pos"]), n, int(counters["episodes_added"])
+
 
 __all__ = ["EpisodeBuffer"]

@@ -10,7 +10,8 @@ Value-based runs dispatch on the config's type: ``train(QConfig(...))`` is
 :func:`fastmarl.algos.q_learning.train_q` (it returns a ``QResult``, and writes a
 run directory only when ``runs_dir`` is set); ``evaluate_run``, ``render_run`` and
 ``load_policy`` dispatch on the ``"algo"`` saved in the run's config.json.
-Resuming a Q-learning run is not supported yet (a ConfigError says so).
+``train(resume=...)`` of a Q-learning run continues it from its latest checkpoint
+(replay buffer included) as exactly as a PPO run's.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ if TYPE_CHECKING:  # imported lazily below: q_learning imports fastmarl.train's 
 RESUMABLE_CHANGES = {"total_steps", "eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
                      "gif", "tensorboard", "progress", "threads", "runs_dir", "name"}
 EVAL_SEED_OFFSET = 1_000_003  # eval envs never share start states with training envs
-Q_RESUME_UNSUPPORTED = ("resuming a Q-learning run (iql/vdn/qmix) is not supported yet (its checkpoint has no "
-                        "replay buffer or env state); start a new run with a larger --total-steps instead")
 
 
 @dataclass
@@ -77,6 +76,13 @@ def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
                                    flip_prob=cfg.message_flip_prob, drop_prob=cfg.message_drop_prob)
         except ValueError as e:
             raise ConfigError(f"--message-bits {cfg.message_bits}: {e}") from None
+    if cfg.comm_range is not None and cfg.ppo.comm != "none":  # the actors' receive masks need positions
+        from fastmarl.envs.comm_wrappers import AgentPositions
+
+        try:
+            env = AgentPositions(env)
+        except ValueError as e:
+            raise ConfigError(f"--comm-range {cfg.comm_range} with --ppo.comm {cfg.ppo.comm}: {e}") from None
     return env
 
 
@@ -129,20 +135,23 @@ def train(config: TrainConfig | QConfig | None = None, *, resume: str | Path | N
     """Train; see the module docstring. ``resume`` is a run directory; with it,
     ``config`` may override only the settings in RESUMABLE_CHANGES. A QConfig
     trains IQL/VDN/QMIX with ``train_q`` and returns its ``QResult``."""
-    if _is_q_config(config):
-        if resume is not None:
-            raise ConfigError(Q_RESUME_UNSUPPORTED)
+    if _is_q_config(config) and resume is None:
         from fastmarl.algos.q_learning import train_q
 
-        return train_q(config)
+        return train_q(config, _stop_after=_stop_after)
     if resume is not None:
         run = RunDir.open(resume)
         saved = run.read_config()
-        if _is_q_config(saved):
-            raise ConfigError(Q_RESUME_UNSUPPORTED)
         cfg = config if config is not None else saved
+        if _is_q_config(saved) != _is_q_config(cfg):
+            raise ConfigError(f"{run.path} is a {saved.algo} run; resume it with a {type(saved).__name__} (or none), "
+                              f"not a {type(cfg).__name__}")
         cfg = dataclasses.replace(cfg, name=saved.name, runs_dir=str(run.path.parent))
         _check_resume_config(saved, cfg)
+        if _is_q_config(saved):
+            from fastmarl.algos.q_learning import train_q
+
+            return train_q(cfg, resume=run.path, _stop_after=_stop_after)
     else:
         if config is None:
             raise ConfigError("train() needs a TrainConfig or resume=<run directory>")
