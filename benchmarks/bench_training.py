@@ -46,6 +46,7 @@ import csv
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -294,7 +295,8 @@ def run_fastmarl_q(args, runs_dir: Path, algo: str, stop_at: float) -> dict:
            "--env-kwargs", "N=3", "local_ratio=0.5", "max_cycles=25", "--total-steps", str(args.fastmarl_steps),
            "--seed", str(args.seed), "--threads", str(args.threads), "--epsilon-anneal-steps",
            str(args.epsilon_anneal_steps), "--eval-interval", "0", "--checkpoint-interval", "0",
-           "--no-checkpoint-replay", "--no-tensorboard", "--name", name, "--runs-dir", str(runs_dir)]
+           "--no-checkpoint-replay", "--no-tensorboard", "--name", name, "--runs-dir", str(runs_dir),
+           *shlex.split(args.fastmarl_q_args)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     print(f"== fastmarl {algo.upper()}, until return >= {stop_at:.2f} or {args.fastmarl_steps:,} env steps "
           f"(at most {args.fastmarl_q_budget:.0f} s)", flush=True)
@@ -369,10 +371,14 @@ def plot_value(results: dict, path: Path) -> None:
 def write_value_section(results: dict, args, path: Path, figure: Path) -> str:
     th = results["target"]
     L = [VALUE_HEADING + ", simple_spread_v3)", ""]
-    L.append(f"`python benchmarks/bench_training.py --algos qmix vdn` (after `bash benchmarks/setup_benchmarl.sh`), "
+    q_args = results.get("fastmarl_q_args", "")
+    cmd = "python benchmarks/bench_training.py --algos " + " ".join(results["algos"])
+    if q_args:
+        cmd += f' --fastmarl-q-args "{q_args}"'
+    order = ", ".join(f"BenchMARL {a.upper()}, fastmarl {a.upper()}" for a in results["algos"])
+    L.append(f"`{cmd}` (after `bash benchmarks/setup_benchmarl.sh`), "
              f"{results['date']}, {os.cpu_count()} CPU cores ({platform.machine()}), {results['threads']} torch "
-             f"thread(s) per run, the four runs one after the other (BenchMARL QMIX, fastmarl QMIX, BenchMARL VDN, "
-             f"fastmarl VDN); 1-minute load average {results['load_before']:.2f} before, "
+             f"thread(s) per run, the runs one after the other ({order}); 1-minute load average {results['load_before']:.2f} before, "
              f"{results['load_after']:.2f} after (the machine is shared with other work, so absolute times are noisy).")
     L.append("")
     bm = results[results["algos"][0]]["benchmarl"]["meta"]
@@ -458,7 +464,8 @@ def run_value(args) -> None:
         results = json.loads((args.out / "bench_training_value.json").read_text())
     else:
         results = {"threads": args.threads, "target": args.target, "algos": args.value_algos,
-                   "date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg()[0]}
+                   "date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg()[0],
+                   "fastmarl_q_args": args.fastmarl_q_args}
         for algo in args.value_algos:
             bm_out = args.out / f"benchmarl_{algo}.jsonl"
             if args.skip_benchmarl:
@@ -496,6 +503,8 @@ def main() -> None:
     ap.add_argument("--algos", nargs="+", choices=["mappo", "qmix", "vdn"], default=["mappo"],
                     help="mappo: the MAPPO comparison; qmix / vdn: the value-based one (runs/bench/bench_training_value.json)")
     ap.add_argument("--target", type=float, default=-17.0, help="qmix/vdn: the return to reach (the issue's target)")
+    ap.add_argument("--fastmarl-q-args", default="",
+                    help="qmix/vdn: extra `fastmarl train` options, e.g. \"--num-envs 32 --no-recurrent --update-interval 50\"")
     ap.add_argument("--fastmarl-q-budget", type=float, default=600.0, help="qmix/vdn: fastmarl's wall-time cap (s)")
     ap.add_argument("--epsilon-anneal-steps", type=_parse_count, default=50_000,
                     help="qmix/vdn: epsilon's anneal in env steps, for both libraries")
