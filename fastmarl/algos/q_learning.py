@@ -18,6 +18,8 @@ standardised rewards, ``ALGO_DEFAULTS``, measured in docs/credit_assignment.md):
 ``a*`` is the greedy next action of the target network, or with double Q-learning
 (van Hasselt et al., 2016) that of the online network, evaluated by the target.
 Illegal actions (env action masks) are never taken nor bootstrapped from.
+With ``comm`` (commnet, tarmac, tarmac_broadcast) the agents of a group talk every
+step before the GRU (:class:`GroupQNet`), so ``Q_i`` also sees what the others said.
 
 Groups: every group of the env (e.g. predators and prey) is its own team with
 its own networks, mixer, optimizer and team reward (``team_reward`` of the
@@ -66,6 +68,7 @@ import fastmarl
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
 from fastmarl.config import ConfigError, EnvKwargs, StepCount
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
 from fastmarl.nn.normalize import RunningMeanStd
@@ -152,6 +155,12 @@ class QConfig:
     """one utility network per group shared by its agents (False: one per agent, batched)"""
     agent_id: bool = True
     """append a one-hot agent index to the network input (only with shared parameters)"""
+    comm: Literal["none", "commnet", "tarmac", "tarmac_broadcast"] = "none"
+    """learned communication between the agents of a group, every step, between the MLP and the GRU/Q head:
+    commnet (mean of the others' features), tarmac (targeted attention), tarmac_broadcast (uniform attention);
+    all-to-all (no range limit); none: independent utilities"""
+    comm_rounds: int = 1
+    """communication rounds per step (information travels this many hops between agents)"""
     action_masks: bool | None = None
     """use the env's action masks; None: whenever the env provides them"""
     mixer_embed: int = 32
@@ -200,6 +209,8 @@ class QConfig:
         return cls(**d)
 
 
+COMM_KINDS = ("none", "commnet", "tarmac", "tarmac_broadcast")
+
 ALGO_INFO = {  # capabilities, for the CLI's early checks
     "iql": dict(needs_state=False, supports_discrete=True, supports_continuous=False, off_policy=True),
     "vdn": dict(needs_state=False, supports_discrete=True, supports_continuous=False, off_policy=True),
@@ -235,7 +246,7 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
                       ("learning_starts", 0), ("update_interval", 1), ("target_update_interval", 1),
                       ("epsilon_anneal_steps", 0), ("hidden_size", 1), ("num_layers", 0), ("mixer_embed", 1),
                       ("hypernet_embed", 1), ("log_interval", 1), ("eval_interval", 0), ("eval_episodes", 1),
-                      ("checkpoint_interval", 0), ("keep_checkpoints", 1)]:
+                      ("checkpoint_interval", 0), ("keep_checkpoints", 1), ("comm_rounds", 1)]:
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -262,6 +273,11 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
             raise ConfigError(f"{cfg.algo} needs discrete actions, but group {g.name!r} of {spec.env_id} has "
                               f"{g.action_space}; create the env with discrete actions (env_kwargs "
                               "continuous_actions=False) or use ippo/mappo")
+    if cfg.comm not in COMM_KINDS:
+        raise ConfigError(f"comm must be one of {list(COMM_KINDS)}, got {cfg.comm!r}")
+    if cfg.comm != "none" and all(g.num_agents == 1 for g in spec.groups.values()):
+        raise ConfigError(f"comm={cfg.comm!r} lets the agents of a group talk, but every group of {spec.env_id} "
+                          "has a single agent; use comm='none' (--comm none)")
     if ALGO_INFO[cfg.algo]["needs_state"] and spec.state_dim == 0:
         raise ConfigError(f"qmix conditions its mixer on the global state, but {spec.env_id} has no state() "
                           "(state_dim 0); use algo='vdn' (no state needed)")
@@ -344,8 +360,12 @@ def lambda_returns(reward: Tensor, terminated: Tensor, filled: Tensor, next_valu
 class GroupQNet(nn.Module):
     """Utility networks of one group: obs (..., A, D) -> Q (..., A, n).
 
-    ``num_layers`` ReLU layers, then a GRU (recurrent) and a linear head; one set
-    of weights shared by the group's agents or one per agent (batched)."""
+    ``num_layers`` ReLU layers, then (``comm``) a communication module that mixes
+    the agents' features ``(..., A, H) -> (..., A, H)`` within each time step
+    (:func:`fastmarl.nn.comm.make_comm`, all-to-all: every agent of the group hears
+    every other; no range masks), then a GRU (recurrent) and a linear head; one
+    set of weights shared by the group's agents or one per agent (batched).
+    Without ``comm`` agent i's Q-values depend on its own observations only."""
 
     def __init__(self, group: GroupSpec, cfg: QConfig):
         super().__init__()
@@ -355,6 +375,8 @@ class GroupQNet(nn.Module):
         K = 1 if cfg.share_params else A
         in_dim = group.obs_dim + (A if self.use_id else 0)
         self.body = AgentMLP(K, in_dim, cfg.hidden_size, cfg.num_layers, "relu")
+        # the only path from one agent's observation to another's Q-values
+        self.comm = make_comm(cfg.comm, self.body.out_features, cfg.comm_rounds, K) if cfg.comm != "none" else None
         self.gru = AgentGRU(K, self.body.out_features, cfg.hidden_size) if cfg.recurrent else None
         feat = cfg.hidden_size if cfg.recurrent else self.body.out_features
         self.head = AgentLinear(K, feat, group.action_dim, gain=1.0)
@@ -366,9 +388,14 @@ class GroupQNet(nn.Module):
         eye = agent_id_onehot(self.num_agents, obs)
         return torch.cat([obs, eye.expand(*obs.shape[:-1], self.num_agents)], -1)
 
+    def features(self, obs: Tensor) -> Tensor:
+        """obs (..., A, D) -> the agents' features after the MLP and communication, (..., A, F)."""
+        x = self.body(self.inputs(obs))
+        return x if self.comm is None else self.comm(x)
+
     def step(self, obs: Tensor, h: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """One step: obs (E, A, D), h (E, A, H) or None -> (Q (E, A, n), h')."""
-        x = self.body(self.inputs(obs))
+        x = self.features(obs)
         if self.gru is not None:
             h = self.gru.step(x, h)
             x = h
@@ -376,7 +403,7 @@ class GroupQNet(nn.Module):
 
     def sequence(self, obs: Tensor) -> Tensor:
         """Whole sequences starting with a zero hidden state: obs (T, B, A, D) -> Q (T, B, A, n)."""
-        x = self.body(self.inputs(obs))
+        x = self.features(obs)  # comm mixes agents within each (t, b) only: padded steps reach no real one
         if self.gru is not None:
             h = x.new_zeros(*x.shape[1:-1], self.hidden_size)
             outs = []
