@@ -152,3 +152,15 @@ def test_bad_reset_mask():
     for mask in (torch.ones(2, dtype=torch.bool), torch.ones(3), [True, False, True]):
         with pytest.raises(ValueError, match=r"reset mask must be a bool tensor of shape \(3,\)"):
             env.reset(mask=mask)
+
+
+@pytest.mark.parametrize("env_id", ["simple_spread_v3", "traffic_grid_v0", "market_v0", "influence_v0",
+                                    "jammer_v0", "swarm_coverage_v0", "waterworld_v0", "matrix_climbing_v0"])
+def test_reset_mask_validated_everywhere(env_id):
+    env = fastmarl.make(env_id, num_envs=3, seed=0)
+    env.reset(seed=0)
+    for bad in (torch.ones(2, dtype=torch.bool), torch.ones(3), [True, False, True]):
+        with pytest.raises(ValueError, match=r"reset mask must be a bool tensor of shape \(3,\)"):
+            env.reset(mask=bad)
+    ts = env.reset(mask=torch.tensor([True, False, True]))
+    assert all(o.shape[0] == 3 for o in ts.obs.values())

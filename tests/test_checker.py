@@ -10,6 +10,7 @@ import torch
 import fastmarl
 from fastmarl.envs import ActionError, EnvCheckError, EnvSpec, GroupSpec, TimeStep, check_env, list_envs
 from fastmarl.envs.api import validate_actions
+from envmodes import action_mode_kwargs
 
 ENV_IDS = [e.env_id for e in list_envs()]
 
@@ -18,7 +19,7 @@ ENV_IDS = [e.env_id for e in list_envs()]
 @pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_check_env_passes_on_registered_envs(env_id, continuous):
-    env = fastmarl.make(env_id, num_envs=3, seed=0, continuous_actions=continuous)
+    env = fastmarl.make(env_id, num_envs=3, seed=0, **action_mode_kwargs(env_id, continuous))
     check_env(env, steps=30)  # 30 > max_cycles (25): auto-resets are checked too
 
 

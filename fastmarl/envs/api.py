@@ -255,3 +255,14 @@ def action_range_violations(limits: dict[str, tuple[bool, float, float]], action
         else:
             flags.append(~((a >= low) & (a <= high)).all())
     return torch.stack(flags).any() if len(flags) > 1 else flags[0]
+
+
+def reset_mask(mask: Tensor | None, num_envs: int, device: torch.device) -> Tensor:
+    """Validate the ``mask`` argument of ``reset``: None -> all True; else a bool (num_envs,) tensor, moved to
+    ``device``. Anything else is a ValueError naming what was passed."""
+    if mask is None:
+        return torch.ones(num_envs, dtype=torch.bool, device=device)
+    if not isinstance(mask, Tensor) or tuple(mask.shape) != (num_envs,) or mask.dtype != torch.bool:
+        raise ValueError(f"reset mask must be a bool tensor of shape ({num_envs},), got "
+                         f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+    return mask.to(device)

@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import check_kwargs
 
 BASELINE = "scripted on both sides: push the highest-degree node in view that is not yet aligned (degree heuristic)"
@@ -228,12 +228,7 @@ class InfluenceEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         E = self.num_envs
-        if mask is None:
-            mask = torch.ones(E, dtype=torch.bool, device=self.device)
-        elif not isinstance(mask, Tensor) or mask.shape != (E,) or mask.dtype != torch.bool:
-            raise ValueError(f"reset mask must be a bool tensor of shape ({E},), got "
-                             f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
-        self._reset_where(mask.to(self.device))
+        self._reset_where(reset_mask(mask, E, self.device))
         obs = self._obs()
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         zeros = torch.zeros(E, self.A, dtype=self.dtype, device=self.device)

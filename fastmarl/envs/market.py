@@ -70,7 +70,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import check_kwargs
 
 BASELINE = "scripted symmetric fixed-spread makers (middle half-spread, no skew); traders follow their signal"
@@ -217,12 +217,7 @@ class MarketEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         E = self.num_envs
-        if mask is None:
-            mask = torch.ones(E, dtype=torch.bool, device=self.device)
-        elif not isinstance(mask, Tensor) or mask.shape != (E,) or mask.dtype != torch.bool:
-            raise ValueError(f"reset mask must be a bool tensor of shape ({E},), got "
-                             f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
-        self._reset_where(mask.to(self.device))
+        self._reset_where(reset_mask(mask, E, self.device))
         obs = self._obs()
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         reward = {g: torch.zeros(E, s.num_agents, dtype=self.dtype, device=self.device)
@@ -258,7 +253,7 @@ class MarketEnv:
         filled best value first (market orders first, then by index), each from the cheapest maker
         with capacity left (``inventory + limit`` units at the step's start), so inventories stay in
         ``[-limit, limit]``; sells mirror this. Returns (E, 4): buys, sells, summed buy and sell prices."""
-        E, M, NT, inf = self.num_envs, self.M, self.NT, math.inf
+        M, NT, inf = self.M, self.NT, math.inf
         inv = self.inv[:, :M]
         can_sell, can_buy = inv + self.limit, self.limit - inv  # makers' capacity, (E, M)
         best_ask = torch.where(can_sell > 0, ask, inf).min(1).values[:, None]

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
 
 CLIMBING = [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]
 MONOTONIC = [[10.0, 6.0, 2.0], [6.0, 4.0, 1.0], [2.0, 1.0, 0.0]]
@@ -148,10 +148,7 @@ class MatrixGame:
             self._t = torch.zeros_like(self._t)
             self._last_action.fill_(-1)
         else:
-            if not isinstance(mask, Tensor) or mask.shape != (E,) or mask.dtype != torch.bool:
-                raise ValueError(f"reset mask must be a bool tensor of shape ({E},), got "
-                                 f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
-            mask = mask.to(self.device)
+            mask = reset_mask(mask, E, self.device)
             self._t = torch.where(mask, 0, self._t)
             self._last_action = torch.where(mask[:, None], -1, self._last_action)
         obs = self._obs()

@@ -27,7 +27,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel, parallel_to_aec, turn_based_aec_to_parallel
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, VecEnv, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, VecEnv, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import group_of_name
 
 __all__ = ["to_parallel_env", "to_aec_env", "from_pettingzoo", "FastMARLParallelEnv", "PettingZooVecEnv"]
@@ -443,10 +443,7 @@ class PettingZooVecEnv:
         if mask is None:
             idx = range(E)
         else:
-            if not isinstance(mask, Tensor) or tuple(mask.shape) != (E,) or mask.dtype != torch.bool:
-                raise ValueError(f"reset mask must be a bool tensor of shape ({E},), got "
-                                 f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
-            idx = torch.nonzero(mask.cpu()).reshape(-1).tolist()
+            idx = torch.nonzero(reset_mask(mask, E, torch.device('cpu'))).reshape(-1).tolist()
         for e in idx:
             obs, infos = self.envs[e].reset(seed=None if seed is None else sub_seed(seed, e))
             self._load_env(e, obs, infos, self.envs[e].agents)

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     ActionError, EnvSpec, GroupSpec, TimeStep, action_limits, action_range_violations, check_action_structure,
-    validate_actions,
+    reset_mask, validate_actions,
 )
 
 DIM_P = 2
@@ -542,13 +542,7 @@ class MPEEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         E = self.num_envs
-        if mask is None:
-            mask = torch.ones(E, dtype=torch.bool, device=self.device)
-        else:
-            if not isinstance(mask, Tensor) or mask.shape != (E,) or mask.dtype != torch.bool:
-                raise ValueError(f"reset mask must be a bool tensor of shape ({E},), got "
-                                 f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
-            mask = mask.to(self.device)
+        mask = reset_mask(mask, E, self.device)
         s = self._state
         s = self.scenario.reset(self.world, s._replace(t=torch.where(mask, 0, s.t)), mask, self._gen)
         self._state = s = self._store(s)
