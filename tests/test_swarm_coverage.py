@@ -188,3 +188,17 @@ def test_baseline_beats_random():
     rand = evaluate_policy(RandomPolicy(env.spec), fastmarl.make(ID, num_envs=32, seed=1))["return"]
     assert scripted > rand + 3.0, (scripted, rand)
     assert scripted <= 10.0 + 4.0 + 1e-4  # cannot exceed full coverage + every target
+
+
+def test_env_state_from_another_size_is_refused_before_anything_changes():
+    small = fastmarl.make("swarm_coverage_v0", num_envs=2, seed=0)
+    big = fastmarl.make("swarm_coverage_v0", num_envs=3, seed=0)
+    small.reset(seed=0), big.reset(seed=0)
+    before = {k: v.clone() for k, v in big.state_dict().items() if k != "generator"}
+    with pytest.raises(ValueError, match=r"saved pos has shape \(2, "):
+        big.load_state_dict(small.state_dict())
+    saved = small.state_dict()
+    del saved["battery"]
+    with pytest.raises(ValueError, match="no 'battery'"):
+        small.load_state_dict(saved)
+    assert all(torch.equal(before[k], v) for k, v in big.state_dict().items() if k != "generator")

@@ -266,3 +266,23 @@ def reset_mask(mask: Tensor | None, num_envs: int, device: torch.device) -> Tens
         raise ValueError(f"reset mask must be a bool tensor of shape ({num_envs},), got "
                          f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
     return mask.to(device)
+
+
+def fields_state_dict(env: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """An env's state for checkpoints: copies of its tensor attributes ``fields`` and its generator's state
+    (``env._gen``)."""
+    return {**{k: getattr(env, k).clone() for k in fields}, "generator": env._gen.get_state()}
+
+
+def load_fields_state_dict(env: Any, fields: tuple[str, ...], saved: dict[str, Any]) -> None:
+    """Inverse of :func:`fields_state_dict`; a missing field or a shape that differs from the env's (another
+    ``num_envs`` or size kwargs) is a ValueError naming it, raised before anything changes."""
+    for k in fields:
+        if k not in saved:
+            raise ValueError(f"{env.spec.env_id}: saved env state has no {k!r}")
+        if saved[k].shape != getattr(env, k).shape:
+            raise ValueError(f"{env.spec.env_id}: saved {k} has shape {tuple(saved[k].shape)}, expected "
+                             f"{tuple(getattr(env, k).shape)}")
+    for k in fields:
+        setattr(env, k, saved[k].to(env.device))
+    env._gen.set_state(saved["generator"])

@@ -52,7 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import (
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+)
 from fastmarl.envs.mpe.core import check_kwargs, nearest_k
 
 GROUP = "drone"
@@ -284,14 +286,10 @@ class SwarmCoverage:
     _FIELDS = ("pos", "vel", "battery", "stations", "targets", "covered", "found", "t")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k).clone() for k in self._FIELDS}, "generator": self._gen.get_state()}
+        return fields_state_dict(self, self._FIELDS)
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        for k in self._FIELDS:
-            if s[k].shape != getattr(self, k).shape:
-                raise ValueError(f"{self.env_id}: saved {k} has shape {tuple(s[k].shape)}, expected {tuple(getattr(self, k).shape)}")
-            setattr(self, k, s[k].to(self.device))
-        self._gen.set_state(s["generator"])
+        load_fields_state_dict(self, self._FIELDS, s)
 
     def render(self, env_index: int = 0, size: int = 400) -> np.ndarray:
         """RGB (size, size, 3): covered cells green, stations' charging discs orange, unfound targets
