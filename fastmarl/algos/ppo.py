@@ -625,7 +625,8 @@ class PPO:
 
     # -- checkpoints ---------------------------------------------------------------
     def weights(self) -> dict[str, Tensor]:
-        """Every parameter and buffer (value normalisers included), by name."""
+        """Every parameter and buffer (value normalisers included), by name. Like ``state_dict()``, these
+        share storage with the live networks: clone them to keep a snapshot while training goes on."""
         return {k: v.detach() for k, v in self.nets.state_dict().items()}
 
     def load_weights(self, tensors: dict[str, Tensor]) -> None:

@@ -596,6 +596,8 @@ class QLearner:
 
     # -- checkpoints --------------------------------------------------------------------
     def weights(self) -> dict[str, Tensor]:
+        """Online and target networks, mixers and reward normaliser, by name. Like ``state_dict()``, these
+        share storage with the live modules: clone them to keep a snapshot while training goes on."""
         out = {f"agents.{k}": v.detach() for k, v in self.agents.state_dict().items()}
         out.update({f"mixers.{k}": v.detach() for k, v in self.mixers.state_dict().items()})
         out.update({f"reward_norm.{k}": v.detach() for k, v in self.reward_norm.state_dict().items()})
