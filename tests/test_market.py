@@ -155,3 +155,12 @@ def test_continuous_actions_are_argmax_of_weights():
             total += ts.reward["maker"].sum().item() + ts.reward["trader"].sum().item()
         runs.append((total, env.inv.clone()))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+
+
+def test_env_state_from_another_num_envs_is_refused():
+    import fastmarl
+
+    small, big = fastmarl.make("market_v0", num_envs=2, seed=0), fastmarl.make("market_v0", num_envs=3, seed=0)
+    small.reset(seed=0), big.reset(seed=0)
+    with pytest.raises(ValueError, match="saved .* has shape"):
+        big.load_state_dict(small.state_dict())

@@ -62,7 +62,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import (
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+)
 from fastmarl.envs.mpe.core import check_kwargs
 
 BASELINE = "scripted on both sides: push the highest-degree node in view that is not yet aligned (degree heuristic)"
@@ -297,15 +299,13 @@ class InfluenceEnv:
             img[max(cy - r, 0):cy + r + 1, max(cx - r, 0):cx + r + 1] = col[n].astype(np.uint8)
         return img
 
+    _STATE = ("x", "x0", "weights", "degree", "adj", "pos", "view", "pushed", "left", "t")
+
     def state_dict(self) -> dict[str, Any]:
-        names = ("x", "x0", "weights", "degree", "adj", "pos", "view", "pushed", "left", "t")
-        return {**{n: getattr(self, n).clone() for n in names}, "generator": self._gen.get_state()}
+        return fields_state_dict(self, self._STATE)
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        for n, v in s.items():
-            if n != "generator":
-                setattr(self, n, v.to(self.device))
-        self._gen.set_state(s["generator"])
+        load_fields_state_dict(self, self._STATE, s)
 
     def close(self) -> None:
         pass

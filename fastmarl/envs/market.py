@@ -70,7 +70,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import (
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+)
 from fastmarl.envs.mpe.core import check_kwargs
 
 BASELINE = "scripted symmetric fixed-spread makers (middle half-spread, no skew); traders follow their signal"
@@ -346,12 +348,10 @@ class MarketEnv:
         return img
 
     def state_dict(self) -> dict[str, Any]:
-        return {**{n: getattr(self, n).clone() for n in self._STATE}, "generator": self._gen.get_state()}
+        return fields_state_dict(self, self._STATE)
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        for n in self._STATE:
-            setattr(self, n, s[n].to(self.device))
-        self._gen.set_state(s["generator"])
+        load_fields_state_dict(self, self._STATE, s)
 
     def close(self) -> None:
         pass

@@ -57,7 +57,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import (
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+)
 from fastmarl.envs.mpe.core import check_kwargs, norm2, others_index
 
 ENV_ID = "jammer_v0"
@@ -325,12 +327,10 @@ class JammerEnv:
     _STATE = ("tx", "rx", "rx_vel", "jam", "tx_ch", "jam_ch", "jam_level", "sinr", "t")
 
     def state_dict(self) -> dict[str, Any]:
-        return {**{k: getattr(self, k).clone() for k in self._STATE}, "generator": self._gen.get_state()}
+        return fields_state_dict(self, self._STATE)
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        for k in self._STATE:
-            setattr(self, k, s[k].to(self.device))
-        self._gen.set_state(s["generator"])
+        load_fields_state_dict(self, self._STATE, s)
 
     def render(self, env_index: int = 0, size: int = 360) -> np.ndarray:
         """RGB (size, size, 3) uint8: receivers as squares and transmitters as discs in their
