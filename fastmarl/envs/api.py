@@ -286,3 +286,13 @@ def load_fields_state_dict(env: Any, fields: tuple[str, ...], saved: dict[str, A
     for k in fields:
         setattr(env, k, saved[k].to(env.device))
     env._gen.set_state(saved["generator"])
+
+
+def reset_timestep(spec: EnvSpec, obs: dict[str, Tensor], dtype: torch.dtype, **extra: Any) -> TimeStep:
+    """The TimeStep that ``reset`` returns: ``obs``, zero rewards (E, A_g) per group, no episode ends,
+    ``final_obs`` = ``obs``; ``extra`` (e.g. ``action_mask``) is passed on."""
+    first = next(iter(obs.values()))
+    E, device = first.shape[0], first.device
+    reward = {g: torch.zeros(E, s.num_agents, dtype=dtype, device=device) for g, s in spec.groups.items()}
+    f = torch.zeros(E, dtype=torch.bool, device=device)
+    return TimeStep(obs=obs, reward=reward, terminated=f, truncated=f.clone(), final_obs=obs, **extra)

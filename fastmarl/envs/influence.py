@@ -63,7 +63,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    validate_actions,
 )
 from fastmarl.envs.mpe.core import check_kwargs
 
@@ -229,13 +230,8 @@ class InfluenceEnv:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        E = self.num_envs
-        self._reset_where(reset_mask(mask, E, self.device))
-        obs = self._obs()
-        f = torch.zeros(E, dtype=torch.bool, device=self.device)
-        zeros = torch.zeros(E, self.A, dtype=self.dtype, device=self.device)
-        return TimeStep(obs=obs, reward={"blue": zeros, "red": zeros.clone()}, terminated=f, truncated=f.clone(),
-                        final_obs=obs)
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def apply(self, node: Tensor, effort: Tensor) -> Tensor:
         """Push ``node`` (E, 2A) long with requested ``effort`` (E, 2A), blue agents then red;

@@ -71,7 +71,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    validate_actions,
 )
 from fastmarl.envs.mpe.core import check_kwargs
 
@@ -218,13 +219,8 @@ class MarketEnv:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        E = self.num_envs
-        self._reset_where(reset_mask(mask, E, self.device))
-        obs = self._obs()
-        f = torch.zeros(E, dtype=torch.bool, device=self.device)
-        reward = {g: torch.zeros(E, s.num_agents, dtype=self.dtype, device=self.device)
-                  for g, s in self.spec.groups.items()}
-        return TimeStep(obs=obs, reward=reward, terminated=f, truncated=f.clone(), final_obs=obs)
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def _ladder(self, quote: Tensor, capacity: Tensor, priority: Tensor, limit_price: Tensor,
                 sign: float) -> tuple[Tensor, Tensor, Tensor]:

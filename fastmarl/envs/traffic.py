@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, reset_timestep, validate_actions
 
 GROUP = "signal"
 BASELINE_PERIOD = 4  # the best fixed period at the default settings (swept over 1..15 steps)
@@ -164,12 +164,8 @@ class TrafficGrid:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        E = self.num_envs
-        self._reset_where(reset_mask(mask, E, self.device))
-        obs = self._obs()
-        f = torch.zeros(E, dtype=torch.bool, device=self.device)
-        zeros = torch.zeros(E, self.num_agents, dtype=self.dtype, device=self.device)
-        return TimeStep(obs=obs, reward={GROUP: zeros}, terminated=f, truncated=f.clone(), final_obs=obs)
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def advance(self, phase: Tensor) -> Tensor:
         """Apply phases (E, R, C) long and move vehicles; returns outflow (E, R, C, 4)."""

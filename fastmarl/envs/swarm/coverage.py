@@ -53,7 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    validate_actions,
 )
 from fastmarl.envs.mpe.core import check_kwargs, nearest_k
 
@@ -238,12 +239,8 @@ class SwarmCoverage:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        E = self.num_envs
-        self._reset_where(reset_mask(mask, E, self.device))
-        obs, f = self._obs(), torch.zeros(E, dtype=torch.bool, device=self.device)
-        zeros = torch.zeros(E, self.D, dtype=self.dtype, device=self.device)
-        return TimeStep(obs=obs, reward={GROUP: zeros}, terminated=f, truncated=f.clone(), final_obs=obs,
-                        action_mask=self._mask())
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(), self.dtype, action_mask=self._mask())
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""

@@ -58,7 +58,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    validate_actions,
 )
 from fastmarl.envs.mpe.core import check_kwargs, norm2, others_index
 
@@ -286,13 +287,8 @@ class JammerEnv:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        E = self.num_envs
-        self._reset_where(reset_mask(mask, E, self.device))
-        obs = self._obs(self._links()[0])
-        f = torch.zeros(E, dtype=torch.bool, device=self.device)
-        zero = {n: torch.zeros(E, g.num_agents, dtype=self.dtype, device=self.device)
-                for n, g in self.spec.groups.items()}
-        return TimeStep(obs=obs, reward=zero, terminated=f, truncated=f.clone(), final_obs=obs)
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(self._links()[0]), self.dtype)
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""

@@ -53,7 +53,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, validate_actions,
+    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    validate_actions,
 )
 from fastmarl.envs.mpe.core import check_kwargs
 
@@ -257,11 +258,8 @@ class Waterworld:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        E = self.num_envs
-        self._reset_where(reset_mask(mask, E, self.device))
-        obs, f = self._obs(), torch.zeros(E, dtype=torch.bool, device=self.device)
-        zeros = torch.zeros(E, self.P, dtype=self.dtype, device=self.device)
-        return TimeStep(obs=obs, reward={GROUP: zeros}, terminated=f, truncated=f.clone(), final_obs=obs)
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def thrust(self, a: Tensor) -> Tensor:
         """Actions -> thrust (E, P, 2), norm <= pursuer_max_accel."""
