@@ -71,6 +71,25 @@ def test_running_mean_std_matches_numpy_over_all_batches():
     assert masked.mean.item() == pytest.approx(1.5)
 
 
+def test_running_mean_std_per_feature():
+    """shape (F,): one mean/variance per feature over every leading index, batches folded in exactly."""
+    rms = RunningMeanStd(epsilon=0.0, shape=(3,))
+    rng = np.random.default_rng(1)
+    batches = [rng.normal([0.0, 5.0, -2.0], [1.0, 3.0, 0.1], size=(n, 4, 3)) for n in (2, 9, 1)]
+    for b in batches:
+        rms.update(torch.as_tensor(b))
+    every = np.concatenate([b.reshape(-1, 3) for b in batches])
+    np.testing.assert_allclose(rms.mean.numpy(), every.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(rms.var.numpy(), every.var(0), rtol=1e-9)
+    assert rms.count.item() == every.shape[0]
+    masked = RunningMeanStd(shape=(2,))
+    masked.update(torch.tensor([[[1.0, 10.0], [3.0, 30.0]], [[1e9, 1e9], [5.0, 50.0]]]),
+                  mask=torch.tensor([[True, True], [False, True]]))
+    torch.testing.assert_close(masked.mean, torch.tensor([3.0, 30.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="shape"):
+        masked.update(torch.zeros(4, 3))
+
+
 # -- per-agent layers and the GRU -------------------------------------------------
 
 def test_agent_linear_shared_and_per_agent_match_plain_linear_layers():

@@ -104,6 +104,41 @@ def test_td_loss_matches_hand_computation():
         torch.testing.assert_close(loss, want)
 
 
+def test_qmix_mixer_sees_the_state_normalised_per_feature_and_clipped():
+    """state_clip > 0: the mixer's state is (s - mean) / std per feature over the replayed real steps,
+    clipped to +-state_clip; the statistics travel with the weights; state_clip 0 leaves the state raw."""
+    env = fastmarl.make("simple_spread_v3", num_envs=4, seed=0)
+    cfg = QConfig(algo="qmix", recurrent=False, state_clip=1.5)
+    derived = validate_q_config(cfg, env.spec)
+    assert derived.state_clip == 1.5
+    assert validate_q_config(QConfig(algo="qmix"), env.spec).state_clip == 2.0  # the default
+    assert validate_q_config(QConfig(algo="vdn", state_clip=3.0), env.spec).state_clip == 0.0  # no mixer state
+    learner = QLearner(env.spec, cfg, derived)
+    g = torch.Generator().manual_seed(0)
+    S = env.spec.state_dim
+    state = torch.randn(6, 5, S, generator=g) * torch.linspace(0.1, 5.0, S) + 3.0  # (T + 1, B, S)
+    state[-1, 0] = 100.0  # a far-away final state
+    filled = torch.ones(5, 5)
+    filled[3:, 1] = 0.0  # padding after step 3 of sequence 1
+    filled[:, 4] = 0.0
+    state[:, 4] = 1e6  # an all-padding sequence must not enter the statistics
+    seen = learner._mixer_state(state, filled)
+    real = state[:-1][filled.bool()]  # (n, S)
+    mean, std = real.double().mean(0), real.double().var(0, unbiased=False).add(1e-5).sqrt()
+    torch.testing.assert_close(learner.state_norm.mean, mean)
+    torch.testing.assert_close(seen, ((state - mean) / std).float().clamp(-1.5, 1.5))
+    assert seen.abs().max() == 1.5 and (seen[-1, 0] == 1.5).all()
+    w = {k: v.clone() for k, v in learner.weights().items()}
+    assert "state_norm.mean" in w
+    other = QLearner(env.spec, cfg, derived)
+    other.load_weights(w)
+    torch.testing.assert_close(other.state_norm.var, learner.state_norm.var)
+    raw = QLearner(env.spec, QConfig(algo="qmix", state_clip=0.0), validate_q_config(QConfig(state_clip=0.0), env.spec))
+    assert raw.state_norm is None and raw._mixer_state(state, filled) is state
+    with pytest.raises(ConfigError, match="state_clip"):
+        validate_q_config(QConfig(state_clip=-1.0), env.spec)
+
+
 # -- config -----------------------------------------------------------------------------
 
 def test_config_validation():

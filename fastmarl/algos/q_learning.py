@@ -169,6 +169,11 @@ class QConfig:
     """QMIX: layers of the hypernetworks producing the mixing weights (1 or 2)"""
     hypernet_embed: int = 64
     """QMIX: hidden width of 2-layer hypernetworks"""
+    state_clip: float | None = None
+    """QMIX: feed the hypernetworks the global state normalised per feature (running mean and std of the
+    replayed states) and clipped to +-state_clip; 0 turns this off (the raw state). Unbounded raw features
+    (MPE positions once agents wander off) let the hypernetworks extrapolate to ever larger mixing weights,
+    and the greedy policy chases them. None: the algo's default (ALGO_DEFAULTS: 2.0 for qmix)"""
 
     log_interval: int = 10_000
     """env steps between rows of training metrics"""
@@ -224,17 +229,21 @@ class QDerived:
     action_masks: dict[str, bool]
     td_lambda: float = 0.0
     standardise_rewards: bool = False
+    state_clip: float = 0.0  # 0: the mixer sees the raw state
+
 
 
 # per-algo values of the settings left None in QConfig. QMIX on simple_spread_v3 (N=3), 1M env steps, seed 0,
 # everything else default: one-step targets on raw rewards end at a greedy return of -23.8 with Q_tot drifting
 # to +8 while every reward is negative (+109 by 2M, return -27.2); TD(0.6) alone: -23.8, Q_tot +22; TD(0.6) with
-# standardised rewards: -18.2 and still improving. Over 2M steps and 3 seeds this reaches -17 in 1 seed only: in
-# the other two the mixer's weights and Q_tot still blow up after ~1M steps (docs/credit_assignment.md)
+# standardised rewards: -18.2 and still improving. Over 2M steps and 5 seeds that reached -17 in 2 seeds only: in
+# the others the mixer's weights and Q_tot still blew up after ~1M steps, because the hypernetworks read the raw
+# state, whose positions are unbounded, and extrapolated to ever larger weights where agents had wandered off.
+# state_clip 2 (normalised, clipped state) stops that (docs/credit_assignment.md)
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "iql": {"td_lambda": 0.0, "standardise_rewards": False},
-    "vdn": {"td_lambda": 0.0, "standardise_rewards": False},
-    "qmix": {"td_lambda": 0.6, "standardise_rewards": True},
+    "iql": {"td_lambda": 0.0, "standardise_rewards": False, "state_clip": 0.0},
+    "vdn": {"td_lambda": 0.0, "standardise_rewards": False, "state_clip": 0.0},
+    "qmix": {"td_lambda": 0.6, "standardise_rewards": True, "state_clip": 2.0},
 }
 
 
@@ -258,6 +267,9 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
             raise ConfigError(f"{name} must be in [0, 1], got {v}")
     if not cfg.lr > 0 or not cfg.grad_clip > 0:
         raise ConfigError(f"lr and grad_clip must be > 0, got {cfg.lr}, {cfg.grad_clip}")
+    if cfg.state_clip is not None and (isinstance(cfg.state_clip, bool) or not cfg.state_clip >= 0.0):
+        raise ConfigError(f"state_clip must be >= 0 (0: the raw state) or None (the algo's default), got "
+                          f"{cfg.state_clip!r}")
     if cfg.target_update == "soft" and not 0.0 < cfg.tau <= 1.0:
         raise ConfigError(f"tau must be in (0, 1] for soft target updates, got {cfg.tau}")
     if cfg.target_update not in ("hard", "soft") or cfg.optimizer not in ("adam", "rmsprop") or \
@@ -293,7 +305,10 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
     algo_default = ALGO_DEFAULTS[cfg.algo]
     lam = float(cfg.td_lambda if cfg.td_lambda is not None else algo_default["td_lambda"])
     std = bool(cfg.standardise_rewards if cfg.standardise_rewards is not None else algo_default["standardise_rewards"])
-    return QDerived(max_seq_len=T, action_masks=masks, td_lambda=lam, standardise_rewards=std)
+    clip = float(cfg.state_clip if cfg.state_clip is not None else algo_default["state_clip"])
+    if not ALGO_INFO[cfg.algo]["needs_state"]:
+        clip = 0.0  # only QMIX's mixer reads the state
+    return QDerived(max_seq_len=T, action_masks=masks, td_lambda=lam, standardise_rewards=std, state_clip=clip)
 
 
 # -- shared maths ---------------------------------------------------------------------
@@ -440,6 +455,9 @@ class QLearner:
         self.mixers = nn.ModuleDict({n: m for n, m in mixers.items() if m is not None}).to(self.device)
         # running reward statistics per group (standardise_rewards), saved with the weights
         self.reward_norm = nn.ModuleDict({n: RunningMeanStd() for n in spec.groups}).to(self.device)
+        # per-feature statistics of the replayed global states (QMIX with state_clip > 0)
+        self.state_norm = (RunningMeanStd(shape=(spec.state_dim,)).to(self.device)
+                           if self.use_state and derived.state_clip > 0 else None)
         self.target_agents = copy.deepcopy(self.agents).requires_grad_(False)
         self.target_mixers = copy.deepcopy(self.mixers).requires_grad_(False)
         self.optimizers = {}
@@ -539,7 +557,7 @@ class QLearner:
             loss = (td ** 2).sum() / (filled.sum() * td.shape[-1]).clamp_min(1.0)
             q_taken = chosen
         else:
-            state = batch["state"].transpose(0, 1) if self.use_state else None
+            state = self._mixer_state(batch["state"].transpose(0, 1), filled) if self.use_state else None
             r = reward.mean(-1) if cfg.team_reward == "mean" else reward.sum(-1)
             r = self._standardise(name, r, filled)
             q_taken = mixer(chosen, state[:-1] if state is not None else None)  # (T, B)
@@ -564,7 +582,17 @@ class QLearner:
                 w1, w2 = mixer.mixing_weights(state[:-1])  # (T, B, A, embed), (T, B, embed)
                 stats["mix_w1"] = (w1.mean((-2, -1)) * filled).sum() / n_real
                 stats["mix_w2"] = (w2.mean(-1) * filled).sum() / n_real
+                stats["q_agents"] = (chosen.detach().mean(-1) * filled).sum() / n_real  # utilities, before mixing
         return loss, stats
+
+    def _mixer_state(self, state: Tensor, filled: Tensor) -> Tensor:
+        """(T + 1, B, S) replayed states -> what the mixer sees: normalised per feature and clipped to
+        +-state_clip (statistics from the real steps of every batch), or unchanged with state_clip 0."""
+        if self.state_norm is None:
+            return state
+        self.state_norm.update(state[:-1], filled.bool())
+        c = self.derived.state_clip
+        return self.state_norm.normalize(state).clamp(-c, c)
 
     def _standardise(self, name: str, r: Tensor, filled: Tensor) -> Tensor:
         if not self.derived.standardise_rewards:
@@ -601,17 +629,21 @@ class QLearner:
         out = {f"agents.{k}": v.detach() for k, v in self.agents.state_dict().items()}
         out.update({f"mixers.{k}": v.detach() for k, v in self.mixers.state_dict().items()})
         out.update({f"reward_norm.{k}": v.detach() for k, v in self.reward_norm.state_dict().items()})
+        if self.state_norm is not None:
+            out.update({f"state_norm.{k}": v.detach() for k, v in self.state_norm.state_dict().items()})
         out.update({f"target_agents.{k}": v.detach() for k, v in self.target_agents.state_dict().items()})
         out.update({f"target_mixers.{k}": v.detach() for k, v in self.target_mixers.state_dict().items()})
         return out
 
     def load_weights(self, tensors: dict[str, Tensor]) -> None:
-        for prefix, mod in (("agents.", self.agents), ("mixers.", self.mixers), ("reward_norm.", self.reward_norm),
-                            ("target_agents.", self.target_agents),
-                            ("target_mixers.", self.target_mixers)):
+        mods = [("agents.", self.agents), ("mixers.", self.mixers), ("reward_norm.", self.reward_norm),
+                ("target_agents.", self.target_agents), ("target_mixers.", self.target_mixers)]
+        if self.state_norm is not None:
+            mods.append(("state_norm.", self.state_norm))
+        for prefix, mod in mods:
             sd = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            if prefix in ("target_agents.", "target_mixers.", "reward_norm.") and not sd:
-                continue  # weights exported without targets (or from before reward statistics)
+            if prefix in ("target_agents.", "target_mixers.", "reward_norm.", "state_norm.") and not sd:
+                continue  # weights exported without targets (or from before reward or state statistics)
             mod.load_state_dict(sd)
 
     def trainer_state(self) -> dict[str, Any]:
