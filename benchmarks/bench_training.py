@@ -386,7 +386,7 @@ def write_value_section(results: dict, args, path: Path, figure: Path) -> str:
     keys = ("num_envs", "recurrent", "hidden_size", "num_layers", "buffer_size", "batch_size", "update_interval", "lr",
             "optimizer", "gamma", "double_q", "td_lambda", "target_update", "target_update_interval", "team_reward",
             "standardise_rewards", "epsilon_start", "epsilon_end", "epsilon_anneal_steps", "mixer_embed",
-            "hypernet_layers", "hypernet_embed")
+            "hypernet_layers", "hypernet_embed", "state_clip")
     fcfg = ", ".join(f"{k}={cfg[k]}" for k in keys if k in cfg)
     L.append(f"Task as in the MAPPO section (simple_spread_v3, N=3, local_ratio 0.5, max_cycles 25, discrete actions). "
              f"BenchMARL 1.5.2 with its default QMIX / VDN and experiment settings ({bm['frames_per_batch']:,} frames "

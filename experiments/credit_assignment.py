@@ -223,7 +223,7 @@ def diagnosis_section(folder: Path) -> list[str]:
 
     for name, d in files.items():
         h, ev = d["history"], d["evals"]
-        evs = " / ".join(next((f"{e['return_det']:.2f}" for e in ev if e["step"] == s), "-")
+        evs = " / ".join(next((f"{e['return_det']:.2f}" for e in ev if s <= e["step"] < s + 1000), "-")
                          for s in (250_000, 500_000, 750_000, 1_000_000))
         L.append(f"| {name} | {int(d['metrics']['steps']):,} | {evs} | {at(h, 300_000, 'q_taken')} -> "
                  f"{at(h, 1_000_000, 'q_taken')} | {at(h, 1_000_000, 'return_to_go')} | "
@@ -244,7 +244,7 @@ def diagnosis_reading(files: dict) -> str:
         h = d["history"]
         q = [(r["step"], r.get("q_taken/agent")) for r in h if r.get("q_taken/agent") is not None]
         low, last = min(q, key=lambda x: x[1]), q[-1]
-        raw = not d["cfg"].get("standardise_rewards")
+        raw = d["cfg"].get("standardise_rewards") is False  # None: QMIX's default, standardised
         out.append(f"{name}: Q_tot bottoms out at {low[1]:.2f} ({low[0]:,} steps) and ends at {last[1]:,.2f} "
                    f"({last[0]:,})" + (" although every reward is negative" if raw and last[1] > 0 else "") +
                    f"; final greedy return {d['metrics']['return_det']:.2f}.")
@@ -458,8 +458,9 @@ def write_report(args, matrix: dict | None, runs: dict[str, list[dict]]) -> str:
             L.append(f"**Not run yet** ({len(missing)} of {3 * len(args.seeds)} runs; the CPU budget of this "
                      f"session ran out): {', '.join(missing)}. `python experiments/credit_assignment.py` trains "
                      "exactly these (finished runs are kept) and rebuilds this report.\n")
-        L.append("Throughput is noisy: the 2 cores were shared with other jobs (load average often 4-9 while "
-                 "these ran), so wall times say little about fastmarl's speed (see docs/benchmarks.md).\n")
+        L.append("Throughput is noisy: the 2 cores were shared (two runs at once, and at times other jobs: the "
+                 "earlier IQL, VDN and raw-state QMIX runs saw load averages of 4-9), so wall times say little about "
+                 "fastmarl's speed (see docs/benchmarks.md).\n")
     text = "\n".join(L)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
@@ -492,7 +493,7 @@ def qmix_seed_diagnostics(rs: list[dict], label: str) -> list[str]:
             verdicts.append(f"Seed {r['seed']} peaks at {best['return']:.2f} ({best['step']:,} steps) and ends at "
                             f"{ev[-1]['return']:.2f} while its gradient norm grows {growth:.0f}x "
                             f"and Q_tot climbs to {end['q_taken']:.1f} against a return-to-go of "
-                            f"{end['return_to_go']:.1f}: the value drift is not fixed in that seed")
+                            f"{end['return_to_go']:.1f}: its values drift")
     L.append("")
     if verdicts:
         L.append("; ".join(verdicts) + ".\n")
