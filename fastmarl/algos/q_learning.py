@@ -357,17 +357,22 @@ def lambda_returns(reward: Tensor, terminated: Tensor, filled: Tensor, next_valu
     target ``r_t + gamma * (1 - terminated_t) * V_{t+1}``; 1 the discounted return
     bootstrapped once at the end. Padded steps get 0.
     """
+    cont = gamma * (1.0 - terminated)
     if td_lambda == 0.0:
-        return (reward + gamma * (1.0 - terminated) * next_value) * filled
-    out = torch.zeros_like(reward)
-    g_next = next_value[-1]
-    for t in range(reward.shape[0] - 1, -1, -1):
-        last = t + 1 >= reward.shape[0]
-        tail = next_value[t] if last else torch.where(filled[t + 1] > 0, g_next, next_value[t])
-        g = reward[t] + gamma * (1.0 - terminated[t]) * ((1.0 - td_lambda) * next_value[t] + td_lambda * tail)
-        out[t] = g * filled[t]
-        g_next = out[t]
-    return out
+        return (reward + cont * next_value) * filled
+    # G_t = x_t + a_t * G_{t+1}: everything but the recursion is computed for all t at once, so the loop over
+    # time is one fused multiply-add per step. real_next_t = 1 where step t + 1 is real (not padding, not past
+    # the end); where it is 0 the lambda share of the tail bootstraps from V_{t+1} too.
+    real_next = torch.zeros_like(filled)
+    real_next[:-1] = (filled[1:] > 0).to(filled.dtype)
+    x = (reward + cont * next_value * (1.0 - td_lambda * real_next)) * filled
+    a = cont * td_lambda * real_next * filled
+    g = x[-1]
+    outs = [g]
+    for t in range(reward.shape[0] - 2, -1, -1):
+        g = torch.addcmul(x[t], a[t], g)
+        outs.append(g)
+    return torch.stack(outs[::-1])
 
 
 # -- networks -----------------------------------------------------------------------
