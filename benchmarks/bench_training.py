@@ -370,12 +370,19 @@ def plot_value(results: dict, path: Path) -> None:
 
 def write_value_section(results: dict, args, path: Path, figure: Path) -> str:
     th = results["target"]
+    # each algo's BenchMARL budget (older results files kept one for all: the command line's)
+    bm_budget = {a: results[a].get("benchmarl_budget", args.benchmarl_budget) for a in results["algos"]}
     L = [VALUE_HEADING + ", simple_spread_v3)", ""]
     q_args = results.get("fastmarl_q_args", "")
     cmd = "python benchmarks/bench_training.py --algos " + " ".join(results["algos"])
     if q_args:
         cmd += f' --fastmarl-q-args "{q_args}"'
     order = ", ".join(f"BenchMARL {a.upper()}, fastmarl {a.upper()}" for a in results["algos"])
+    if len({results[a].get("run_date") for a in results["algos"]}) > 1 or len(set(bm_budget.values())) > 1:
+        order += "; the pairs " + ", ".join(
+            f"{a.upper()} ({results[a].get('run_date', results['date'])}, BenchMARL budget {bm_budget[a]:,.0f} s)"
+            for a in results["algos"]) + " come from separate invocations with `--algos` naming one of them, each "
+        order += "pair side by side"
     L.append(f"`{cmd}` (after `bash benchmarks/setup_benchmarl.sh`), "
              f"{results['date']}, {os.cpu_count()} CPU cores ({platform.machine()}), {results['threads']} torch "
              f"thread(s) per run, the runs one after the other ({order}); 1-minute load average {results['load_before']:.2f} before, "
@@ -395,9 +402,12 @@ def write_value_section(results: dict, args, path: Path, figure: Path) -> str:
              f"{bm['gamma']:g}, soft target updates tau {bm['polyak_tau']:g}, MLP 256x256 tanh, epsilon "
              f"{bm['eps_init']:g} -> {bm['eps_end']:g}), except epsilon's anneal: "
              f"{bm['exploration_anneal_frames']:,} frames, fastmarl's default, instead of BenchMARL's a third of "
-             "max_n_frames (which the wall-time budget makes meaningless). Each BenchMARL run has "
-             f"{args.benchmarl_budget:.0f} s. fastmarl: `fastmarl train --algo qmix|vdn --env simple_spread_v3` "
-             f"(git {results[results['algos'][0]]['fastmarl']['git']}), stopped when its training return first reaches "
+             "max_n_frames (which the wall-time budget makes meaningless). BenchMARL's wall-time budget: "
+             + ", ".join(f"{a.upper()} {bm_budget[a]:,.0f} s" for a in results["algos"]) + ". fastmarl: `fastmarl train --algo qmix|vdn --env simple_spread_v3` "
+             "(git " + (results[results["algos"][0]]["fastmarl"]["git"]
+                        if len({results[a]["fastmarl"]["git"] for a in results["algos"]}) == 1
+                        else ", ".join(f"{results[a]['fastmarl']['git']} for {a.upper()}" for a in results["algos"]))
+             + "), stopped when its training return first reaches "
              f"both the target {th:g} and BenchMARL's best, or after {args.fastmarl_steps:,} env steps or "
              f"{args.fastmarl_q_budget:.0f} s. Its resolved config (from the run's config.json; the same for both "
              f"algorithms except the mixer): {fcfg}. Return and time as in the MAPPO section: the mean training-episode "
@@ -412,7 +422,7 @@ def write_value_section(results: dict, args, path: Path, figure: Path) -> str:
     for algo in results["algos"]:
         r = results[algo]
         best = r["benchmarl"]["summary"]["best_return"]
-        for key, label, budget in (("benchmarl", f"BenchMARL {algo.upper()}", args.benchmarl_budget),
+        for key, label, budget in (("benchmarl", f"BenchMARL {algo.upper()}", bm_budget[algo]),
                                    ("fastmarl", f"fastmarl {algo.upper()}", args.fastmarl_q_budget)):
             sm = r[key]["summary"]
             ended = "wall-time budget" if key == "benchmarl" else {
@@ -439,7 +449,10 @@ def write_value_section(results: dict, args, path: Path, figure: Path) -> str:
         target = (f"; fastmarl reached {th:g} after {ft['time']:.1f} s ({ft['step'] / 1e3:,.0f}k steps)" if ft else
                   f"; fastmarl did not reach {th:g} in this run")
         bt = b["reach"][str(th)]
-        target += (f", BenchMARL after {bt['time']:.0f} s" if bt else f", BenchMARL not within its {args.benchmarl_budget:.0f} s")
+        target += (f", BenchMARL after {bt['time']:.0f} s" if bt else f", BenchMARL not within its {bm_budget[algo]:,.0f} s")
+        if not bt and ft:
+            target += (f" ({bm_budget[algo] / ft['time']:,.1f}x fastmarl's time to {th:g}: a lower bound on the "
+                       "ratio at that return)")
         notes.append(f"{algo.upper()}: fastmarl steps the task {speed:,.0f}x as fast ({f['steps_per_s']:,.0f} vs "
                      f"{b['steps_per_s']:,.0f} env-steps/s, training included){ratio}{target}.")
     L.append("")
@@ -463,9 +476,20 @@ def run_value(args) -> None:
     if args.report_only:
         results = json.loads((args.out / "bench_training_value.json").read_text())
     else:
-        results = {"threads": args.threads, "target": args.target, "algos": args.value_algos,
+        results = {"threads": args.threads, "target": args.target, "algos": list(args.value_algos),
                    "date": time.strftime("%Y-%m-%d"), "load_before": os.getloadavg()[0],
                    "fastmarl_q_args": args.fastmarl_q_args}
+        saved = args.out / "bench_training_value.json"
+        if saved.is_file():  # keep the pairs of other algos measured with the same settings
+            old = json.loads(saved.read_text())
+            same = all(old.get(k) == results[k] for k in ("threads", "target", "fastmarl_q_args"))
+            keep = [a for a in old.get("algos", []) if a not in args.value_algos] if same else []
+            for a in keep:
+                results[a] = old[a]
+                results[a].setdefault("run_date", old["date"])
+                results[a].setdefault("benchmarl_budget", old.get("benchmarl_budget", args.benchmarl_budget))
+            results["algos"] = keep + results["algos"]
+        results["benchmarl_budget"] = args.benchmarl_budget
         for algo in args.value_algos:
             bm_out = args.out / f"benchmarl_{algo}.jsonl"
             if args.skip_benchmarl:
@@ -476,7 +500,8 @@ def run_value(args) -> None:
                 bench = run_benchmarl(args, bm_out, algo)
             best = max(r["return"] for r in bench["rows"])
             fast = run_fastmarl_q(args, args.out, algo, stop_at=max(args.target, best))
-            results[algo] = {"benchmarl": bench, "fastmarl": fast}
+            results[algo] = {"benchmarl": bench, "fastmarl": fast, "benchmarl_budget": args.benchmarl_budget,
+                             "run_date": results["date"]}
             for key in ("benchmarl", "fastmarl"):
                 sm = summarise(results[algo][key]["rows"], [args.target])
                 sm["reach"]["benchmarl_best"] = summarise(results[algo][key]["rows"], [best])["reach"][str(best)]
