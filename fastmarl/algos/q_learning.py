@@ -232,7 +232,6 @@ class QDerived:
     state_clip: float = 0.0  # 0: the mixer sees the raw state
 
 
-
 # per-algo values of the settings left None in QConfig. QMIX on simple_spread_v3 (N=3), 1M env steps, seed 0,
 # everything else default: one-step targets on raw rewards end at a greedy return of -23.8 with Q_tot drifting
 # to +8 while every reward is negative (+109 by 2M, return -27.2); TD(0.6) alone: -23.8, Q_tot +22; TD(0.6) with
