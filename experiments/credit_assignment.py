@@ -171,7 +171,6 @@ DIAGNOSIS_VARIANTS = {
     "feed-forward 32 envs, raw state, seed 2": {**FAST, "state_clip": 0.0, "seed": 2},
     "feed-forward 32 envs, state clipped (default), seed 2": {**FAST, "seed": 2},
 }
-DIAG_KEYS = ("return", "q_taken", "target", "return_to_go", "td_abs", "mix_w1", "mix_w2", "grad_norm")
 
 
 def _slug(name: str) -> str:
