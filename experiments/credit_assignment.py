@@ -71,7 +71,8 @@ def _count(s: str) -> int:
 def run_matrix(seeds: list[int], out: Path) -> dict:
     """Train every (game, algo, seed); returns and saves {game: {algo: [per-seed result]}}."""
     import fastmarl
-    from fastmarl.algos.q_learning import QConfig, train_q
+    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.train.runner import train as train_q
 
     results: dict = {"settings": MATRIX_SETTINGS, "seeds": seeds, "games": {}}
     t0 = time.perf_counter()
@@ -105,7 +106,8 @@ def run_spread_one(algo: str, seed: int, steps: int, eval_interval: int, final_e
     import torch
 
     import fastmarl
-    from fastmarl.algos.q_learning import QConfig, train_q
+    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.train.runner import train as train_q
     from fastmarl.train.episodes import evaluate_policy
 
     torch.set_num_threads(1)
@@ -181,7 +183,8 @@ def run_diagnosis(steps: int, folder: Path) -> None:
     """Train each DIAGNOSIS_VARIANTS entry once and save its logged diagnostics."""
     import torch
 
-    from fastmarl.algos.q_learning import QConfig, train_q
+    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.train.runner import train as train_q
 
     torch.set_num_threads(1)
     for name, kw in DIAGNOSIS_VARIANTS.items():

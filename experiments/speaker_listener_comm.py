@@ -162,7 +162,7 @@ def train_control(seed: int, steps: int, mode: str) -> Path:
     d = resolve(cfg, env.spec)
     torch.manual_seed(seed)
     algo = PPO(env.spec, cfg, d)
-    algo.begin(env.reset(seed=seed))
+    algo.start(env.reset(seed=seed))
     for it in range(d.num_iterations):
         algo.collect(env)
         algo.update(it / d.num_iterations)

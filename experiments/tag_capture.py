@@ -135,7 +135,7 @@ class DeepIQL:
         if len(self.buffer) >= cfg.learning_starts:
             while self.credit >= 1.0:
                 self.credit -= 1.0
-                self.learner.update(self.buffer.sample(cfg.batch_size, self.learner.generator))
+                self.learner.learn(self.buffer.sample(cfg.batch_size, self.learner.generator))
         else:
             self.credit = min(self.credit, 1.0)
         self.learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps, step)

@@ -145,8 +145,10 @@ class TrainConfig:
     """torch device (cpu, cuda, ...)"""
     name: str | None = None
     """run name; the run directory is runs_dir/name (default: env__algo__seed__time)"""
-    runs_dir: str = "runs"
-    """parent folder of run directories"""
+    runs_dir: str | None = "runs"
+    """parent folder of run directories (None: write no files; the result holds the metrics)"""
+    log_interval: StepCount = 0
+    """env steps between rows of training metrics (0: one row per iteration)"""
     eval_interval: StepCount = 250_000
     """env steps between evaluations (0: only at the end)"""
     eval_episodes: int = 100
@@ -275,7 +277,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
                              ("ppo.num_steps", p.num_steps, 1), ("ppo.num_epochs", p.num_epochs, 1),
                              ("ppo.num_minibatches", p.num_minibatches, 1), ("ppo.hidden_size", p.hidden_size, 1),
                              ("ppo.num_layers", p.num_layers, 0), ("ppo.comm_rounds", p.comm_rounds, 1),
-                             ("eval_interval", cfg.eval_interval, 0),
+                             ("eval_interval", cfg.eval_interval, 0), ("log_interval", cfg.log_interval, 0),
                              ("checkpoint_interval", cfg.checkpoint_interval, 0)]:
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")

@@ -17,7 +17,8 @@ from fastmarl.config import PPOConfig, TrainConfig
 from fastmarl.train.checkpoint import (
     CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
 )
-from fastmarl.train.runner import _StopForTest, train
+from crash import Crash, crash_after
+from fastmarl.train.runner import train
 
 
 def _save(folder: Path, step: int) -> Path:
@@ -96,8 +97,8 @@ def _assert_same_run(a: Path, b: Path) -> None:
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, algo, recurrent):
     ppo = PPOConfig(num_steps=10, num_minibatches=2, recurrent=recurrent)
     full = train(_cfg(tmp_path, "full", algo=algo, ppo=ppo))
-    with pytest.raises(_StopForTest):  # dies after iteration 5: the last checkpoint is iteration 4's
-        train(_cfg(tmp_path, "crashed", algo=algo, ppo=ppo), _stop_after=5)
+    with pytest.raises(Crash):  # dies after iteration 5: the last checkpoint is iteration 4's
+        train(_cfg(tmp_path, "crashed", algo=algo, ppo=ppo), callback=crash_after(5))
     assert latest_checkpoint(tmp_path / "crashed" / "checkpoints").name == "step_000000000640"
     assert len(_rows(tmp_path / "crashed" / "metrics.csv")) == 5  # iteration 5 was logged, then lost
     resumed = train(resume=tmp_path / "crashed")
@@ -134,8 +135,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_a_corrupted_latest_checkpoint(tmp_path):
-    with pytest.raises(_StopForTest):
-        train(_cfg(tmp_path, "run"), _stop_after=2)
+    with pytest.raises(Crash):
+        train(_cfg(tmp_path, "run"), callback=crash_after(2))
     ck = latest_checkpoint(tmp_path / "run" / "checkpoints")
     (ck / "trainer.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="trainer.pt"):

@@ -110,7 +110,7 @@ def test_rollout_stores_the_range_masks_and_the_update_replays_them(comm, recurr
     ppo = _ppo(env, comm, comm_range=0.8, rounds=1, recurrent=recurrent)
     ts = env.reset(seed=3)
     positions = [ts.info["positions"]["agent"]]
-    ppo.begin(ts)
+    ppo.start(ts)
     ppo.collect(env, on_step=lambda ts: positions.append(ts.info["positions"]["agent"]))
     b = ppo.buffer
     stored = b.comm_mask["agent"]
@@ -191,7 +191,7 @@ def test_resume_with_range_limited_comm_equals_an_uninterrupted_run(tmp_path):
     from safetensors.torch import load_file
 
     from fastmarl.train.checkpoint import latest_checkpoint
-    from fastmarl.train.runner import _StopForTest
+    from crash import Crash, crash_after
 
     def cfg(name):  # 4 iterations of 8 envs x 10 steps, a checkpoint every 2
         return TrainConfig(env="simple_spread_v3", num_envs=8, total_steps=320, seed=5, comm_range=0.6,
@@ -200,8 +200,8 @@ def test_resume_with_range_limited_comm_equals_an_uninterrupted_run(tmp_path):
                            ppo=PPOConfig(comm="tarmac", num_steps=10, num_minibatches=2, num_epochs=2))
 
     fastmarl.train(cfg("full"))
-    with pytest.raises(_StopForTest):
-        fastmarl.train(cfg("crashed"), _stop_after=3)
+    with pytest.raises(Crash):
+        fastmarl.train(cfg("crashed"), callback=crash_after(3))
     fastmarl.train(resume=tmp_path / "crashed")
     wa, wb = (load_file(latest_checkpoint(tmp_path / n / "checkpoints") / "model.safetensors")
               for n in ("full", "crashed"))

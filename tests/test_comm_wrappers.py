@@ -264,7 +264,7 @@ def _ppo(env, iters: int, seed: int = 0, ppo_kw=None, patch=None) -> tuple[PPO, 
     algo = PPO(env.spec, cfg, derived)
     if patch is not None:
         patch(algo)
-    algo.begin(env.reset(seed=seed))
+    algo.start(env.reset(seed=seed))
     for it in range(iters):
         algo.collect(env)
         algo.update(it / iters)

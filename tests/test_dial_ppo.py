@@ -144,7 +144,7 @@ def _spread_ppo(**ppo) -> tuple[PPO, object]:
                       ppo=PPOConfig(**{**dict(num_steps=8, num_minibatches=2, hidden_size=32, comm="dial"), **ppo}))
     torch.manual_seed(0)
     algo = PPO(env.spec, cfg, resolve(cfg, env.spec))
-    algo.begin(env.reset(seed=0))
+    algo.start(env.reset(seed=0))
     return algo, env
 
 

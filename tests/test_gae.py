@@ -56,7 +56,7 @@ def test_rollout_bootstraps_from_final_obs_at_truncation_not_at_termination(algo
     for net in ppo.nets.values():
         # a known critic: V = 10 * t + 1, read from the step counter (first feature of obs and of state)
         net.critic_step = lambda x, h, starts: (10.0 * x[..., 0] + 1.0, h)
-    ppo.begin(env.reset())
+    ppo.start(env.reset())
     ppo.collect(env)
     b = ppo.buffer
     # counters seen at steps 0..4: 0 1 2 | 0 1 ; after step 4 the counter is 2

@@ -163,7 +163,7 @@ def test_recurrent_training_sees_the_hidden_states_of_the_rollout():
     env = TickEnv(num_envs=4, limits=[2, 3, 4, 3], terminal=[True, False, False, True])
     torch.manual_seed(0)
     ppo = _ppo(env, T=9, recurrent=True)
-    ppo.begin(env.reset())
+    ppo.start(env.reset())
     ppo.collect(env)
     ppo.collect(env)  # the second rollout starts mid-episode, from a stored hidden state
     b = ppo.buffer
@@ -187,7 +187,7 @@ def test_every_option_combination_updates_every_group(algo, recurrent, share):
     torch.manual_seed(0)
     ppo = _ppo(env, algo, recurrent=recurrent, share_params=share)
     before = {k: v.clone() for k, v in ppo.weights().items()}
-    ppo.begin(env.reset())
+    ppo.start(env.reset())
     ppo.collect(env)
     m = ppo.update(0.0)
     assert all(math.isfinite(v) for v in m.values())
@@ -216,7 +216,7 @@ def test_ppo_learns_the_toy_task():
     env = TickEnv(num_envs=32, limits=[4] * 32)
     torch.manual_seed(0)
     ppo = _ppo(env, E=32, T=8, lr=1e-2)
-    ppo.begin(env.reset())
+    ppo.start(env.reset())
     for i in range(30):
         ppo.collect(env)
         ppo.update(i / 30)

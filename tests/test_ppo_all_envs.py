@@ -27,7 +27,7 @@ def test_ppo_runs_on_every_env(env_id, algo, continuous):
                       ppo=PPOConfig(num_steps=5, num_epochs=1, num_minibatches=2, hidden_size=16, recurrent=True))
     torch.manual_seed(0)
     ppo = PPO(env.spec, cfg, resolve(cfg, env.spec))
-    ppo.begin(env.reset(seed=0))
+    ppo.start(env.reset(seed=0))
     ppo.collect(env)
     metrics = ppo.update(0.0)
     assert all(math.isfinite(v) for v in metrics.values()), metrics

@@ -9,7 +9,8 @@ import pytest
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.algos.q_learning import ALGO_INFO, QConfig, QResult
+from fastmarl.algos.q_learning import ALGO_INFO, QConfig
+from fastmarl.train.loop import TrainResult
 from fastmarl.cli import main
 from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
 from fastmarl.train.rundir import RunDir
@@ -60,7 +61,7 @@ def test_python_api_dispatches_on_the_config_type():
     res = fastmarl.train(QConfig(algo="vdn", env_kwargs={"N": 2}, total_steps=400, num_envs=8, batch_size=8,
                                  buffer_size=32, learning_starts=8, update_interval=50, hidden_size=16,
                                  log_interval=200, eval_episodes=2, threads=1))
-    assert isinstance(res, QResult) and res.run_dir is None and res.metrics["steps"] == 400
+    assert isinstance(res, TrainResult) and res.run_dir is None and res.metrics["steps"] == 400
     with pytest.raises(ConfigError, match="QConfig"):
         fastmarl.train(TrainConfig(algo="qmix"))
 

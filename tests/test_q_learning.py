@@ -13,12 +13,13 @@ from torch import nn
 
 import fastmarl
 from fastmarl.algos.q_learning import (
-    QConfig, QLearner, bootstrap_values, hard_update, soft_update, train_q, validate_q_config,
+    QConfig, QLearner, bootstrap_values, hard_update, soft_update, validate_q_config,
 )
 from fastmarl.config import ConfigError
 from fastmarl.envs import TimeStep, check_env, register
 from fastmarl.envs.matrix import MatrixGame
 from fastmarl.train.replay import EpisodeBuffer
+from fastmarl.train.runner import train as train_q
 
 # small, fast settings for one-step matrix games: 32 episodes per iteration, one update each
 MATRIX = dict(num_envs=32, total_steps=32 * 150, batch_size=32, buffer_size=500, update_interval=32,
@@ -52,14 +53,14 @@ def test_learner_target_update_schedule():
     learner.record(buf, ts, env.state(), acts, nxt, nxt.final_state)
     w = lambda m: torch.cat([p.flatten() for p in m.parameters()])  # noqa: E731
     for i in range(1, 4):
-        learner.update(buf.sample(8))
+        learner.learn(buf.sample(8))
         same = torch.equal(w(learner.agents), w(learner.target_agents))
         assert same == (i == 3)  # copied at the 3rd update only
         assert torch.equal(w(learner.mixers), w(learner.target_mixers)) == (i == 3)
     soft = dataclasses.replace(cfg, target_update="soft", tau=0.5)
     learner = QLearner(spec, soft, validate_q_config(soft, spec))
     before_t, before_o = w(learner.target_agents).clone(), w(learner.agents).clone()
-    learner.update(buf.sample(8))
+    learner.learn(buf.sample(8))
     torch.testing.assert_close(w(learner.target_agents), 0.5 * before_t + 0.5 * w(learner.agents))
     assert not torch.equal(w(learner.agents), before_o)
 

@@ -14,7 +14,7 @@ import fastmarl
 from fastmarl.algos.q_learning import REPLAY_FILE, QConfig, lambda_returns
 from fastmarl.config import ConfigError
 from fastmarl.train.checkpoint import CheckpointError, latest_checkpoint
-from fastmarl.train.runner import _StopForTest
+from crash import Crash, crash_after, updates
 
 
 # -- TD(lambda) ---------------------------------------------------------------------------
@@ -110,8 +110,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, kw):
     full = fastmarl.train(_cfg(tmp_path, "full", **kw))
     # 20 updates ~ 440 env steps: the crash comes after the checkpoint at step 360 (mid-episode, with updates
     # done and unfinished episodes staged), so the resumed run redoes steps 360..440 from that checkpoint
-    with pytest.raises(_StopForTest):
-        fastmarl.train(_cfg(tmp_path, "crashed", **kw), _stop_after=20)
+    with pytest.raises(Crash):
+        fastmarl.train(_cfg(tmp_path, "crashed", **kw), callback=crash_after(20, updates))
     assert latest_checkpoint(tmp_path / "crashed" / "checkpoints").name == "step_000000000360"
     resumed = fastmarl.train(resume=tmp_path / "crashed")
     assert resumed.metrics["steps"] == full.metrics["steps"] == 720
@@ -131,8 +131,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, kw):
 
 
 def _crash(tmp_path, name: str, **kw):
-    with pytest.raises(_StopForTest):
-        fastmarl.train(_cfg(tmp_path, name, total_steps=400, eval_interval=0, **kw), _stop_after=12)
+    with pytest.raises(Crash):
+        fastmarl.train(_cfg(tmp_path, name, total_steps=400, eval_interval=0, **kw), callback=crash_after(12, updates))
     return latest_checkpoint(tmp_path / name / "checkpoints")
 
 

@@ -330,11 +330,15 @@ class Rollout:
 
 
 class PPO:
-    """IPPO/MAPPO learner: networks, optimizers, rollout collection and the update.
+    """IPPO/MAPPO learner (the :class:`~fastmarl.algos.learner.Learner` protocol): networks,
+    optimizers, rollout collection and the update.
 
-    Use: ``begin(env.reset(seed))`` once, then per iteration ``collect(env)`` and
-    ``update(progress)``. ``act`` is the policy for evaluation (actors only).
+    Use: ``begin(env, seed)`` (or ``start(env.reset(...))``) once, then per iteration
+    ``collect(env)`` (``num_steps`` steps of every env) and ``update(progress)``. ``act``
+    is the policy for evaluation (actors only).
     """
+
+    eval_modes = ("det", "stoch")
 
     def __init__(self, spec: EnvSpec, cfg: TrainConfig, derived: Derived, device: torch.device | str = "cpu"):
         self.spec, self.cfg, self.p, self.derived = spec, cfg, cfg.ppo, derived
@@ -356,6 +360,7 @@ class PPO:
         self.ts: TimeStep | None = None  # the TimeStep the next action is taken from
         self.starts: Tensor | None = None  # (E,) that TimeStep begins an episode
         self.carry: Carry = {}
+        self.planned_steps = derived.num_iterations * derived.steps_per_iteration
 
     # -- acting ---------------------------------------------------------------
     def initial_carry(self, num_envs: int) -> Carry:
@@ -407,8 +412,12 @@ class PPO:
         return torch.clamp(a, low, high)  # the unclipped sample is stored for the log-probability
 
     # -- rollouts ---------------------------------------------------------------
-    def begin(self, ts: TimeStep) -> None:
-        """Start collecting from a freshly reset env."""
+    def begin(self, env, seed: int) -> None:
+        """Start collecting from ``env.reset(seed=seed)``."""
+        self.start(env.reset(seed=seed))
+
+    def start(self, ts: TimeStep) -> None:
+        """Start collecting from a freshly reset env's first TimeStep."""
         E = ts.terminated.shape[0]
         self.ts = ts
         self.starts = torch.ones(E, dtype=torch.bool, device=self.device)
@@ -441,8 +450,8 @@ class PPO:
         )
 
     @torch.no_grad()
-    def collect(self, env, on_step=None) -> None:
-        """Fill the rollout buffer with ``num_steps`` steps of ``env``.
+    def collect(self, env, on_step=None) -> int:
+        """Fill the rollout buffer with ``num_steps`` steps of ``env``; returns the env steps taken.
 
         ``on_step(ts)`` sees every TimeStep (episode statistics). The three steps
         below are public so that several learners (one per group, e.g. MAPPO
@@ -457,6 +466,7 @@ class PPO:
                 on_step(ts)
             self.record_step(t, ts, env)
         self.end_rollout(env)
+        return self.p.num_steps * self.starts.shape[0]
 
     def start_rollout(self) -> None:
         """Begin a rollout (after ``begin``): remember the hidden states it starts from."""
@@ -623,7 +633,16 @@ class PPO:
         losses["loss"] = losses["policy_loss"] - p.ent_coef * losses["entropy"] + p.vf_coef * losses["value_loss"]
         return losses
 
+    def log_info(self) -> dict[str, float]:
+        return {}
+
     # -- checkpoints ---------------------------------------------------------------
+    def extra_tensors(self) -> dict[str, dict[str, Tensor]]:
+        return {}
+
+    def load_extra_tensors(self, read) -> None:
+        pass
+
     def weights(self) -> dict[str, Tensor]:
         """Every parameter and buffer (value normalisers included), by name. Like ``state_dict()``, these
         share storage with the live networks: clone them to keep a snapshot while training goes on."""

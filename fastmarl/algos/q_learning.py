@@ -56,15 +56,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-import fastmarl
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
 from fastmarl.config import ConfigError, EnvKwargs, StepCount
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
@@ -72,10 +69,8 @@ from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
 from fastmarl.nn.normalize import RunningMeanStd
-from fastmarl.train.episodes import EpisodeTracker, evaluate_policy
 from fastmarl.train.replay import EpisodeBuffer
 
-EVAL_SEED_OFFSET = 1_000_003  # as fastmarl.train.runner: eval envs never share start states with training
 
 
 # -- config -------------------------------------------------------------------------
@@ -193,6 +188,10 @@ class QConfig:
     from the latest"""
     keep_checkpoints: int = 2
     """checkpoints kept on disk (oldest deleted first)"""
+    gif: bool = False
+    """render a GIF of a greedy evaluation episode at the end (with runs_dir)"""
+    progress: bool = True
+    """show a progress bar"""
     checkpoint_replay: bool = True
     """save the replay buffer with every checkpoint (what an exact resume needs; False: small checkpoints that
     can be evaluated and rendered but not resumed)"""
@@ -444,11 +443,19 @@ def make_mixer(cfg: QConfig, group: GroupSpec, state_dim: int) -> nn.Module | No
 # -- the learner ----------------------------------------------------------------------
 
 class QLearner:
-    """Networks, target networks, optimizers, acting and the TD update of every group.
+    """Networks, target networks, optimizers, acting and the TD update of every group,
+    behind the :class:`~fastmarl.algos.learner.Learner` protocol of the training loop.
 
     ``act`` follows the Policy protocol of :mod:`fastmarl.train.episodes`
     (deterministic: greedy; else epsilon-greedy with the current ``epsilon``).
+    ``collect`` steps every env once and stores the transitions in the episode
+    replay buffer (:class:`EpisodeBuffer`); ``update`` then does one gradient step
+    (``learn``) per ``update_interval`` env steps, once ``learning_starts`` episodes
+    are stored. ``record`` and ``learn`` are the two halves on their own, for callers
+    that keep their own buffer.
     """
+
+    eval_modes = ("det",)  # greedy evaluation (epsilon-greedy is exploration, not the policy)
 
     def __init__(self, spec: EnvSpec, cfg: QConfig, derived: QDerived, device: torch.device | str = "cpu"):
         self.spec, self.cfg, self.derived = spec, cfg, derived
@@ -473,6 +480,14 @@ class QLearner:
         self.generator.manual_seed(cfg.seed)
         self.epsilon = cfg.epsilon_start
         self.num_updates = 0
+        self.planned_steps = cfg.total_steps
+        # the rollout's position (begin / collect): the TimeStep and state to act on next, the GRU carry,
+        # env steps taken, and the update credit (gradient steps owed, one per update_interval env steps)
+        self.buffer: EpisodeBuffer | None = None
+        self.ts: TimeStep | None = None
+        self.state: Tensor | None = None
+        self.carry: dict[str, Tensor] = {}
+        self.env_steps, self.credit = 0, 0.0
 
     # -- acting -------------------------------------------------------------------
     def initial_carry(self, num_envs: int) -> dict[str, Tensor]:
@@ -500,6 +515,60 @@ class QLearner:
             if h is not None:
                 new_carry[name] = h
         return actions, new_carry
+
+    def set_step(self, step: int) -> None:
+        """The exploration rate of env step ``step`` (epsilon's linear schedule)."""
+        c = self.cfg
+        self.epsilon = linear_schedule(c.epsilon_start, c.epsilon_end, c.epsilon_anneal_steps, step)
+
+    # -- the Learner protocol ---------------------------------------------------------
+    def _ensure_buffer(self, num_envs: int) -> EpisodeBuffer:
+        if self.buffer is None:
+            self.buffer = EpisodeBuffer(self.cfg.buffer_size, self.derived.max_seq_len, num_envs,
+                                        *self.buffer_fields(), self.device)
+        return self.buffer
+
+    def begin(self, env, seed: int) -> None:
+        """Start from ``env.reset(seed=seed)`` (unfinished episodes in the buffer are dropped)."""
+        self._ensure_buffer(env.num_envs).reset_envs()
+        self.ts = env.reset(seed=seed)
+        self.state = env.state() if self.use_state else None
+        self.carry = self.initial_carry(env.num_envs)
+
+    @torch.no_grad()
+    def collect(self, env, tracker) -> int:
+        """One epsilon-greedy step of every env, stored in the replay buffer."""
+        self.set_step(self.env_steps)
+        actions, self.carry = self.act(self.ts, self.carry)
+        next_ts = env.step(actions)
+        tracker(next_ts)
+        next_state = final_state = None
+        if self.use_state:
+            next_state = env.state()
+            final_state = next_ts.final_state if next_ts.final_state is not None else next_state
+        self.record(self.buffer, self.ts, self.state, actions, next_ts, final_state)
+        self.ts, self.state = next_ts, next_state
+        E = env.num_envs
+        self.env_steps += E
+        self.credit += E / self.cfg.update_interval
+        return E
+
+    def update(self, progress: float) -> dict[str, list[Tensor]]:
+        """The gradient steps the credit allows (none before ``learning_starts`` episodes are
+        stored); each metric is the list of its values, one per gradient step."""
+        cfg, out = self.cfg, {}
+        if len(self.buffer) >= max(cfg.learning_starts, 1):
+            while self.credit >= 1.0:
+                self.credit -= 1.0
+                for k, v in self.learn(self.buffer.sample(cfg.batch_size, self.generator)).items():
+                    out.setdefault(k, []).append(v)
+        else:
+            self.credit = min(self.credit, 1.0)  # no backlog of updates from before learning starts
+        return out
+
+    def log_info(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon, "updates": self.num_updates,
+                "episodes_stored": self.buffer.episodes_added if self.buffer is not None else 0}
 
     # -- replay layout -----------------------------------------------------------------
     def buffer_fields(self) -> tuple[dict, dict]:
@@ -605,8 +674,9 @@ class QLearner:
         norm.update(r, filled.bool())
         return norm.normalize(r)
 
-    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """One gradient step per group, then the target update. Returns tensors (no sync)."""
+    def learn(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One gradient step per group on a sampled batch, then the target update. Returns
+        tensors (no sync)."""
         out: dict[str, Tensor] = {}
         for name in self.agents:
             loss, stats = self.loss(name, batch)
@@ -651,205 +721,49 @@ class QLearner:
             mod.load_state_dict(sd)
 
     def trainer_state(self) -> dict[str, Any]:
-        """Optimizers, the sampling/exploration generator, update count and epsilon (resume)."""
-        return {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
-                "generator": self.generator.get_state(), "num_updates": self.num_updates, "epsilon": self.epsilon}
+        """Optimizers, the sampling/exploration generator, update count, epsilon, the rollout's
+        position and the replay buffer's counters (its tensors are ``extra_tensors``)."""
+        ts = self.ts
+        s = {"optimizers": {n: o.state_dict() for n, o in self.optimizers.items()},
+             "generator": self.generator.get_state(), "num_updates": self.num_updates, "epsilon": self.epsilon}
+        if ts is not None:
+            s["rollout"] = {"ts": {"obs": ts.obs, "terminated": ts.terminated, "truncated": ts.truncated,
+                                   "action_mask": ts.action_mask, "alive": ts.alive},
+                            "state": self.state, "carry": self.carry, "env_steps": self.env_steps,
+                            "credit": self.credit}
+            s["replay"] = self.buffer.to_tensors()[1]
+        return s
 
     def load_trainer_state(self, s: dict[str, Any]) -> None:
         for n, o in self.optimizers.items():
             o.load_state_dict(s["optimizers"][n])
         self.generator.set_state(s["generator"])
         self.num_updates, self.epsilon = int(s["num_updates"]), float(s["epsilon"])
+        r = s["rollout"]
+        t = r["ts"]
+        # reward/final_obs of the step that produced ts are not read (record() reads the next step's)
+        self.ts = TimeStep(obs=t["obs"], reward={}, terminated=t["terminated"], truncated=t["truncated"],
+                           final_obs=t["obs"], action_mask=t["action_mask"], alive=t["alive"])
+        self.state, self.carry = r["state"], r["carry"]
+        self.env_steps, self.credit = int(r["env_steps"]), float(r["credit"])
+        self._replay_counters = s["replay"]
+        self._ensure_buffer(self.ts.terminated.shape[0])
 
+    def extra_tensors(self) -> dict[str, dict[str, Tensor]]:
+        """The replay buffer (``replay.safetensors``), unless ``checkpoint_replay`` is off."""
+        if not self.cfg.checkpoint_replay or self.buffer is None:
+            return {}
+        return {REPLAY_FILE: self.buffer.to_tensors()[0]}
 
-# -- the training loop ---------------------------------------------------------------------
-
-@dataclass
-class QResult:
-    """What ``train_q`` returns."""
-
-    metrics: dict[str, float]
-    """final numbers: return_det (greedy evaluation), last training return, loss, steps, updates, time"""
-    history: list[dict[str, float]]
-    """one row per log interval (step, return, epsilon, loss, ...)"""
-    evals: list[dict[str, float]]
-    """one row per evaluation"""
-    learner: QLearner
-    """the trained networks (``learner.act`` is the policy)"""
-    run_dir: Path | None = None
-    """the run directory, if ``runs_dir`` was set"""
-
-
-def _det_key(key: str) -> str:
-    """return -> return_det, return/prey -> return_det/prey (as fastmarl.train.runner)."""
-    head, sep, group = key.partition("/")
-    return f"{head}_det{sep}{group}"
+    def load_extra_tensors(self, read) -> None:
+        replay = read(REPLAY_FILE, "the replay buffer: the run was saved with checkpoint_replay=False or by a "
+                                   "fastmarl without Q-learning resume")
+        self.buffer.load_tensors(replay, self._replay_counters)  # ValueError: does not fit this config
 
 
 REPLAY_FILE = "replay.safetensors"
 
 
-def _timestep_state(ts: TimeStep) -> dict[str, Any]:
-    return {"obs": ts.obs, "terminated": ts.terminated, "truncated": ts.truncated, "action_mask": ts.action_mask,
-            "alive": ts.alive}
-
-
-def _timestep_from_state(t: dict[str, Any]) -> TimeStep:
-    # reward/final_obs of the step that produced ts are not read by the loop (record() reads the next step's)
-    return TimeStep(obs=t["obs"], reward={}, terminated=t["terminated"], truncated=t["truncated"], final_obs=t["obs"],
-                    action_mask=t["action_mask"], alive=t["alive"])
-
-
-def train_q(config: QConfig, *, resume: str | Path | None = None, _stop_after: int | None = None) -> QResult:
-    """Train IQL / VDN / QMIX as configured; see the module docstring.
-
-    ``resume``: a run directory written by a Q run (``fastmarl.train(resume=...)``
-    checks which settings may change and calls this): the run continues from its
-    latest checkpoint with the same weights, target networks, optimizers, replay
-    buffer (its unfinished episodes too), epsilon schedule position, RNG and env
-    state, so on CPU it ends with the weights of an uninterrupted run.
-    ``_stop_after=n`` (tests) raises ``_StopForTest`` once n gradient updates are done."""
-    from fastmarl.train.checkpoint import (
-        env_state_dict, latest_checkpoint, load_checkpoint, load_env_state_dict, load_extra_tensors, save_checkpoint,
-    )
-    from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
-    from fastmarl.train.runner import _StopForTest
-
-    cfg = dataclasses.replace(config, env_kwargs=dict(config.env_kwargs))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    env = fastmarl.make(cfg.env, num_envs=cfg.num_envs, device=device, seed=cfg.seed, **cfg.env_kwargs)
-    derived = validate_q_config(cfg, env.spec)
-    spec: EnvSpec = env.spec
-    if resume is not None and cfg.runs_dir is None:
-        raise ConfigError("resuming needs the run directory: set runs_dir (fastmarl.train(resume=...) does)")
-    torch.manual_seed(cfg.seed)
-    learner = QLearner(spec, cfg, derived, device)
-    step_fields, obs_fields = learner.buffer_fields()
-    buffer = EpisodeBuffer(cfg.buffer_size, derived.max_seq_len, cfg.num_envs, step_fields, obs_fields, device)
-    tracker = EpisodeTracker(spec, cfg.num_envs, device)
-    history: list[dict[str, float]] = []
-    evals: list[dict[str, float]] = []
-    stats_acc: dict[str, list[Tensor]] = {}
-    last_train: dict[str, float] = {}
-    step, credit, elapsed_before = 0, 0.0, 0.0
-    run = logger = None
-    if resume is not None:
-        run = RunDir.open(resume)
-        ckpt = latest_checkpoint(run.checkpoints)
-        weights, trainer, manifest = load_checkpoint(ckpt, map_location=device)
-        replay = load_extra_tensors(ckpt, REPLAY_FILE, manifest, device,
-                                    what="the replay buffer: the run was saved with checkpoint_replay=False "
-                                         "or by a fastmarl without Q-learning resume")
-        learner.load_weights(weights)
-        learner.load_trainer_state(trainer["algo"])
-        try:
-            buffer.load_tensors(replay, trainer["replay"])
-        except ValueError as e:
-            from fastmarl.train.checkpoint import CheckpointError
-
-            raise CheckpointError(f"checkpoint {ckpt}: {e}") from None
-        if not load_env_state_dict(env, trainer["env"]):
-            raise ConfigError(f"{cfg.env} cannot save its state, so its runs cannot be resumed exactly")
-        tracker.load_state_dict(trainer["tracker"])
-        loop = trainer["loop"]
-        ts, state, carry = _timestep_from_state(loop["ts"]), loop["state"], loop["carry"]
-        step, credit, elapsed_before = int(manifest["step"]), float(loop["credit"]), float(manifest["elapsed"])
-        stats_acc = {k: list(v) for k, v in loop["stats_acc"].items()}
-        history, evals, last_train = list(loop["history"]), list(loop["evals"]), dict(loop["last_train"])
-        torch.set_rng_state(loop["torch_rng"])
-        run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
-        logger = Logger(run, cfg.tensorboard, step)
-    else:
-        if cfg.runs_dir is not None:
-            run = RunDir.create(cfg)  # duck-typed: uses name, runs_dir, env, algo, seed, to_dict()
-            logger = Logger(run, cfg.tensorboard)
-        ts = env.reset(seed=cfg.seed)
-        state = env.state() if learner.use_state else None
-        carry = learner.initial_carry(cfg.num_envs)
-    eval_env = None
-    t0 = time.perf_counter()
-
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - t0
-
-    def evaluate(step: int) -> dict[str, float]:
-        nonlocal eval_env
-        if eval_env is None:
-            eval_env = fastmarl.make(cfg.env, num_envs=cfg.eval_episodes, device=device,
-                                     seed=cfg.seed + EVAL_SEED_OFFSET, **cfg.env_kwargs)
-        res = evaluate_policy(learner, eval_env, deterministic=True, seed=cfg.seed + EVAL_SEED_OFFSET)
-        # "_det" as fastmarl.train's eval.csv and learning curve name greedy (deterministic) evaluation
-        return {"step": step, **{_det_key(k): v for k, v in res.items()}}
-
-    def checkpoint() -> None:
-        loop = {"ts": _timestep_state(ts), "state": state, "carry": carry, "credit": credit,
-                "stats_acc": stats_acc, "history": history, "evals": evals, "last_train": last_train,
-                "torch_rng": torch.get_rng_state()}
-        replay, counters = buffer.to_tensors()
-        trainer = {"algo": learner.trainer_state(), "env": env_state_dict(env), "tracker": tracker.state_dict(),
-                   "loop": loop, "replay": counters}
-        save_checkpoint(run.checkpoints, step, learner.weights(), trainer,
-                        {"iteration": step // cfg.num_envs, "elapsed": elapsed(), "algo": cfg.algo, "env": cfg.env},
-                        keep=cfg.keep_checkpoints, extra={REPLAY_FILE: replay} if cfg.checkpoint_replay else None)
-
-    while step < cfg.total_steps:
-        learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps, step)
-        actions, carry = learner.act(ts, carry)
-        next_ts = env.step(actions)
-        tracker(next_ts)
-        next_state = final_state = None
-        if learner.use_state:
-            next_state = env.state()
-            final_state = next_ts.final_state if next_ts.final_state is not None else next_state
-        learner.record(buffer, ts, state, actions, next_ts, final_state)
-        ts, state = next_ts, next_state
-        prev, step = step, step + cfg.num_envs
-        credit += cfg.num_envs / cfg.update_interval
-        if len(buffer) >= max(cfg.learning_starts, 1):
-            while credit >= 1.0:
-                credit -= 1.0
-                batch = buffer.sample(cfg.batch_size, learner.generator)
-                for k, v in learner.update(batch).items():
-                    stats_acc.setdefault(k, []).append(v)
-        else:
-            credit = min(credit, 1.0)  # no backlog of updates from before learning starts
-        if step // cfg.log_interval > prev // cfg.log_interval or step >= cfg.total_steps:
-            now = elapsed()
-            row = {"step": step, "time": now, "sps": step / max(now, 1e-9), "epsilon": learner.epsilon,
-                   "updates": learner.num_updates, "episodes_stored": buffer.episodes_added, **tracker.pop()}
-            row.update({k: torch.stack(v).mean().item() for k, v in stats_acc.items()})
-            stats_acc.clear()
-            history.append(row)
-            if "return" in row:
-                last_train = row
-            if logger is not None:
-                logger.log(row)
-        if cfg.eval_interval and step // cfg.eval_interval > prev // cfg.eval_interval and step < cfg.total_steps:
-            evals.append(evaluate(step))
-            if logger is not None:
-                logger.log({**evals[-1], "time": elapsed()}, kind="eval")
-        if run is not None and cfg.checkpoint_interval and step < cfg.total_steps and \
-                step // cfg.checkpoint_interval > prev // cfg.checkpoint_interval:
-            checkpoint()
-        if _stop_after is not None and learner.num_updates >= _stop_after:
-            raise _StopForTest(learner.num_updates)
-    final = evaluate(step)
-    evals.append(final)
-    total_time = elapsed()
-    if logger is not None:
-        logger.log({**final, "time": total_time}, kind="eval")
-        logger.close()
-        checkpoint()
-        plot_learning_curve(run, f"{cfg.algo} on {cfg.env}")
-    metrics = {"return_det": final["return_det"], "steps": float(step), "updates": float(learner.num_updates),
-               "time": total_time, "sps": step / max(total_time, 1e-9)}
-    if "return" in last_train:
-        metrics["return_train"] = last_train["return"]
-    return QResult(metrics, history, evals, learner, run.path if run is not None else None)
-
-
-__all__ = ["QConfig", "QLearner", "QResult", "train_q", "validate_q_config", "hard_update", "soft_update",
+__all__ = ["QConfig", "QLearner", "validate_q_config", "hard_update", "soft_update",
            "bootstrap_values", "lambda_returns", "GroupQNet", "make_mixer", "ALGO_INFO",
            "ALGO_DEFAULTS"]

@@ -691,7 +691,7 @@ class _Loop:
                 if new_active != active:  # a phase ended: its learner goes to the pool, the next one starts
                     self.snapshot(self.dirty)
                     for g in new_active:
-                        self.learners[g].begin(ts)
+                        self.learners[g].start(ts)
                     active = new_active
                 opponents = self.draw_opponents(active)
                 joint = JointPolicy({**self.fixed, **{g: p for g, (p, _) in opponents.items()}})

@@ -1,64 +1,44 @@
-"""The training loop: collect, update, log, evaluate, checkpoint. And its Python API.
+"""``train``, the Python API of every algorithm, and loading a run.
 
-``train(TrainConfig(...))`` runs PPO (IPPO/MAPPO) on a batched env and writes a
-run directory (:mod:`fastmarl.train.rundir`); ``train(resume="runs/NAME")``
-continues a run from its last checkpoint, exactly where it stopped (same
-weights, optimizer, RNG and env state: on CPU the result equals an uninterrupted
-run's). ``evaluate_run`` and ``render_run`` load a run's checkpoint.
-
-Value-based runs dispatch on the config's type: ``train(QConfig(...))`` is
-:func:`fastmarl.algos.q_learning.train_q` (it returns a ``QResult``, and writes a
-run directory only when ``runs_dir`` is set); ``evaluate_run``, ``render_run`` and
-``load_policy`` dispatch on the ``"algo"`` saved in the run's config.json.
-``train(resume=...)`` of a Q-learning run continues it from its latest checkpoint
-(replay buffer included) as exactly as a PPO run's.
+``train(TrainConfig(...))`` (IPPO/MAPPO) or ``train(QConfig(...))`` (IQL/VDN/QMIX)
+builds the env and the config's learner and runs the one training loop
+(:mod:`fastmarl.train.loop`), writing a run directory (:mod:`fastmarl.train.rundir`)
+unless ``runs_dir`` is None; ``train(resume="runs/NAME")`` continues a run from its
+last checkpoint, exactly where it stopped (same weights, optimizer, RNG, env state
+and, for the Q family, replay buffer: on CPU the result equals an uninterrupted
+run's). ``evaluate_run``, ``render_run`` and ``load_policy`` load a run's checkpoint,
+whatever its algorithm (the ``"algo"`` saved in its config.json).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
 from fastmarl.algos.ppo import PPO
-from fastmarl.config import ConfigError, Derived, TrainConfig, resolve
+from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
+from fastmarl.config import ConfigError, TrainConfig, resolve
 from fastmarl.envs import make
-from fastmarl.train.checkpoint import (
-    env_state_dict, latest_checkpoint, load_checkpoint, load_env_state_dict, save_checkpoint,
-)
-from fastmarl.train.episodes import EpisodeTracker, evaluate_policy, record_episode
-from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
-
-if TYPE_CHECKING:  # imported lazily below: q_learning imports fastmarl.train's modules
-    from fastmarl.algos.q_learning import QConfig, QLearner, QResult
+from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
+from fastmarl.train.episodes import record_episode
+from fastmarl.train.loop import EVAL_SEED_OFFSET, Callback, Loop, LoopSettings, TrainResult, evaluate
+from fastmarl.train.rundir import RunDir
 
 # settings that may change when a run is resumed; everything else must match
 RESUMABLE_CHANGES = {"total_steps", "eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
-                     "gif", "tensorboard", "progress", "threads", "runs_dir", "name"}
-EVAL_SEED_OFFSET = 1_000_003  # eval envs never share start states with training envs
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    global_step: int
-    final_eval: dict[str, float] = field(default_factory=dict)
-    last_train: dict[str, float] = field(default_factory=dict)
-
-
-class _StopForTest(Exception):
-    """Raised by ``train(_stop_after=n)`` to simulate a crash after iteration n."""
-
+                     "gif", "tensorboard", "progress", "threads", "runs_dir", "name", "log_interval"}
 
 PETTINGZOO_PREFIX = "pz:"  # env="pz:mpe2.simple_spread_v3": a PettingZoo env module, through from_pettingzoo
 
 
-def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
+def _make_env(cfg: TrainConfig | QConfig, num_envs: int, seed: int, render: bool = False):
+    """The run's batched env: a registered id or ``pz:<module>``, with the PPO family's message
+    channel and position wrappers when configured."""
     if cfg.env.startswith(PETTINGZOO_PREFIX):
         from fastmarl.envs.pettingzoo import from_pettingzoo
 
@@ -68,6 +48,12 @@ def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
         env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed)
     else:
         env = make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
+    if isinstance(cfg, TrainConfig):
+        env = _comm_wrappers(cfg, env)
+    return env
+
+
+def _comm_wrappers(cfg: TrainConfig, env):
     if cfg.message_bits:
         from fastmarl.envs.comm_wrappers import BroadcastChannel
 
@@ -84,6 +70,18 @@ def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
         except ValueError as e:
             raise ConfigError(f"--comm-range {cfg.comm_range} with --ppo.comm {cfg.ppo.comm}: {e}") from None
     return env
+
+
+def build_learner(cfg: TrainConfig | QConfig, spec, device: torch.device | str):
+    """The config's learner for an env of ``spec``, its networks initialised from ``cfg.seed``.
+    Raises ConfigError (every config error surfaces before anything is written)."""
+    if isinstance(cfg, QConfig):
+        derived = validate_q_config(cfg, spec)
+        torch.manual_seed(cfg.seed)  # network initialisation
+        return QLearner(spec, cfg, derived, device)
+    derived = resolve(cfg, spec)
+    torch.manual_seed(cfg.seed)
+    return PPO(spec, cfg, derived, device)
 
 
 def pettingzoo_factory(env: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
@@ -124,209 +122,58 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _is_q_config(cfg: Any) -> bool:
-    from fastmarl.algos.q_learning import QConfig
-
-    return isinstance(cfg, QConfig)
-
-
 def train(config: TrainConfig | QConfig | None = None, *, resume: str | Path | None = None,
-          _stop_after: int | None = None) -> TrainResult | QResult:
-    """Train; see the module docstring. ``resume`` is a run directory; with it,
-    ``config`` may override only the settings in RESUMABLE_CHANGES. A QConfig
-    trains IQL/VDN/QMIX with ``train_q`` and returns its ``QResult``."""
-    if _is_q_config(config) and resume is None:
-        from fastmarl.algos.q_learning import train_q
-
-        return train_q(config, _stop_after=_stop_after)
+          callback: Callback | None = None) -> TrainResult:
+    """Train; see the module docstring. ``resume`` is a run directory; with it, ``config``
+    may override only the settings in RESUMABLE_CHANGES. ``callback(info)`` is called after
+    every collect/update (:class:`fastmarl.train.loop.LoopInfo`); returning True stops the run
+    after a checkpoint (``result.stopped``)."""
+    run = None
     if resume is not None:
         run = RunDir.open(resume)
         saved = run.read_config()
         cfg = config if config is not None else saved
-        if _is_q_config(saved) != _is_q_config(cfg):
+        if type(saved) is not type(cfg):
             raise ConfigError(f"{run.path} is a {saved.algo} run; resume it with a {type(saved).__name__} (or none), "
                               f"not a {type(cfg).__name__}")
         cfg = dataclasses.replace(cfg, name=saved.name, runs_dir=str(run.path.parent))
         _check_resume_config(saved, cfg)
-        if _is_q_config(saved):
-            from fastmarl.algos.q_learning import train_q
-
-            return train_q(cfg, resume=run.path, _stop_after=_stop_after)
     else:
         if config is None:
-            raise ConfigError("train() needs a TrainConfig or resume=<run directory>")
-        cfg = dataclasses.replace(config, ppo=dataclasses.replace(config.ppo))
-        run = None
+            raise ConfigError("train() needs a TrainConfig or QConfig, or resume=<run directory>")
+        cfg = copy.deepcopy(config)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
     env = _make_env(cfg, cfg.num_envs, cfg.seed)
-    derived = resolve(cfg, env.spec)  # every config error surfaces before anything is written
-    if run is None:
+    learner = build_learner(cfg, env.spec, device)
+    if run is None and cfg.runs_dir is not None:
         run = RunDir.create(cfg)
-    torch.manual_seed(cfg.seed)  # network initialisation
-    algo = PPO(env.spec, cfg, derived, device)
-    tracker = EpisodeTracker(env.spec, cfg.num_envs, device)
-    iteration, global_step, elapsed = 0, 0, 0.0
-    resume_step = None
+    loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
+                callback)
     if resume is not None:
-        ckpt = latest_checkpoint(run.checkpoints)
-        weights, state, manifest = load_checkpoint(ckpt, map_location=device)
-        algo.load_weights(weights)
-        algo.load_trainer_state(state["algo"])
-        if not load_env_state_dict(env, state["env"]):
-            algo.begin(env.reset(seed=cfg.seed + manifest["iteration"]))  # not exact, but valid
-        tracker.load_state_dict(state["tracker"])
-        iteration, global_step, elapsed = manifest["iteration"], manifest["step"], manifest["elapsed"]
-        resume_step = global_step
+        loop.restore(latest_checkpoint(run.checkpoints), device)
         run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
     else:
-        algo.begin(env.reset(seed=cfg.seed))
-    logger = Logger(run, cfg.tensorboard, resume_step)
-    loop = _Loop(cfg, derived, run, env, algo, tracker, logger, iteration, global_step, elapsed, _stop_after)
-    try:
-        return loop.run()
-    finally:
-        logger.close()
-
-
-class _Loop:
-    def __init__(self, cfg: TrainConfig, derived: Derived, run: RunDir, env, algo: PPO, tracker: EpisodeTracker,
-                 logger: Logger, iteration: int, global_step: int, elapsed: float, stop_after: int | None):
-        self.cfg, self.derived, self.run_dir, self.env, self.algo = cfg, derived, run, env, algo
-        self.tracker, self.logger = tracker, logger
-        self.iteration, self.global_step, self.elapsed_before = iteration, global_step, elapsed
-        self.stop_after = stop_after
-        self._eval_env = None
-        self.last_eval: dict[str, float] = {}
-        self.last_train: dict[str, float] = {}
-
-    def elapsed(self) -> float:
-        return self.elapsed_before + time.perf_counter() - self.t0
-
-    def run(self) -> TrainResult:
-        cfg, d = self.cfg, self.derived
-        self.t0 = time.perf_counter()
-        total = d.num_iterations * d.steps_per_iteration
-        with _progress(cfg.progress) as bar:
-            task = bar.add_task(f"{cfg.algo} {cfg.env}", total=total, completed=self.global_step, sps="-", ret="-")
-            while self.iteration < d.num_iterations:
-                t_iter = time.perf_counter()
-                self.algo.collect(self.env, self.tracker)
-                losses = self.algo.update(self.iteration / d.num_iterations)
-                prev = self.global_step
-                self.iteration += 1
-                self.global_step += d.steps_per_iteration
-                sps = d.steps_per_iteration / (time.perf_counter() - t_iter)
-                row = {"step": self.global_step, "iteration": self.iteration, "time": self.elapsed(), "sps": sps,
-                       **self.tracker.pop(), **losses}
-                self.logger.log(row)
-                self.last_train = row
-                bar.update(task, completed=self.global_step, sps=f"{sps:,.0f}",
-                           ret=f"{row['return']:.2f}" if "return" in row else "-")
-                last = self.iteration == d.num_iterations
-                if last or _crossed(prev, self.global_step, cfg.eval_interval):
-                    self.evaluate(bar)
-                if last or _crossed(prev, self.global_step, cfg.checkpoint_interval):
-                    self.checkpoint()
-                if self.stop_after is not None and self.iteration >= self.stop_after:
-                    raise _StopForTest(self.iteration)
-        if cfg.gif:
-            record_episode(self.algo, _make_env(cfg, 1, cfg.seed + EVAL_SEED_OFFSET, render=True), self.run_dir.gif,
-                           deterministic=True, seed=cfg.seed + EVAL_SEED_OFFSET)
-        return TrainResult(self.run_dir.path, self.global_step, self.last_eval, self.last_train)
-
-    def evaluate(self, bar) -> None:
-        cfg = self.cfg
-        if self._eval_env is None:
-            self._eval_env = _make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET)
-        row: dict[str, float] = {"step": self.global_step, "time": self.elapsed()}
-        for mode, det in (("det", True), ("stoch", False)):
-            res = evaluate_policy(self.algo, self._eval_env, deterministic=det, seed=cfg.seed + EVAL_SEED_OFFSET)
-            row.update({_eval_key(k, mode): v for k, v in res.items()})
-        self.logger.log(row, kind="eval")
-        self.last_eval = row
-        plot_learning_curve(self.run_dir, f"{cfg.algo} on {cfg.env}")
-        bar.console.print(f"step {self.global_step:>10,}  {self.elapsed():6.1f}s  eval return: deterministic "
-                          f"{row['return_det']:.2f}, stochastic {row['return_stoch']:.2f}")
-
-    def checkpoint(self) -> None:
-        a = self.algo
-        trainer = {"algo": a.trainer_state(), "env": env_state_dict(self.env), "tracker": self.tracker.state_dict()}
-        info = {"iteration": self.iteration, "elapsed": self.elapsed(), "algo": self.cfg.algo, "env": self.cfg.env}
-        save_checkpoint(self.run_dir.checkpoints, self.global_step, a.weights(), trainer, info,
-                        keep=self.cfg.keep_checkpoints)
-
-
-def _eval_key(key: str, mode: str) -> str:
-    """return -> return_det, return/adversary -> return_det/adversary."""
-    head, sep, group = key.partition("/")
-    return f"{head}_{mode}{sep}{group}"
-
-
-def _crossed(prev: int, now: int, interval: int) -> bool:
-    return interval > 0 and now // interval > prev // interval
-
-
-class _NoBar:
-    def __init__(self):
-        from rich.console import Console
-
-        self.console = Console(highlight=False)
-
-    def add_task(self, *a, **k):
-        return 0
-
-    def update(self, *a, **k):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[sps]} steps/s"), TextColumn("return {task.fields[ret]}"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        loop.start()
+    return loop.run()
 
 
 # -- loading a run ----------------------------------------------------------------
 
 def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_envs: int = 1,
                 render: bool = False) -> tuple[PPO | QLearner, TrainConfig | QConfig, Any, dict]:
-    """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run:
-    PPO and TrainConfig, or for a value-based run QLearner and QConfig."""
+    """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run: the learner of its
+    algorithm with the checkpoint's weights (a Q-learner's epsilon as at that step)."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
     ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run.checkpoints)
-    if _is_q_config(cfg):
-        return _load_q_policy(cfg, ckpt, num_envs)
     env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET, render)
-    derived = resolve(cfg, env.spec)
-    algo = PPO(env.spec, cfg, derived, cfg.device)
+    learner = build_learner(cfg, env.spec, cfg.device)
     weights, _, manifest = load_checkpoint(ckpt, trainer=False, map_location=cfg.device)
-    algo.load_weights(weights)
-    return algo, cfg, env, manifest
-
-
-def _load_q_policy(cfg: QConfig, ckpt: Path, num_envs: int) -> tuple[QLearner, QConfig, Any, dict]:
-    from fastmarl.algos.q_learning import QLearner, validate_q_config
-    from fastmarl.algos.tabular import linear_schedule
-
-    device = torch.device(cfg.device)
-    env = make(cfg.env, num_envs=num_envs, device=device, seed=cfg.seed + EVAL_SEED_OFFSET, **cfg.env_kwargs)
-    learner = QLearner(env.spec, cfg, validate_q_config(cfg, env.spec), device)
-    weights, _, manifest = load_checkpoint(ckpt, trainer=False, map_location=device)
     learner.load_weights(weights)
-    # "stochastic" evaluation of a Q-learner is epsilon-greedy with the exploration rate it had at the checkpoint
-    learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps, manifest["step"])
+    if isinstance(learner, QLearner):  # its "stochastic" policy: epsilon-greedy with the checkpoint's epsilon
+        learner.set_step(manifest["step"])
     return learner, cfg, env, manifest
 
 
@@ -335,11 +182,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Pat
     """Deterministic and stochastic evaluation of a run's checkpoint (default: latest)."""
     algo, cfg, env, manifest = load_policy(run_dir, checkpoint, num_envs=episodes)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
-    out: dict[str, float] = {"step": manifest["step"]}
-    for mode, det in (("det", True), ("stoch", False)):
-        for k, v in evaluate_policy(algo, env, deterministic=det, seed=seed).items():
-            out[_eval_key(k, mode)] = v
-    return out
+    return {"step": manifest["step"], **evaluate(algo, env, ("det", "stoch"), seed)}
 
 
 def render_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,

@@ -1,0 +1,348 @@
+"""The one training loop: any :class:`~fastmarl.algos.learner.Learner`, one batched env.
+
+``run_loop`` repeats ``learner.collect(env, tracker)`` and ``learner.update(progress)``
+until the run's env-step budget is spent, and does once, for every algorithm:
+
+- log rows every ``log_interval`` env steps (0: after every collect), the
+  learner's update metrics averaged over the interval, episode returns of the
+  training env (:class:`EpisodeTracker`), ``metrics.csv`` and TensorBoard;
+- evaluation every ``eval_interval`` env steps and at the end, on separate envs
+  seeded ``seed + EVAL_SEED_OFFSET`` (one episode per env, ``eval_episodes`` envs)
+  in each of the learner's ``eval_modes``: ``eval.csv`` and the learning curve;
+- checkpoints every ``checkpoint_interval`` env steps and at the end (weights,
+  trainer state, env state, episode statistics, this loop's own state, the
+  learner's extra tensor files), and exact resume from the latest one;
+- ``callback(info)`` after every collect/update; returning True stops the run
+  (after a checkpoint, so it can be resumed); an exception it raises ends the
+  run as a crash would;
+- a GIF of a deterministic evaluation episode at the end.
+
+Without a run directory (``run=None``) nothing is written: the result holds the
+log rows and evaluations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from fastmarl.algos.learner import Learner
+from fastmarl.train.checkpoint import (
+    CheckpointError, env_state_dict, load_checkpoint, load_env_state_dict, load_extra_tensors, save_checkpoint,
+)
+from fastmarl.train.episodes import EpisodeTracker, evaluate_policy, record_episode
+from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
+
+EVAL_SEED_OFFSET = 1_000_003  # eval envs never share start states with training envs
+
+# (num_envs, seed, render) -> a batched env of the run's task
+EnvFactory = Callable[[int, int, bool], Any]
+
+
+@dataclass
+class LoopInfo:
+    """What a callback sees after each collect/update."""
+
+    step: int
+    """env steps done (one step of one env)"""
+    iteration: int
+    """collect/update cycles done"""
+    learner: Learner
+    row: dict[str, float] | None
+    """the log row written at this step, if one was"""
+    run_dir: Path | None
+
+
+Callback = Callable[[LoopInfo], "bool | None"]
+
+
+@dataclass
+class TrainResult:
+    """What ``fastmarl.train`` returns."""
+
+    run_dir: Path | None
+    """the run directory (None when the run wrote no files)"""
+    global_step: int
+    """env steps trained"""
+    final_eval: dict[str, float] = field(default_factory=dict)
+    """the last evaluation: return_det, return_std_det, ... (and _stoch for stochastic policies)"""
+    last_train: dict[str, float] = field(default_factory=dict)
+    """the last log row that saw a finished training episode"""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """every log row (step, time, sps, return, losses, ...)"""
+    evals: list[dict[str, float]] = field(default_factory=list)
+    """every evaluation row"""
+    learner: Learner | None = None
+    """the trained learner (``learner.act`` is the policy)"""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """summary: return_det (final evaluation), return_train, steps, updates (if counted), time, sps"""
+    stopped: bool = False
+    """a callback stopped the run before its budget was spent"""
+
+
+@dataclass
+class LoopSettings:
+    """The loop's part of a run config (every algorithm's config has these fields)."""
+
+    seed: int
+    total_steps: int
+    log_interval: int
+    eval_interval: int
+    eval_episodes: int
+    checkpoint_interval: int
+    keep_checkpoints: int
+    gif: bool
+    tensorboard: bool
+    progress: bool
+    title: str  # "mappo simple_spread_v3"
+    info: dict[str, Any]  # written into every checkpoint manifest (algo, env)
+
+    @classmethod
+    def of(cls, cfg) -> "LoopSettings":
+        return cls(seed=cfg.seed, total_steps=cfg.total_steps, log_interval=cfg.log_interval,
+                   eval_interval=cfg.eval_interval, eval_episodes=cfg.eval_episodes,
+                   checkpoint_interval=cfg.checkpoint_interval, keep_checkpoints=cfg.keep_checkpoints,
+                   gif=cfg.gif, tensorboard=cfg.tensorboard, progress=cfg.progress, title=f"{cfg.algo} {cfg.env}",
+                   info={"algo": cfg.algo, "env": cfg.env})
+
+
+def eval_key(key: str, mode: str) -> str:
+    """return -> return_det, return/adversary -> return_det/adversary."""
+    head, sep, group = key.partition("/")
+    return f"{head}_{mode}{sep}{group}"
+
+
+def crossed(prev: int, now: int, interval: int) -> bool:
+    """A multiple of ``interval`` lies in (prev, now]."""
+    return interval > 0 and now // interval > prev // interval
+
+
+def evaluate(policy, env, modes: tuple[str, ...], seed: int) -> dict[str, float]:
+    """Evaluation rows of ``policy`` in each mode ("det", "stoch"), keys suffixed by mode."""
+    row: dict[str, float] = {}
+    for mode in modes:
+        res = evaluate_policy(policy, env, deterministic=mode == "det", seed=seed)
+        row.update({eval_key(k, mode): v for k, v in res.items()})
+    return row
+
+
+def _mean(values: list[float | Tensor]) -> float:
+    if isinstance(values[0], Tensor):
+        return torch.stack(values).mean().item()
+    return sum(values) / len(values)
+
+
+class Loop:
+    """One run: ``start()`` (fresh) or ``restore(checkpoint)``, then ``run()``."""
+
+    def __init__(self, s: LoopSettings, learner: Learner, env, make_env: EnvFactory, run: RunDir | None,
+                 callback: Callback | None):
+        self.s, self.learner, self.env, self.make_env, self.run_dir = s, learner, env, make_env, run
+        self.callback = callback
+        self.tracker = EpisodeTracker(env.spec, env.num_envs, getattr(env, "device", "cpu"))
+        self.step = self.iteration = 0
+        self.elapsed_before = 0.0
+        self.metrics_acc: dict[str, list[float | Tensor]] = {}
+        self.history: list[dict[str, float]] = []
+        self.evals: list[dict[str, float]] = []
+        self.last_train: dict[str, float] = {}
+        self.logger: Logger | None = None
+        self.resumed_step: int | None = None
+        self._eval_env = None
+        self._train_time = 0.0  # seconds in collect/update since the last log row (its steps/s)
+        self._train_steps = 0
+
+    # -- state ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.learner.begin(self.env, self.s.seed)
+
+    def restore(self, ckpt: Path, device: torch.device | str = "cpu") -> int:
+        """Continue from the checkpoint ``ckpt`` (exactly, when the env can restore its state);
+        returns its step."""
+        ckpt, device = Path(ckpt), torch.device(device)
+        weights, trainer, manifest = load_checkpoint(ckpt, map_location=device)
+        learner = self.learner
+        algo, loop = trainer["algo"], trainer.get("loop", {})  # no "loop": a checkpoint from before the one loop
+        if "ts" in loop and "rollout" not in algo:  # a Q-learning checkpoint from before the one loop
+            algo = {**algo, "replay": trainer["replay"], "rollout": {
+                "env_steps": manifest["step"], **{k: loop[k] for k in ("ts", "state", "carry", "credit")}}}
+            loop = {**loop, "metrics_acc": loop["stats_acc"]}
+        learner.load_weights(weights)
+        learner.load_trainer_state(algo)
+        try:
+            learner.load_extra_tensors(lambda name, what: load_extra_tensors(ckpt, name, manifest, device, what=what))
+        except ValueError as e:
+            raise CheckpointError(f"checkpoint {ckpt}: {e}") from None
+        self.step, self.iteration = int(manifest["step"]), int(manifest["iteration"])
+        self.elapsed_before = float(manifest["elapsed"])
+        if not load_env_state_dict(self.env, trainer["env"]):
+            _progress(False).console.print(f"[yellow]warning:[/] {self.s.info['env']} cannot save its state: the resumed run starts from a new reset of its "
+                 "envs (a valid run, but not bit-identical to an uninterrupted one)")
+            self.learner.begin(self.env, self.s.seed + self.iteration)
+        self.tracker.load_state_dict(trainer["tracker"])
+        self.metrics_acc = {k: list(v) for k, v in loop.get("metrics_acc", {}).items()}
+        self.history, self.evals = list(loop.get("history", [])), list(loop.get("evals", []))
+        self.last_train = dict(loop.get("last_train", {}))
+        if "torch_rng" in loop:
+            torch.set_rng_state(loop["torch_rng"])
+        self.resumed_step = self.step
+        return self.step
+
+    def checkpoint(self) -> None:
+        if self.run_dir is None:
+            return
+        a = self.learner
+        loop = {"metrics_acc": self.metrics_acc, "history": self.history, "evals": self.evals,
+                "last_train": self.last_train, "torch_rng": torch.get_rng_state()}
+        trainer = {"algo": a.trainer_state(), "env": env_state_dict(self.env), "tracker": self.tracker.state_dict(),
+                   "loop": loop}
+        info = {"iteration": self.iteration, "elapsed": self.elapsed(), **self.s.info}
+        save_checkpoint(self.run_dir.checkpoints, self.step, a.weights(), trainer, info, keep=self.s.keep_checkpoints,
+                        extra=a.extra_tensors() or None)
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train until the budget is spent (or a callback stops the run)."""
+        if self.run_dir is not None:
+            self.logger = Logger(self.run_dir, self.s.tensorboard, self.resumed_step)
+        try:
+            return self._run()
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+
+    def _run(self) -> TrainResult:
+        s, learner = self.s, self.learner
+        self.t0 = time.perf_counter()
+        total = learner.planned_steps
+        stopped = False
+        with _progress(s.progress) as bar:
+            task = bar.add_task(s.title, total=total, completed=self.step, sps="-", ret="-")
+            while self.step < total:
+                prev, t_train = self.step, time.perf_counter()
+                taken = learner.collect(self.env, self.tracker)
+                for k, v in learner.update(prev / total).items():  # a value, or a list (one per gradient step)
+                    acc = self.metrics_acc.setdefault(k, [])
+                    acc.extend(v) if isinstance(v, list) else acc.append(v)
+                self._train_time += time.perf_counter() - t_train
+                self._train_steps += taken
+                self.step += taken
+                self.iteration += 1
+                last = self.step >= total
+                row = None
+                if last or crossed(prev, self.step, s.log_interval) or s.log_interval == 0:
+                    row = self.log()
+                    bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}",
+                               ret=f"{row['return']:.2f}" if "return" in row else "-")
+                if last or crossed(prev, self.step, s.eval_interval):
+                    self.evaluate(bar)
+                checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
+                if checkpointed:
+                    self.checkpoint()
+                if self.callback is not None and self.callback(
+                        LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None)):
+                    if not checkpointed:
+                        self.checkpoint()
+                    stopped = not last
+                    break
+        if s.gif and self.run_dir is not None and not stopped:
+            self.gif()
+        return self.result(stopped)
+
+    def log(self) -> dict[str, float]:
+        row = {"step": self.step, "iteration": self.iteration, "time": self.elapsed(),
+               "sps": self._train_steps / max(self._train_time, 1e-9), **self.learner.log_info(), **self.tracker.pop()}
+        row.update({k: _mean(v) for k, v in self.metrics_acc.items()})
+        self.metrics_acc.clear()
+        self._train_time, self._train_steps = 0.0, 0
+        self.history.append(row)
+        if "return" in row or not self.last_train:
+            self.last_train = row
+        if self.logger is not None:
+            self.logger.log(row)
+        return row
+
+    def evaluate(self, bar) -> None:
+        s = self.s
+        if self._eval_env is None:
+            self._eval_env = self.make_env(s.eval_episodes, s.seed + EVAL_SEED_OFFSET, False)
+        row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
+                                             s.seed + EVAL_SEED_OFFSET)}
+        self.evals.append(row)
+        now = self.elapsed()
+        if self.logger is not None:
+            self.logger.log({**row, "time": now}, kind="eval")
+            plot_learning_curve(self.run_dir, s.title.replace(" ", " on ", 1))
+        names = {"det": "deterministic", "stoch": "stochastic"}
+        returns = ", ".join(f"{names.get(m, m)} {row[f'return_{m}']:.2f}" for m in self.learner.eval_modes)
+        bar.console.print(f"step {self.step:>10,}  {now:6.1f}s  eval return: {returns}")
+
+    def gif(self) -> None:
+        seed = self.s.seed + EVAL_SEED_OFFSET
+        env = self.make_env(1, seed, True)
+        if not hasattr(env, "render"):
+            return
+        record_episode(self.learner, env, self.run_dir.gif, deterministic=True, seed=seed)
+
+    def result(self, stopped: bool) -> TrainResult:
+        final = self.evals[-1] if self.evals else {}
+        total_time = self.elapsed()
+        metrics = {"steps": float(self.step), "time": total_time, "sps": self.step / max(total_time, 1e-9)}
+        if "return_det" in final:
+            metrics["return_det"] = final["return_det"]
+        if "return" in self.last_train:
+            metrics["return_train"] = self.last_train["return"]
+        if "updates" in (info := self.learner.log_info()):
+            metrics["updates"] = float(info["updates"])
+        return TrainResult(self.run_dir.path if self.run_dir is not None else None, self.step, final, self.last_train,
+                           self.history, self.evals, self.learner, metrics, stopped)
+
+
+def run_loop(s: LoopSettings, learner: Learner, env, make_env: EnvFactory, *, run: RunDir | None = None,
+             resume_from: Path | None = None, device: torch.device | str = "cpu",
+             callback: Callback | None = None) -> TrainResult:
+    """Train ``learner`` on ``env`` (see the module docstring): ``Loop(...)``, then
+    ``restore(resume_from)`` or ``start()``, then ``run()``."""
+    loop = Loop(s, learner, env, make_env, run, callback)
+    if resume_from is not None:
+        loop.restore(resume_from, device)
+    else:
+        loop.start()
+    return loop.run()
+
+
+class _NoBar:
+    def __init__(self):
+        from rich.console import Console
+
+        self.console = Console(highlight=False)
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[sps]} steps/s"), TextColumn("return {task.fields[ret]}"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
