@@ -159,7 +159,7 @@ class Tabular:
 
     def learn(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep, step: int) -> None:
         own = {g: actions[g] for g in self.groups}
-        self.learner.update(select_groups(ts, self.groups), own, select_groups(next_ts, self.groups))
+        self.learner.learn(select_groups(ts, self.groups), own, select_groups(next_ts, self.groups))
         c = self.cfg
         self.learner.epsilon = linear_schedule(c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps, step)
 

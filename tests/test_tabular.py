@@ -12,10 +12,11 @@ import torch
 
 import fastmarl
 from fastmarl.algos.tabular import (
-    TabularConfig, TabularQ, epsilon_greedy, linear_schedule, masked_greedy, tabular_q_update, train_tabular,
+    TabularConfig, TabularQ, epsilon_greedy, linear_schedule, masked_greedy, tabular_q_update,
 )
 from fastmarl.envs import TimeStep, check_env
 from fastmarl.envs.wrappers import DiscretizeObservation, Discretizer, TableTooLargeError, check_table_size
+from fastmarl.train.runner import train_tabular
 
 
 # -- the update -------------------------------------------------------------------
@@ -73,7 +74,7 @@ def test_truncation_bootstraps_from_final_obs():
                   truncated=torch.tensor([False]), final_obs={"agent": onehot(1)})
     nxt = TimeStep(obs={"agent": onehot(0)}, reward={"agent": torch.ones(1, 2)}, terminated=torch.tensor([False]),
                    truncated=torch.tensor([True]), final_obs={"agent": onehot(2)})
-    learner.update(ts, {"agent": torch.tensor([[1, 1]])}, nxt)
+    learner.learn(ts, {"agent": torch.tensor([[1, 1]])}, nxt)
     assert learner.tables["agent"][0, 1, 1].item() == pytest.approx(1 + 0.5 * 7)
 
 

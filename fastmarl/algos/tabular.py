@@ -18,8 +18,9 @@ update.
 
 Exploration is epsilon-greedy (ties broken uniformly at random, legal actions
 only when the env gives action masks) with epsilon decayed linearly.
-``train_tabular(env, TabularConfig(...))`` runs it on any batched env with
-discrete actions and returns the per-episode returns.
+``fastmarl.train.runner.train_tabular(env, TabularConfig(...))`` runs it (through the
+one training loop) on any batched env with discrete actions and returns the
+per-episode returns.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def tabular_q_update(table: Tensor, table_of_agent: Tensor, s: Tensor, a: Tensor
 
 @dataclass
 class TabularConfig:
-    """Independent tabular Q-learning. ``train_tabular(env, TabularConfig(...))``."""
+    """Independent tabular Q-learning: ``fastmarl.train.runner.train_tabular(env, TabularConfig(...))``."""
 
     total_steps: int = 100_000
     """env steps to train for (one step of one env; E per iteration)"""
@@ -161,12 +162,18 @@ class TabularConfig:
 
 
 class TabularQ:
-    """Tables, acting and the update for every group of a discrete-action env.
+    """Tables, acting and the update for every group of a discrete-action env, behind the
+    :class:`~fastmarl.algos.learner.Learner` protocol of the training loop.
 
     ``tables[g]``: (K, S_g, n_g) with K = A_g or 1. ``act`` follows the Policy
     protocol of :mod:`fastmarl.train.episodes` (so ``evaluate_policy`` works):
     deterministic = greedy, else epsilon-greedy with the current ``epsilon``.
+    ``collect`` takes one epsilon-greedy step of every env, ``update`` applies its
+    TD update (``learn``); ``episode_returns`` keeps the return of every finished
+    training episode (the mean over agents of each agent's summed reward).
     """
+
+    eval_modes = ("det",)
 
     def __init__(self, spec: EnvSpec, cfg: TabularConfig, device: torch.device | str = "cpu",
                  discretizers: dict[str, Discretizer] | None = None):
@@ -191,6 +198,70 @@ class TabularQ:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.epsilon = cfg.epsilon_start
+        self.planned_steps = cfg.total_steps
+        self.ts: TimeStep | None = None
+        self.env_steps = 0
+        self._step: tuple[TimeStep, dict[str, Tensor], TimeStep] | None = None  # collected, not yet learned
+        self._running: Tensor | None = None  # (E,) return of the unfinished episodes
+        self._finished: list[Tensor] = []
+
+    # -- the Learner protocol ----------------------------------------------------------
+    def begin(self, env, seed: int) -> None:
+        self.ts = env.reset(seed=seed)
+        self._running = torch.zeros(env.num_envs, device=self.device)
+
+    @torch.no_grad()
+    def collect(self, env, tracker) -> int:
+        self.epsilon = linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_end, self.cfg.epsilon_decay_steps,
+                                       self.env_steps)
+        actions, _ = self.act(self.ts)
+        next_ts = env.step(actions)
+        tracker(next_ts)
+        self._running += sum(r.sum(-1) for r in next_ts.reward.values()) / self.spec.num_agents
+        self._finished.append(self._running[next_ts.done])
+        self._running = torch.where(next_ts.done, 0.0, self._running)
+        self._step = (self.ts, actions, next_ts)
+        self.ts = next_ts
+        self.env_steps += env.num_envs
+        return env.num_envs
+
+    def update(self, progress: float) -> dict[str, Tensor]:
+        td = self.learn(*self._step)
+        self._step = None
+        return {f"td_abs/{n}": v.abs().mean() for n, v in td.items()}
+
+    def log_info(self) -> dict[str, float]:
+        return {"epsilon": self.epsilon}
+
+    @property
+    def episode_returns(self) -> Tensor:
+        return torch.cat(self._finished) if self._finished else torch.zeros(0, device=self.device)
+
+    def weights(self) -> dict[str, Tensor]:
+        return {f"tables.{n}": t for n, t in self.tables.items()}
+
+    def load_weights(self, tensors: dict[str, Tensor]) -> None:
+        for n, t in self.tables.items():
+            t.copy_(tensors[f"tables.{n}"])
+
+    def trainer_state(self) -> dict[str, Any]:
+        ts = self.ts
+        return {"generator": self.generator.get_state(), "epsilon": self.epsilon, "env_steps": self.env_steps,
+                "running": self._running, "ts": {"obs": ts.obs, "terminated": ts.terminated,
+                                                  "truncated": ts.truncated, "action_mask": ts.action_mask}}
+
+    def load_trainer_state(self, s: dict[str, Any]) -> None:
+        self.generator.set_state(s["generator"])
+        self.epsilon, self.env_steps, self._running = float(s["epsilon"]), int(s["env_steps"]), s["running"]
+        t = s["ts"]
+        self.ts = TimeStep(obs=t["obs"], reward={}, terminated=t["terminated"], truncated=t["truncated"],
+                           final_obs=t["obs"], action_mask=t["action_mask"])
+
+    def extra_tensors(self) -> dict[str, dict[str, Tensor]]:
+        return {}
+
+    def load_extra_tensors(self, read) -> None:
+        pass
 
     def state_index(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
         """group -> (E, A_g) long state indices."""
@@ -215,7 +286,7 @@ class TabularQ:
         return out, {}
 
     @torch.no_grad()
-    def update(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep) -> dict[str, Tensor]:
+    def learn(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep) -> dict[str, Tensor]:
         """Learn from the step ``ts --actions--> next_ts``; returns group -> (E, A_g) TD errors."""
         s, s_next = self.state_index(ts.obs), self.state_index(next_ts.final_obs)
         td = {}
@@ -232,41 +303,5 @@ class TabularQ:
         return td
 
 
-@dataclass
-class TabularResult:
-    episode_returns: Tensor
-    """(N,) return of every completed episode in completion order: the mean over agents of each agent's summed reward"""
-    learner: TabularQ
-    """the trained tables (``learner.tables``) and the greedy policy (``learner.act``)"""
-    steps: int
-    """env steps taken"""
-
-
-def train_tabular(env, cfg: TabularConfig | None = None, discretizers: dict[str, Discretizer] | None = None
-                  ) -> TabularResult:
-    """Independent tabular Q-learning on a batched env (any VecEnv with discrete actions)."""
-    cfg = cfg or TabularConfig()
-    spec: EnvSpec = env.spec
-    learner = TabularQ(spec, cfg, env.device, discretizers)
-    E = env.num_envs
-    ts = env.reset(seed=cfg.seed)
-    running = torch.zeros(E, device=env.device)
-    finished: list[Tensor] = []
-    step = 0
-    while step < cfg.total_steps:
-        learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_decay_steps, step)
-        actions, _ = learner.act(ts)
-        next_ts = env.step(actions)
-        learner.update(ts, actions, next_ts)
-        running += sum(r.sum(-1) for r in next_ts.reward.values()) / spec.num_agents
-        done = next_ts.done
-        finished.append(running[done])
-        running = torch.where(done, 0.0, running)
-        ts = next_ts
-        step += E
-    returns = torch.cat(finished) if finished else torch.zeros(0, device=env.device)
-    return TabularResult(returns, learner, step)
-
-
-__all__ = ["TabularConfig", "TabularQ", "TabularResult", "train_tabular", "tabular_q_update", "epsilon_greedy",
+__all__ = ["TabularConfig", "TabularQ", "tabular_q_update", "epsilon_greedy",
            "masked_greedy", "linear_schedule"]

@@ -242,7 +242,7 @@ class Loop:
                     row = self.log()
                     bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}",
                                ret=f"{row['return']:.2f}" if "return" in row else "-")
-                if last or crossed(prev, self.step, s.eval_interval):
+                if s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval)):
                     self.evaluate(bar)
                 checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
                 if checkpointed:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from dataclasses import dataclass
 import importlib
 from pathlib import Path
 from typing import Any, Callable
@@ -22,11 +23,13 @@ import torch
 
 from fastmarl.algos.ppo import PPO
 from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
+from fastmarl.algos.tabular import TabularConfig, TabularQ
 from fastmarl.config import ConfigError, TrainConfig, resolve
 from fastmarl.envs import make
+from fastmarl.envs.wrappers import Discretizer
 from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
 from fastmarl.train.episodes import record_episode
-from fastmarl.train.loop import EVAL_SEED_OFFSET, Callback, Loop, LoopSettings, TrainResult, evaluate
+from fastmarl.train.loop import EVAL_SEED_OFFSET, Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
 from fastmarl.train.rundir import RunDir
 
 # settings that may change when a run is resumed; everything else must match
@@ -157,6 +160,31 @@ def train(config: TrainConfig | QConfig | None = None, *, resume: str | Path | N
     else:
         loop.start()
     return loop.run()
+
+
+@dataclass
+class TabularResult:
+    episode_returns: torch.Tensor
+    """(N,) return of every completed episode in completion order: the mean over agents of each agent's summed reward"""
+    learner: TabularQ
+    """the trained tables (``learner.tables``) and the greedy policy (``learner.act``)"""
+    steps: int
+    """env steps taken"""
+
+
+def train_tabular(env, cfg: TabularConfig | None = None, discretizers: dict[str, Discretizer] | None = None
+                  ) -> TabularResult:
+    """Independent tabular Q-learning (:mod:`fastmarl.algos.tabular`) on a batched env with discrete
+    actions, through the one training loop: no files, no evaluation; the result holds every training
+    episode's return."""
+    cfg = cfg or TabularConfig()
+    learner = TabularQ(env.spec, cfg, env.device, discretizers)
+    settings = LoopSettings(seed=cfg.seed, total_steps=cfg.total_steps, log_interval=cfg.total_steps,
+                            eval_interval=0, eval_episodes=0, checkpoint_interval=0, keep_checkpoints=1, gif=False,
+                            tensorboard=False, progress=False, title=f"tabular_iql {env.spec.env_id}",
+                            info={"algo": "tabular_iql", "env": env.spec.env_id})
+    run_loop(settings, learner, env, None)
+    return TabularResult(learner.episode_returns, learner, learner.env_steps)
 
 
 # -- loading a run ----------------------------------------------------------------
