@@ -129,7 +129,7 @@ class PPOConfig:
 class TrainConfig:
     """A training run: ``fastmarl train --algo mappo --env simple_spread_v3``."""
 
-    algo: Literal["ippo", "mappo"] = "mappo"
+    algo: Annotated[Literal["ippo", "mappo"], tyro.conf.Suppress] = "mappo"
     """ippo: each critic sees its agent's observation; mappo: a centralized critic on the global state"""
     env: str = "simple_spread_v3"
     """env id (see `fastmarl envs`), or a PettingZoo env module via from_pettingzoo, e.g. pz:mpe2.simple_spread_v3"""

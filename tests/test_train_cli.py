@@ -72,3 +72,29 @@ def test_cli_rejects_unknown_options(tmp_path, capsys):
 def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nope")]) == 2
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_train_help_lists_every_algorithm_as_one_choice(capsys):
+    from fastmarl.train.cli import TRAIN_ALGOS
+
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--algo {mappo,ippo,iql,vdn,qmix}" in out
+    assert set(TRAIN_ALGOS) == {"mappo", "ippo", "iql", "vdn", "qmix"}
+
+
+@pytest.mark.parametrize("algo,own,foreign", [("qmix", "--mixer-embed", "--clip-coef"),
+                                              ("mappo", "--clip-coef", "--mixer-embed")])
+def test_train_algo_help_shows_that_algorithms_options(capsys, algo, own, foreign):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--algo", algo, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert f"fastmarl train --algo {algo}" in out and own in out and foreign not in out
+
+
+def test_unknown_algo_names_the_choices(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--algo", "qmx"])
+    assert e.value.code != 0
+    assert "invalid choice: 'qmx'" in capsys.readouterr().err

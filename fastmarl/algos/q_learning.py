@@ -57,9 +57,10 @@ import copy
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
+import tyro
 from torch import Tensor, nn
 
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
@@ -79,7 +80,7 @@ from fastmarl.train.replay import EpisodeBuffer
 class QConfig:
     """IQL / VDN / QMIX: ``train_q(QConfig(algo="qmix", env="simple_spread_v3"))``."""
 
-    algo: Literal["iql", "vdn", "qmix"] = "qmix"
+    algo: Annotated[Literal["iql", "vdn", "qmix"], tyro.conf.Suppress] = "qmix"
     """iql: independent learners; vdn: Q_tot = sum of utilities; qmix: state-conditioned monotonic mixer"""
     env: str = "simple_spread_v3"
     """env id (see `fastmarl envs`); every action space must be discrete"""

@@ -1,14 +1,19 @@
 """``fastmarl train | eval | render``: tyro over the typed configs of fastmarl.config.
 
 ``fastmarl train --algo mappo --env simple_spread_v3 --total-steps 2e6``
-``fastmarl train --algo qmix --env simple_spread_v3 --total-steps 2e6`` (iql/vdn/qmix parse QConfig)
-``fastmarl train --resume runs/NAME [--total-steps 4e6]`` (PPO and value-based runs)
+``fastmarl train --algo qmix --env simple_spread_v3 --total-steps 2e6``
+``fastmarl train --algo qmix --help`` (that algorithm's own options)
+``fastmarl train --resume runs/NAME [--total-steps 4e6]`` (any algorithm's run)
 ``fastmarl eval runs/NAME [--episodes 100]``
 ``fastmarl render runs/NAME --out episode.gif``
+
+``--algo`` is one choice among every algorithm (``TRAIN_ALGOS``); it selects the
+config class that the rest of the command line is parsed into.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -16,14 +21,29 @@ from typing import Callable
 
 import tyro
 
-from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
+from fastmarl.algos.q_learning import ALGO_INFO as Q_ALGOS
+from fastmarl.algos.q_learning import QConfig
+from fastmarl.config import ALGOS as PPO_ALGOS
+from fastmarl.config import ConfigError, TrainConfig
+from fastmarl.train.checkpoint import CheckpointError
+from fastmarl.train.rundir import RunDir
+from fastmarl.train.runner import evaluate_run, render_run, train
 
 _FLAT = (tyro.conf.OmitArgPrefixes,)  # --lr rather than --ppo.lr
 
+# every algorithm `fastmarl train --algo` accepts -> (its config class, one line of help)
+TRAIN_ALGOS: dict[str, tuple[type, str]] = {
+    "mappo": (TrainConfig, "PPO with a centralized critic on the global state (on-policy; discrete or continuous)"),
+    "ippo": (TrainConfig, "independent PPO: each critic sees its agent's observation"),
+    "iql": (QConfig, "independent Q-learning, recurrent by default (off-policy; discrete actions)"),
+    "vdn": (QConfig, "value decomposition: Q_tot = sum of the agents' utilities"),
+    "qmix": (QConfig, "monotonic mixing of the utilities, conditioned on the global state"),
+}
+assert set(TRAIN_ALGOS) == set(PPO_ALGOS) | set(Q_ALGOS), "every algorithm needs a --algo entry"
+DEFAULT_ALGO = "mappo"
+
 
 def _run(cmd: str, fn: Callable[[], int]) -> int:
-    from fastmarl.train.checkpoint import CheckpointError
-
     try:
         return fn()
     except (ConfigError, CheckpointError, KeyError, TypeError, ValueError) as e:
@@ -33,69 +53,59 @@ def _run(cmd: str, fn: Callable[[], int]) -> int:
         return 2
 
 
-def _pop_option(argv: list[str], name: str) -> str | None:
-    for i, a in enumerate(argv):
-        if a == name and i + 1 < len(argv):
-            value = argv[i + 1]
-            del argv[i:i + 2]
-            return value
-        if a.startswith(name + "="):
-            del argv[i]
-            return a.split("=", 1)[1]
-    return None
-
-
-def _peek_option(argv: list[str], name: str) -> str | None:
-    rest = list(argv)
-    return _pop_option(rest, name)
+def _train_parser() -> argparse.ArgumentParser:
+    algos = "\n".join(f"  {name:<6} {help_}" for name, (_, help_) in TRAIN_ALGOS.items())
+    p = argparse.ArgumentParser(
+        prog="fastmarl train", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train agents and write a run directory (config, metrics, checkpoints, learning curve, GIF).",
+        epilog=f"algorithms:\n{algos}\n\n`fastmarl train --algo NAME --help` lists that algorithm's options.")
+    p.add_argument("--algo", choices=list(TRAIN_ALGOS), default=None,
+                   help=f"the learning algorithm (default: {DEFAULT_ALGO})")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its latest checkpoint; the other options override its "
+                        "saved config (only budgets, intervals and logging may change)")
+    p.add_argument("-h", "--help", action="store_true", help="show this help (with --algo: that algorithm's options)")
+    return p
 
 
 def train_main(argv: list[str]) -> int:
-    """Parse a TrainConfig (on top of the saved one with --resume), or a QConfig
-    when ``--algo`` is value-based (iql/vdn/qmix), and train."""
-    argv = list(argv)
-    resume = _pop_option(argv, "--resume")
+    """``--algo`` (or the resumed run's saved config) picks the config class; tyro parses the
+    rest of the command line into it; then train."""
+    parser = _train_parser()
+    known, rest = parser.parse_known_args(list(argv))
+    if known.help and known.algo is None and known.resume is None:
+        parser.print_help()
+        return 0
+    if known.help:
+        rest.append("--help")
 
     def go() -> int:
-        from fastmarl.train.rundir import RunDir
-        from fastmarl.train.runner import train
-
-        default = RunDir.open(resume).read_config() if resume else TrainConfig()
-        if not isinstance(default, TrainConfig):  # a value-based run: its QConfig, with the given overrides
-            return _train_q(argv, default.algo, resume=resume, default=default)
-        algo = _peek_option(argv, "--algo")
-        if not resume and algo in VALUE_BASED_ALGOS:
-            return _train_q(argv, algo)
-        cfg = tyro.cli(TrainConfig, args=argv, default=default, prog="fastmarl train", config=_FLAT,
-                       description="Train IPPO/MAPPO (`--algo iql|vdn|qmix --help`: the value-based options). "
-                                   "`--resume runs/NAME` continues a run from its last checkpoint "
-                                   "(then the other options override the saved config).")
-        res = train(cfg, resume=resume)
-        ev = res.final_eval
+        default = RunDir.open(known.resume).read_config() if known.resume else None
+        if default is not None and known.algo is not None and known.algo != default.algo:
+            raise ConfigError(f"{known.resume} is a {default.algo} run; --algo {known.algo} cannot resume it "
+                              "(leave --algo out)")
+        algo = default.algo if default is not None else (known.algo or DEFAULT_ALGO)
+        cls, help_ = TRAIN_ALGOS[algo]
+        if default is None:
+            default = cls(algo=algo, runs_dir="runs")
+        cfg = tyro.cli(cls, args=rest, default=default, prog=f"fastmarl train --algo {algo}", config=_FLAT,
+                       description=f"Train {algo}: {help_}. `--resume runs/NAME` continues a run from its last "
+                                   "checkpoint (then these options override the saved config).")
+        if cfg.runs_dir is None and known.resume is None:
+            raise ConfigError("--runs-dir None writes no run directory; `fastmarl train` needs one (e.g. --runs-dir "
+                              "runs); call fastmarl.train(...) from Python to train without files")
+        res = train(cfg, resume=known.resume)
         summary = f"run directory: {res.run_dir}  ({res.global_step:,} env steps)"
+        ev = res.final_eval
         if ev:
-            summary += f"\nfinal eval return per agent: deterministic {ev['return_det']:.2f}, " \
-                       f"stochastic {ev['return_stoch']:.2f}"
+            names = {"det": "deterministic", "stoch": "stochastic"}
+            modes = [m for m in names if f"return_{m}" in ev]
+            summary += "\nfinal eval return per agent: " + ", ".join(f"{names[m]} {ev[f'return_{m}']:.2f}"
+                                                                     for m in modes)
         print(summary)
         return 0
 
     return _run("train", go)
-
-
-def _train_q(argv: list[str], algo: str, resume: str | None = None, default=None) -> int:
-    from fastmarl.algos.q_learning import QConfig
-    from fastmarl.train.runner import train
-
-    cfg = tyro.cli(QConfig, args=argv, default=default or QConfig(algo=algo, runs_dir="runs"), prog="fastmarl train",
-                   description="Train IQL/VDN/QMIX (value-based, discrete actions; `fastmarl train --help` for "
-                               "IPPO/MAPPO). `--resume runs/NAME` continues a run from its last checkpoint.")
-    if cfg.runs_dir is None and resume is None:
-        raise ConfigError("--runs-dir None writes no run directory; `fastmarl train` needs one (e.g. --runs-dir "
-                          "runs); use fastmarl.train(QConfig(...)) from Python to train without files")
-    res = train(cfg, resume=resume)
-    print(f"run directory: {res.run_dir}  ({int(res.metrics['steps']):,} env steps)\n"
-          f"final eval return per agent: greedy {res.metrics['return_det']:.2f}")
-    return 0
 
 
 @dataclass
@@ -118,8 +128,6 @@ def eval_main(argv: list[str]) -> int:
     args = tyro.cli(EvalArgs, args=list(argv), prog="fastmarl eval")
 
     def go() -> int:
-        from fastmarl.train.runner import evaluate_run
-
         res = evaluate_run(args.run, args.episodes, args.checkpoint, args.seed)
         if args.json:
             print(json.dumps(res))
@@ -154,8 +162,6 @@ def render_main(argv: list[str]) -> int:
     args = tyro.cli(RenderArgs, args=list(argv), prog="fastmarl render")
 
     def go() -> int:
-        from fastmarl.train.runner import render_run
-
         path = render_run(args.run, args.out, args.checkpoint, deterministic=not args.stochastic, seed=args.seed)
         print(f"wrote {path}")
         return 0
