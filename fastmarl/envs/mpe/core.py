@@ -654,17 +654,7 @@ def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) ->
     return {**allowed, **given}
 
 
-def mix_local_global(local: Tensor, global_: Tensor | None, local_ratio: float | None) -> Tensor:
-    """mpe2's reward blend: ``global * (1 - local_ratio) + local * local_ratio``.
-
-    local (E, A); global_ (E,) or None.
-    """
-    if local_ratio is None or global_ is None:
-        return local
-    return global_[:, None] * (1 - local_ratio) + local * local_ratio
-
-
 __all__ = [
     "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
-    "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "mix_local_global", "group_of_name",
+    "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "group_of_name",
 ]
