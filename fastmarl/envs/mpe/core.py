@@ -366,6 +366,7 @@ class MPEEnv:
         blank = MPEState(z, z.clone(), torch.zeros(E, w.A, w.C, device=self.device, dtype=dtype),
                          torch.zeros(E, dtype=torch.long, device=self.device), {})
         self._state = scenario.reset(w, blank, torch.ones(E, dtype=torch.bool, device=self.device), self._gen)
+        self._cam_range0 = _cam_range(self._state.pos)  # (E,) the camera range at each episode's start (render)
         self._obs = obs = scenario.observations(w, self._state)
         self.spec = self._make_spec(obs)
         self._limits = action_limits(self.spec)
@@ -526,6 +527,8 @@ class MPEEnv:
         if any_done:
             final_state = self._global_state(s, obs)
             s = self.scenario.reset(self.world, s._replace(t=torch.where(done, 0, s.t)), done, self._gen)
+            if self.dynamic_rescaling:
+                self._cam_range0 = torch.where(done, _cam_range(s.pos), self._cam_range0)
             obs = self.scenario.observations(self.world, s)
             s = self._store(s)
         self._state = s
@@ -545,6 +548,7 @@ class MPEEnv:
         mask = reset_mask(mask, E, self.device)
         s = self._state
         s = self.scenario.reset(self.world, s._replace(t=torch.where(mask, 0, s.t)), mask, self._gen)
+        self._cam_range0 = torch.where(mask, _cam_range(s.pos), self._cam_range0)
         self._state = s = self._store(s)
         obs = self.scenario.observations(self.world, s)
         self._obs = obs
@@ -600,12 +604,17 @@ class MPEEnv:
             if a.shape != b.shape:
                 raise ValueError(f"state.{name}: expected shape {tuple(b.shape)}, got {tuple(a.shape)}")
         self._state = self._store(s)
+        self._cam_range0 = torch.where(s.t == 0, _cam_range(s.pos), self._cam_range0)  # envs set to a start
         self._obs = self.scenario.observations(self.world, s)
 
     # -- rendering ------------------------------------------------------------
     def render(self, env_index: int = 0, size: int = 700) -> np.ndarray:
         """RGB array (size, size, 3) uint8 of env ``env_index``: entities as
-        discs (mpe2's colours and 350 px per unit of size), centred like mpe2's camera."""
+        discs (mpe2's colours and 350 px per unit of size), centred like mpe2's camera.
+
+        With ``dynamic_rescaling`` (mpe2's default) the discs zoom with the camera
+        as mpe2's do: radii scaled by ``0.9 * range at the episode's start / range
+        now``, a range being the largest absolute coordinate of any entity."""
         if not 0 <= env_index < self.num_envs:
             raise IndexError(f"env_index {env_index} out of range for num_envs={self.num_envs}")
         w, s = self.world, self._state
@@ -616,6 +625,8 @@ class MPEEnv:
         cam = max(float(np.abs(pos).max()), 1e-6)
         img = np.full((size, size, 3), 255, dtype=np.uint8)
         scale = size / 700.0
+        if self.dynamic_rescaling:
+            scale *= 0.9 * float(self._cam_range0[env_index]) / cam
         ys, xs = np.mgrid[0:size, 0:size]
         draw_order = list(range(w.A, w.N)) + list(range(w.A))  # agents on top
         for e in draw_order:
@@ -631,6 +642,11 @@ class MPEEnv:
 
     def close(self) -> None:
         pass
+
+
+def _cam_range(pos: Tensor) -> Tensor:
+    """pos (E, N, 2) -> (E,): mpe2's camera range, the largest absolute coordinate of any entity."""
+    return pos.detach().abs().amax((1, 2))
 
 
 def _env_innermost(x: Tensor) -> Tensor:
