@@ -24,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.mpe.core import N_MOVES
 
 # mpe2 physics of a spread agent: v' = (1 - damping) v + accel dt u;  p' = p + v dt
 _DAMPING, _DT = 0.25, 0.1
@@ -87,7 +88,7 @@ def steer(displacement: Tensor, group: GroupSpec, deadband: float = _DEADBAND) -
         comp = torch.gather(displacement, -1, axis[..., None])[..., 0]
         action = 1 + 2 * axis + (comp > 0).long()
         return torch.where(comp.abs() < deadband, 0, action)
-    if group.action_dim != 5:
+    if group.action_dim != N_MOVES:
         raise ValueError(f"steer drives MPE movement actions (Box(5)), group {group.name!r} has "
                          f"{group.action_dim} action dimensions")
     u = (displacement / deadband).clamp(-1.0, 1.0)

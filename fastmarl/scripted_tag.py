@@ -40,11 +40,12 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.mpe.core import MOVES, N_MOVES
 
 __all__ = ["TagPreyScripted", "TagChaserScripted", "tag_layout", "move_towards"]
 
 _COAST = 0.1 * (1 - 0.25) / 0.25  # distance travelled coasting from unit velocity (dt 0.1, damping 0.25)
-_MOVES = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
+_MOVES = torch.tensor(MOVES)
 
 
 def tag_layout(spec: EnvSpec) -> tuple[int, int, int]:
@@ -60,7 +61,7 @@ def tag_layout(spec: EnvSpec) -> tuple[int, int, int]:
                          "num_landmark_neighbors are not supported")
     for name in ("agent", "adversary"):
         g = spec.groups[name]
-        if not g.discrete or g.action_dim != 5:
+        if not g.discrete or g.action_dim != N_MOVES:
             raise ValueError(f"the scripted simple_tag policies need discrete actions (Discrete(5)); group {name!r} "
                              f"has {g.action_space}: create the env with continuous_actions=False")
     return P, G, rest // 2

@@ -36,9 +36,10 @@ from fastmarl.envs.api import (
 )
 
 DIM_P = 2
-# Discrete movement actions: 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y).
-_MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
-N_MOVES = len(_MOVES)
+# Discrete movement actions (mpe2's): 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y), as unit
+# directions; every env with MPE-style discrete moves uses this table.
+MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
+N_MOVES = len(MOVES)
 # below this many envs the re-layout costs more than the vectorization gains (measured)
 ENV_LAST_MIN_ENVS = 64
 
@@ -112,7 +113,7 @@ class World:
         self.accel = torch.tensor([5.0 if a is None else a for a in accel], **f)
         self.silent = torch.tensor(wd.silent, device=device)
         self.agent_movable = self.movable[:A]
-        self.moves = torch.tensor(_MOVES, **f)
+        self.moves = torch.tensor(MOVES, **f)
         self.symbols = torch.arange(wd.dim_c, device=device)  # message symbols 0..C-1
         self.color = torch.tensor(wd.color, **f)
         self.dt, self.damping = wd.dt, wd.damping
@@ -671,6 +672,6 @@ def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) ->
 
 
 __all__ = [
-    "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
+    "MOVES", "N_MOVES", "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
     "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "group_of_name",
 ]
