@@ -13,6 +13,7 @@ import torch
 
 from fastmarl.config import ConfigError, PPOConfig
 from fastmarl.envs import make
+from fastmarl.envs.mpe.core import axis_move
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.competitive import (
     CompetitiveConfig, GroupSetup, JointPolicy, elo_sequence, elo_update, expected_score, fit_elo,
@@ -23,14 +24,6 @@ from fastmarl.train.competitive import (
 torch.set_num_threads(1)
 
 TINY = PPOConfig(num_steps=10, num_epochs=2, num_minibatches=2, hidden_size=16, num_layers=1)
-# moves of the MPE discrete action: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
-
-
-def _toward(d: torch.Tensor) -> torch.Tensor:
-    """(..., 2) displacement -> the discrete move along its larger axis."""
-    axis = d.abs().argmax(-1)
-    comp = torch.gather(d, -1, axis[..., None])[..., 0]
-    return 1 + 2 * axis + (comp > 0).long()
 
 
 class Chase:
@@ -41,7 +34,7 @@ class Chase:
         return {}
 
     def act(self, ts, carry, deterministic=True, generator=None):
-        return {"adversary": _toward(ts.obs["adversary"][..., 12:14])}, carry
+        return {"adversary": axis_move(ts.obs["adversary"][..., 12:14])}, carry
 
 
 class Seek:
@@ -54,7 +47,7 @@ class Seek:
         rel = ts.obs["agent"][..., 8:14].reshape(*ts.obs["agent"].shape[:2], 3, 2)
         nearest = rel.norm(dim=-1).argmin(-1)
         d = torch.gather(rel, 2, nearest[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
-        return {"agent": _toward(d)}, carry
+        return {"agent": axis_move(d)}, carry
 
 
 def _tiny(tmp_path, **kw) -> CompetitiveConfig:

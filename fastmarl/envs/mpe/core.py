@@ -152,6 +152,15 @@ class World:
         self.offdiag = ~torch.eye(A, dtype=torch.bool, device=device)  # (A, A)
 
 
+def axis_move(direction: Tensor, deadband: float = 0.0) -> Tensor:
+    """direction (..., 2) -> (...) long: the move of :data:`MOVES` along the axis where
+    ``direction`` is largest in absolute value (x on a tie), toward its sign (-
+    when it is 0); 0 (no-op) where that largest component is below ``deadband``."""
+    axis = direction.abs().argmax(-1)
+    comp = torch.gather(direction, -1, axis[..., None])[..., 0]
+    return torch.where(comp.abs() < deadband, 0, 1 + 2 * axis + (comp > 0).long())
+
+
 def norm2(v: Tensor) -> Tensor:
     """Euclidean norm over the last axis of length 2, written as mpe2 writes it."""
     return torch.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
@@ -672,6 +681,6 @@ def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) ->
 
 
 __all__ = [
-    "MOVES", "N_MOVES", "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
-    "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "group_of_name",
+    "MOVES", "N_MOVES", "axis_move", "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2",
+    "others_index", "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "group_of_name",
 ]

@@ -56,7 +56,7 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, check_kwargs, nearest_k
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, nearest_k
 
 GROUP = "drone"
 BASELINE = "scripted sweep: go to the nearest uncovered cell seen in the local patch or coarse map, return to charge when low"
@@ -371,10 +371,7 @@ class CoverageScripted:
         carry = {"home": go_home.to(o.dtype)}
         g = self.spec.groups[GROUP]
         if g.discrete:
-            axis = goal.abs().argmax(-1)
-            comp = torch.gather(goal, -1, axis[..., None])[..., 0]
-            a = 1 + 2 * axis + (comp > 0).long()
-            a = torch.where(stay | (goal.abs().amax(-1) < 1e-3), 0, a)
+            a = torch.where(stay, 0, axis_move(goal, 1e-3))
             if ts.action_mask is not None:
                 a = torch.where(torch.gather(ts.action_mask[GROUP], -1, a[..., None])[..., 0], a, 0)
             return {GROUP: a}, carry

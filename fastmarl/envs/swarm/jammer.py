@@ -61,12 +61,13 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, check_kwargs, norm2, others_index
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, norm2, others_index
 
 ENV_ID = "jammer_v0"
 BASELINE = ("scripted: targets follow their receiver and hop to the least-jammed channel when SINR < 10 dB; "
             "jammers chase the nearest sensed link at full power on its channel, else sweep the channels")
 DB_SCALE = 30.0
+_DEADBAND = 0.03  # the scripted movers stay put closer than this to their goal
 
 
 @dataclass(frozen=True)
@@ -404,22 +405,15 @@ class ScriptedJammerGame:
                                                              device=ot.device, dtype=ot.dtype)
         stay = ot[..., 4 + C] * DB_SCALE >= 10.0
         ch_t = torch.where(stay, ot[..., 4:4 + C].argmax(-1), interf.argmin(-1))
-        a_t = _toward(ot[..., 2:4]) + N_MOVES * ch_t
+        a_t = axis_move(ot[..., 2:4], _DEADBAND) + N_MOVES * ch_t
         # jammers: the nearest seen link's receiver and channel, else sweep the channels toward the centre
         s0 = 3 + C + self.Cj  # first target slot: [tx rel (2), rx rel (2), channel (C), seen]
         seen = oj[..., s0 + 4 + C] > 0.5
         sweep = (t[:, None] + torch.arange(self.J, device=oj.device)) % C
         ch_j = torch.where(seen, oj[..., s0 + 4:s0 + 4 + C].argmax(-1), sweep)
         goal = torch.where(seen[..., None], oj[..., s0 + 2:s0 + 4], -oj[..., 0:2])  # its receiver, or the centre
-        a_j = _toward(goal) + N_MOVES * (ch_j + self.Cj * (self.L - 1))  # full power
+        a_j = axis_move(goal, _DEADBAND) + N_MOVES * (ch_j + self.Cj * (self.L - 1))  # full power
         return {"target": a_t, "jammer": a_j}, {"t": t + 1}
-
-
-def _toward(d: Tensor, deadband: float = 0.03) -> Tensor:
-    """Move (E, A) long along the axis where displacement d (E, A, 2) is largest; 0 within deadband."""
-    axis = d.abs().argmax(-1)
-    comp = torch.gather(d, -1, axis[..., None])[..., 0]
-    return torch.where(comp.abs() < deadband, 0, 1 + 2 * axis + (comp > 0).long())
 
 
 def baseline_policy(spec: EnvSpec) -> ScriptedJammerGame:

@@ -56,7 +56,7 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, check_kwargs
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs
 
 GROUP = "pursuer"
 BASELINE = "greedy heuristic: steer along the ray that sees the nearest food, away from poison, low thrust (random thrust is the floor)"
@@ -376,9 +376,7 @@ class GreedyWaterworld:
         u = goal / goal.norm(dim=-1, keepdim=True).clamp_min(1e-6) * self.thrust
         g = self.spec.groups[GROUP]
         if g.discrete:
-            axis = u.abs().argmax(-1)
-            a = 1 + 2 * axis + (torch.gather(u, -1, axis[..., None])[..., 0] > 0).long()
-            return {GROUP: a}, {"heading": heading}
+            return {GROUP: axis_move(u)}, {"heading": heading}
         return {GROUP: u}, {"heading": heading}
 
 
