@@ -1,11 +1,12 @@
 """Helpers shared by the MPE-style envs and their scripted policies
-(fastmarl.envs.mpe.core): the five-move table and the direction -> move rule."""
+(fastmarl.envs.mpe.core): the five-move table, the direction -> move rule and
+the "every other agent" index."""
 
 from __future__ import annotations
 
 import torch
 
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, others_index
 
 
 def test_move_table_is_mpe2s():
@@ -34,3 +35,13 @@ def test_axis_move_is_the_best_aligned_move():
     torch.testing.assert_close(table[a], torch.where(d.abs() == d.abs().amax(-1, keepdim=True), d.sign(), 0.0))
     big = d.abs().amax(-1)
     torch.testing.assert_close(axis_move(d, 0.5), torch.where(big < 0.5, 0, a))
+
+
+def test_others_index():
+    assert others_index(4).tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    assert others_index(2).tolist() == [[1], [0]]
+    for n in (0, 1):
+        assert others_index(n).shape == (n, 0) and others_index(n).dtype == torch.long
+    idx = others_index(7)  # row i: every j != i once, in increasing order
+    eye = torch.eye(7, dtype=torch.bool)
+    assert torch.equal(idx, torch.arange(7).expand(7, 7)[~eye].view(7, 6))

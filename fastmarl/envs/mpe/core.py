@@ -166,10 +166,10 @@ def norm2(v: Tensor) -> Tensor:
     return torch.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
 
 
-def others_index(n: int, device: torch.device) -> Tensor:
-    """(n, n-1) long: row i lists every j != i in increasing order."""
+def others_index(n: int, device: torch.device | str | None = None) -> Tensor:
+    """(n, n-1) long: row i lists every j != i in increasing order (slot k holds k, or k + 1 from k = i on)."""
     idx = torch.arange(n, device=device)
-    return torch.stack([torch.cat([idx[:i], idx[i + 1:]]) for i in range(n)]) if n > 1 else idx.new_zeros((n, 0))
+    return idx[None, :-1] + (idx[None, :-1] >= idx[:, None]).long()
 
 
 def relative_to_self(self_pos: Tensor, targets: Tensor) -> Tensor:
