@@ -49,6 +49,7 @@ import fastmarl
 from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
 from fastmarl.algos.tabular import TabularConfig, TabularQ, linear_schedule
 from fastmarl.analysis import pursuit as pu
+from fastmarl.config import EVAL_SEED_OFFSET
 from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.wrappers import Discretizer, ScriptedGroups, select_groups
 from fastmarl.scripted import RandomPolicy
@@ -61,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "tag_capture"
 DOC = ROOT / "docs" / "tag_capture.md"
 FIG = ROOT / "docs" / "figures"
-EVAL_SEED = 1_000_003
+EVAL_SEED = EVAL_SEED_OFFSET  # evaluation seeds, as fastmarl.train.runner's
 NUM_OBSTACLES = 1 + 1  # simple_tag's default
 
 # condition -> (predator learner, prey, number of predators)

@@ -21,6 +21,8 @@ import tyro
 
 from fastmarl.envs.api import EnvSpec
 
+EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
+
 
 class ConfigError(ValueError):
     """An invalid setting or combination of settings; the message says how to fix it."""

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 
 import fastmarl
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
-from fastmarl.config import ConfigError, EnvKwargs, StepCount
+from fastmarl.config import EVAL_SEED_OFFSET, ConfigError, EnvKwargs, StepCount
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
@@ -74,8 +74,6 @@ from fastmarl.nn.mixers import QMixer, VDNMixer
 from fastmarl.nn.normalize import RunningMeanStd
 from fastmarl.train.episodes import EpisodeTracker, evaluate_policy
 from fastmarl.train.replay import EpisodeBuffer
-
-EVAL_SEED_OFFSET = 1_000_003  # as fastmarl.train.runner: eval envs never share start states with training
 
 
 # -- config -------------------------------------------------------------------------

@@ -100,7 +100,9 @@ import tyro
 from torch import Tensor
 
 from fastmarl.algos.ppo import PPO
-from fastmarl.config import ALGOS, ConfigError, Derived, EnvKwargs, PPOConfig, StepCount, TrainConfig, resolve
+from fastmarl.config import (
+    ALGOS, EVAL_SEED_OFFSET, ConfigError, Derived, EnvKwargs, PPOConfig, StepCount, TrainConfig, resolve,
+)
 from fastmarl.envs import make
 from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.scripted import RandomPolicy
@@ -110,7 +112,6 @@ from fastmarl.train.checkpoint import (
 from fastmarl.train.episodes import EpisodeTracker, Policy
 from fastmarl.train.rundir import CSVLog, Logger, RunDir, git_revision, versions
 
-EVAL_SEED_OFFSET = 1_000_003  # as the runner: evaluation never shares start states with training
 LEARNER_SEED_STRIDE = 7919  # learners of one run sample with different generators
 PRIORITY_EMA = 0.3  # weight of the newest iteration in the learner's running return against a snapshot
 MODES = ("train", "frozen", "scripted", "random")

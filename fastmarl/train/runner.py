@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from fastmarl.algos.ppo import PPO
-from fastmarl.config import ConfigError, Derived, TrainConfig, resolve
+from fastmarl.config import EVAL_SEED_OFFSET, ConfigError, Derived, TrainConfig, resolve
 from fastmarl.envs import make
 from fastmarl.train.checkpoint import (
     env_state_dict, latest_checkpoint, load_checkpoint, load_env_state_dict, save_checkpoint,
@@ -40,7 +40,6 @@ if TYPE_CHECKING:  # imported lazily below: q_learning imports fastmarl.train's 
 # settings that may change when a run is resumed; everything else must match
 RESUMABLE_CHANGES = {"total_steps", "eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
                      "gif", "tensorboard", "progress", "threads", "runs_dir", "name"}
-EVAL_SEED_OFFSET = 1_000_003  # eval envs never share start states with training envs
 
 
 @dataclass
