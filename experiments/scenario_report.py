@@ -90,6 +90,7 @@ class ScenarioRun:
 
     def __post_init__(self):
         from fastmarl.config import PPOConfig
+        from fastmarl.envs.api import check_known_keys
 
         if self.algo not in ("mappo", "ippo"):
             raise ValueError(f"ScenarioRun.algo must be 'mappo' or 'ippo', got {self.algo!r}")
@@ -97,10 +98,7 @@ class ScenarioRun:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ScenarioRun.{name} must be a positive int, got {v!r}")
-        known = {f.name for f in dataclasses.fields(PPOConfig)}
-        unknown = sorted(set(self.ppo) - known)
-        if unknown:
-            raise ValueError(f"ScenarioRun.ppo: unknown PPOConfig field(s) {unknown}; known: {sorted(known)}")
+        check_known_keys(self.ppo, [f.name for f in dataclasses.fields(PPOConfig)], "PPOConfig key in ScenarioRun.ppo")
 
     def train_config(self, env_id: str, seed: int, runs_dir: Path, total_steps: int | None = None):
         from fastmarl.config import PPOConfig, TrainConfig

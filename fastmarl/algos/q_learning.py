@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +66,7 @@ from torch import Tensor, nn
 import fastmarl
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
 from fastmarl.config import EVAL_SEED_OFFSET, ConfigError, EnvKwargs, StepCount
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys
 from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
@@ -203,12 +202,7 @@ class QConfig:
         """Build from a dict (e.g. a run's config.json); unknown keys are errors."""
         if not isinstance(d, dict):
             raise ConfigError(f"expected a mapping, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            hints = [k + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, names, n=1)) else "")
-                     for k in unknown]
-            raise ConfigError(f"unknown QConfig key(s) {', '.join(hints)}; known keys: {sorted(names)}")
+        check_known_keys(d, [f.name for f in dataclasses.fields(cls)], "QConfig key", ConfigError)
         return cls(**d)
 
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, TimeStep, check_known_keys
 from fastmarl.envs.wrappers import WARN_ENTRIES, Discretizer, check_table_size
 
 
@@ -153,10 +153,7 @@ class TabularConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TabularConfig":
         """Unknown keys are errors (a typo never silently uses a default)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TabularConfig key(s) {unknown}; known keys: {sorted(known)}")
+        check_known_keys(d, [f.name for f in dataclasses.fields(cls)], "TabularConfig key")
         return cls(**d)
 
 

@@ -33,6 +33,8 @@ ended, ``final_obs`` is the same object as ``obs`` and ``final_state`` is None
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -111,10 +113,9 @@ class EnvSpec:
 
     def group_of(self, agent: str) -> tuple[str, int]:
         """(group name, index in the group) of an agent name."""
-        for g in self.groups.values():
-            if agent in g.agents:
-                return g.name, g.agents.index(agent)
-        raise KeyError(f"unknown agent {agent!r}; agents are {list(self.agents)}")
+        check_known_keys([agent], self.agents, f"agent of {self.env_id}", KeyError)
+        g = next(g for g in self.groups.values() if agent in g.agents)
+        return g.name, g.agents.index(agent)
 
 
 @dataclass
@@ -139,6 +140,28 @@ class TimeStep:
 
 class ActionError(ValueError):
     """An action given to ``step`` is malformed; the env state is unchanged."""
+
+
+def check_known_keys(given: Iterable[str], known: Iterable[str], what: str,
+                     error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` if a name of ``given`` is not in ``known`` (a typo never
+    silently falls back to a default).
+
+    The message names every unknown one with the closest known name (difflib)
+    and lists the known ones, e.g. for ``what="simple_spread_v3 keyword
+    argument"``: ``unknown simple_spread_v3 keyword argument: 'local_ration' (did
+    you mean 'local_ratio'?); valid: ['N', 'local_ratio', ...]``. ``what`` says
+    what the names are, with the context a user needs to find them."""
+    known = list(known)
+    unknown = [k for k in given if k not in known]
+    if not unknown:
+        return
+    names = [str(k) for k in known]
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(str(k), names, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise error(f"unknown {what}: {', '.join(hints)}; valid: {sorted(known)}")
 
 
 @runtime_checkable

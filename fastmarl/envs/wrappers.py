@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys
 
 Encoding = Literal["bins", "integer", "onehot"]
 WARN_ENTRIES = 10_000_000
@@ -262,9 +262,7 @@ class ScriptedGroups:
 
     def __init__(self, env, policies: dict, deterministic: bool = True, seed: int = 0):
         spec: EnvSpec = env.spec
-        unknown = [g for g in policies if g not in spec.groups]
-        if unknown:
-            raise ValueError(f"no group(s) {unknown} in {spec.env_id}; its groups are {list(spec.groups)}")
+        check_known_keys(policies, spec.groups, f"group of {spec.env_id}")
         if not policies:
             raise ValueError("give at least one group to script ({group: policy}); otherwise use the env itself")
         kept = [g for g in spec.groups if g not in policies]

@@ -20,7 +20,6 @@ update uses the velocity from *before* the force is applied, as mpe2 does.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -32,7 +31,7 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     ActionError, EnvSpec, GroupSpec, TimeStep, action_limits, action_range_violations, check_action_structure,
-    reset_mask, validate_actions,
+    check_known_keys, reset_mask, validate_actions,
 )
 
 DIM_P = 2
@@ -669,14 +668,9 @@ def _env_innermost(x: Tensor) -> Tensor:
 
 
 def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``given`` over ``allowed`` defaults; unknown keys are an error with suggestions."""
-    unknown = [k for k in given if k not in allowed]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, list(allowed), n=2)
-            hints.append(f"{k!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
-        raise TypeError(f"{env_id}: unknown keyword argument(s) {', '.join(hints)}; accepted: {sorted(allowed)}")
+    """Merge ``given`` over ``allowed`` defaults; an unknown key is a TypeError (as for any
+    unexpected keyword argument) naming it with the closest accepted one."""
+    check_known_keys(given, allowed, f"{env_id} keyword argument", TypeError)
     return {**allowed, **given}
 
 
