@@ -438,7 +438,7 @@ def make_mixer(cfg: QConfig, group: GroupSpec, state_dim: int) -> nn.Module | No
 class QLearner:
     """Networks, target networks, optimizers, acting and the TD update of every group.
 
-    ``act`` follows the Policy protocol of :mod:`fastmarl.train.episodes`
+    ``act`` follows the :class:`~fastmarl.envs.api.Policy` protocol
     (deterministic: greedy; else epsilon-greedy with the current ``epsilon``).
     """
 

@@ -189,6 +189,50 @@ class VecEnv(Protocol):
         ...
 
 
+class Policy(Protocol):
+    """What acting in an env needs from a policy (learned or scripted): evaluation,
+    scripted groups (:class:`fastmarl.envs.wrappers.ScriptedGroups`), self-play."""
+
+    def initial_carry(self, num_envs: int) -> Any:
+        """Recurrent state for ``num_envs`` envs (anything; ``{}`` when stateless)."""
+        ...
+
+    def act(self, ts: TimeStep, carry: Any, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Any]:
+        """Actions group -> (E, A_g[, D]) for the observations in ``ts``; the new carry.
+        ``ts.done`` marks envs whose ``ts.obs`` begins a new episode."""
+        ...
+
+
+class JointPolicy:
+    """Several policies acting together as one :class:`Policy`: ``policies`` maps
+    group -> policy, and only that group's actions are taken from it. Every policy
+    sees the whole TimeStep; one assigned to several groups acts once per step.
+    The carry is a list, one per distinct policy (in order of first appearance)."""
+
+    def __init__(self, policies: dict[str, Policy]):
+        self.sources: list[tuple[Policy, list[str]]] = []  # (policy, the groups it acts for)
+        for group, pol in policies.items():
+            for src, groups in self.sources:
+                if src is pol:
+                    groups.append(group)
+                    break
+            else:
+                self.sources.append((pol, [group]))
+
+    def initial_carry(self, num_envs: int) -> list:
+        return [pol.initial_carry(num_envs) for pol, _ in self.sources]
+
+    def act(self, ts: TimeStep, carry: list, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], list]:
+        actions, new = {}, []
+        for (pol, groups), c in zip(self.sources, carry):
+            a, c = pol.act(ts, c, deterministic, generator)
+            actions.update({g: a[g] for g in groups})
+            new.append(c)
+        return actions, new
+
+
 def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.device) -> None:
     """Raise ActionError naming the group, what was expected and what was received.
 

@@ -104,12 +104,12 @@ from fastmarl.config import (
     resolve,
 )
 from fastmarl.envs import make
-from fastmarl.envs.api import EnvSpec, TimeStep, check_known_keys
+from fastmarl.envs.api import EnvSpec, JointPolicy, Policy, TimeStep, check_known_keys
 from fastmarl.scripted import RandomPolicy
 from fastmarl.train.checkpoint import (
     atomic_write_text, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint,
 )
-from fastmarl.train.episodes import EpisodeTracker, Policy
+from fastmarl.train.episodes import EpisodeTracker
 from fastmarl.train.rundir import CSVLog, Logger, RunDir, git_revision, versions
 
 LEARNER_SEED_STRIDE = 7919  # learners of one run sample with different generators
@@ -332,34 +332,6 @@ def scripted_policy(name: str, env, env_kwargs: dict[str, Any] | None = None) ->
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         kwargs = {k: v for k, v in env_kwargs.items() if takes_any or k in params}
     return factory(env.spec, **kwargs)
-
-
-class JointPolicy:
-    """Several policies acting together: ``policies`` maps group -> Policy, and only
-    that group's actions are taken from it (a policy assigned to several groups
-    acts once). Follows the Policy protocol; the carry is one per policy."""
-
-    def __init__(self, policies: dict[str, Policy]):
-        self.sources: list[tuple[Policy, list[str]]] = []
-        for group, pol in policies.items():
-            for src, groups in self.sources:
-                if src is pol:
-                    groups.append(group)
-                    break
-            else:
-                self.sources.append((pol, [group]))
-
-    def initial_carry(self, num_envs: int) -> list:
-        return [pol.initial_carry(num_envs) for pol, _ in self.sources]
-
-    def act(self, ts: TimeStep, carry: list, deterministic: bool = False,
-            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], list]:
-        actions, new = {}, []
-        for (pol, groups), c in zip(self.sources, carry):
-            a, c = pol.act(ts, c, deterministic, generator)
-            actions.update({g: a[g] for g in groups})
-            new.append(c)
-        return actions, new
 
 
 # -- learners, snapshots and the pool -----------------------------------------------

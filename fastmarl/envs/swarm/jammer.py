@@ -417,7 +417,7 @@ class ScriptedJammerGame:
 
 
 def baseline_policy(spec: EnvSpec) -> ScriptedJammerGame:
-    """Scripted policy driving both groups (the Policy protocol of fastmarl.train.episodes)."""
+    """Scripted policy driving both groups (the Policy protocol of fastmarl.envs.api)."""
     return ScriptedJammerGame(spec)
 
 
