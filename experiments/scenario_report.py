@@ -23,7 +23,7 @@ algorithm, budget, env kwargs, PPO overrides):
    trained-vs-baseline difference is paired (same episodes). Two-group
    (competitive) envs: every group trains at once (the runner trains all
    groups); each trained group also plays against the other groups' baseline,
-   through :class:`GroupMix` (group -> policy);
+   through :class:`fastmarl.envs.api.JointPolicy` (group -> policy);
 4. renders GIFs of random and trained behaviour (downscaled, every other frame)
    to ``docs/scenarios/figures/<env_id>_{random,trained}.gif``;
 5. times env-steps/s with random actions at 1, 64 and 8192 envs on 1 thread
@@ -90,6 +90,7 @@ class ScenarioRun:
 
     def __post_init__(self):
         from fastmarl.config import PPOConfig
+        from fastmarl.envs.api import check_known_keys
 
         if self.algo not in ("mappo", "ippo"):
             raise ValueError(f"ScenarioRun.algo must be 'mappo' or 'ippo', got {self.algo!r}")
@@ -97,10 +98,7 @@ class ScenarioRun:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ScenarioRun.{name} must be a positive int, got {v!r}")
-        known = {f.name for f in dataclasses.fields(PPOConfig)}
-        unknown = sorted(set(self.ppo) - known)
-        if unknown:
-            raise ValueError(f"ScenarioRun.ppo: unknown PPOConfig field(s) {unknown}; known: {sorted(known)}")
+        check_known_keys(self.ppo, [f.name for f in dataclasses.fields(PPOConfig)], "PPOConfig key in ScenarioRun.ppo")
 
     def train_config(self, env_id: str, seed: int, runs_dir: Path, total_steps: int | None = None):
         from fastmarl.config import PPOConfig, TrainConfig
@@ -147,41 +145,6 @@ SCENARIOS: dict[str, ScenarioRun] = {
                                        "30 sensors, 500 steps), continuous thrust; at 500k steps the return "
                                        "was still rising."),
 }
-
-
-# -- policies ------------------------------------------------------------------------
-
-class GroupMix:
-    """A policy that takes each group's actions from its own source policy.
-
-    ``sources``: group -> policy (the Policy protocol of
-    :mod:`fastmarl.train.episodes`). Every source sees the whole TimeStep (a
-    trained PPO policy acts for all groups it was built for); only the actions
-    of the groups it is named for are kept. Carries are kept per source."""
-
-    def __init__(self, sources: dict[str, Any]):
-        if not sources:
-            raise ValueError("GroupMix needs at least one group -> policy")
-        self.sources = dict(sources)
-        self._distinct: list[Any] = []
-        for p in self.sources.values():
-            if not any(p is q for q in self._distinct):
-                self._distinct.append(p)
-
-    def initial_carry(self, num_envs: int) -> list:
-        return [p.initial_carry(num_envs) for p in self._distinct]
-
-    def act(self, ts, carry: list, deterministic: bool = False, generator: torch.Generator | None = None):
-        outs, new_carry = [], []
-        for p, c in zip(self._distinct, carry):
-            a, c2 = p.act(ts, c, deterministic, generator)
-            outs.append(a)
-            new_carry.append(c2)
-        actions = {}
-        for group, p in self.sources.items():
-            i = next(k for k, q in enumerate(self._distinct) if q is p)
-            actions[group] = outs[i][group]
-        return actions, new_carry
 
 
 def scenario_module(env_id: str, env_kwargs: dict[str, Any]):
@@ -297,6 +260,7 @@ def evaluate_setups(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episo
                     eval_seed: int = EVAL_SEED) -> dict[str, dict[str, list[float]]]:
     """setup name -> group -> one return per replicate (see the module docstring)."""
     import fastmarl
+    from fastmarl.envs.api import JointPolicy
     from fastmarl.scripted import RandomPolicy
     from fastmarl.train.episodes import evaluate_policy
     from fastmarl.train.runner import load_policy
@@ -318,9 +282,9 @@ def evaluate_setups(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episo
         setups["trained vs trained"] = lambda j: (trained[j], True)
         for g in groups:
             setups[f"trained {g} vs baseline"] = lambda j, g=g: (
-                GroupMix({h: trained[j] if h == g else baseline for h in groups}), True)
+                JointPolicy({h: trained[j] if h == g else baseline for h in groups}), True)
             setups[f"random {g} vs baseline"] = lambda j, g=g: (
-                GroupMix({h: rand if h == g else baseline for h in groups}), True)
+                JointPolicy({h: rand if h == g else baseline for h in groups}), True)
     out: dict[str, dict[str, list[float]]] = {name: {g: [] for g in groups} for name in setups}
     for j in range(len(run_dirs)):
         for name, make in setups.items():
@@ -693,6 +657,7 @@ def pursuit_roles(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episode
     :func:`pursuer_geometry` for the trained pursuers (against the baseline evaders) and, as a control,
     for the scripted pursuers, which are identical by construction (their differences are noise)."""
     import fastmarl
+    from fastmarl.envs.api import JointPolicy
     from fastmarl.train.runner import load_policy
 
     env = fastmarl.make(env_id, num_envs=episodes, seed=EVAL_SEED, **entry.env_kwargs)
@@ -700,7 +665,7 @@ def pursuit_roles(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episode
     baseline = make_baseline(scenario_module(env_id, entry.env_kwargs), env.spec, entry.env_kwargs)
 
     def with_pursuers(p):
-        return GroupMix({g: p if g == "pursuer" else baseline for g in groups})
+        return JointPolicy({g: p if g == "pursuer" else baseline for g in groups})
 
     control = pursuer_geometry(with_pursuers(baseline), env, EVAL_SEED)
     trained = [pursuer_geometry(with_pursuers(load_policy(d, num_envs=1)[0]), env, EVAL_SEED + j)

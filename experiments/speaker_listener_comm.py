@@ -264,10 +264,11 @@ def comm_stats(data: dict[str, Tensor]) -> dict[str, float]:
 
 
 def measure_seed(seed: int, episodes: int, states: int) -> dict:
+    from fastmarl.config import EVAL_SEED_OFFSET
     from fastmarl.train.runner import load_policy
 
     torch.set_num_threads(1)
-    eval_seed = 1_000_003 + seed
+    eval_seed = EVAL_SEED_OFFSET + seed
     env = make_eval_env(episodes, eval_seed)
     trained, *_ = load_policy(OUT / f"trained_s{seed}")
     res: dict = {"seed": seed, "trained": ablation_returns(trained, env, eval_seed)}

@@ -51,6 +51,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fastmarl.envs.mpe.core import N_MOVES
+
 ENV = "simple_spread_v3"
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "spread_comm"
@@ -58,7 +60,6 @@ FIGURES = ROOT / "docs" / "figures"
 VARIANTS = ("none", "bit", "dial", "commnet", "tarmac")
 DISCRETE = ("bit", "dial")
 ABLATIONS = ("intact", "zeroed", "shuffled", "random")
-N_MOVES = 5
 CI_LEVEL = 0.95
 WEAK_SHARE = 0.05  # a used channel whose scrambling costs less than this share of the training gain is "weak"
 LABEL = {"none": "no channel", "bit": "1-bit env channel", "dial": "1-bit DIAL", "commnet": "CommNet",

@@ -49,7 +49,8 @@ import fastmarl
 from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
 from fastmarl.algos.tabular import TabularConfig, TabularQ, linear_schedule
 from fastmarl.analysis import pursuit as pu
-from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.config import EVAL_SEED_OFFSET
+from fastmarl.envs.api import EnvSpec, JointPolicy, TimeStep
 from fastmarl.envs.wrappers import Discretizer, ScriptedGroups, select_groups
 from fastmarl.scripted import RandomPolicy
 from fastmarl.scripted_tag import TagChaserScripted, TagPreyScripted
@@ -61,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "tag_capture"
 DOC = ROOT / "docs" / "tag_capture.md"
 FIG = ROOT / "docs" / "figures"
-EVAL_SEED = 1_000_003
+EVAL_SEED = EVAL_SEED_OFFSET  # evaluation seeds, as fastmarl.train.runner's
 NUM_OBSTACLES = 1 + 1  # simple_tag's default
 
 # condition -> (predator learner, prey, number of predators)
@@ -123,8 +124,11 @@ class DeepIQL:
         self.buffer = EpisodeBuffer(cfg.buffer_size, derived.max_seq_len, cfg.num_envs, *self.learner.buffer_fields())
         self.credit = 0.0
 
-    def act(self, ts: TimeStep, deterministic: bool, generator=None) -> dict[str, Tensor]:
-        return self.learner.act(select_groups(ts, self.groups), {}, deterministic, generator)[0]
+    def initial_carry(self, num_envs: int) -> dict:
+        return {}
+
+    def act(self, ts: TimeStep, carry: dict, deterministic: bool = False, generator=None):
+        return self.learner.act(select_groups(ts, self.groups), {}, deterministic, generator)[0], carry
 
     def learn(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep, step: int) -> None:
         cfg = self.cfg
@@ -154,8 +158,11 @@ class Tabular:
         self.groups, self.cfg = groups, cfg
         self.learner = TabularQ(_sub_spec(spec, groups), cfg, "cpu", {g: discretizer for g in groups})
 
-    def act(self, ts: TimeStep, deterministic: bool, generator=None) -> dict[str, Tensor]:
-        return self.learner.act(select_groups(ts, self.groups), {}, deterministic, generator)[0]
+    def initial_carry(self, num_envs: int) -> dict:
+        return {}
+
+    def act(self, ts: TimeStep, carry: dict, deterministic: bool = False, generator=None):
+        return self.learner.act(select_groups(ts, self.groups), {}, deterministic, generator)[0], carry
 
     def learn(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep, step: int) -> None:
         own = {g: actions[g] for g in self.groups}
@@ -172,29 +179,22 @@ class Tabular:
 
 
 class Fixed:
-    """A scripted policy in the controller interface (acts for ``group``, learns nothing)."""
+    """A scripted policy in the controller interface (acts greedily for ``group``, learns nothing)."""
 
     def __init__(self, policy, group: str):
-        self.policy, self.group = policy, group
-
-    def act(self, ts: TimeStep, deterministic: bool, generator=None) -> dict[str, Tensor]:
-        return {self.group: self.policy.act(select_groups(ts, [self.group]), {}, True, generator)[0][self.group]}
-
-
-class Joint:
-    """Several controllers (DeepIQL, Tabular, Fixed) as one Policy (for evaluation and GIFs)."""
-
-    def __init__(self, controllers: list):
-        self.controllers = controllers
+        self.policy, self.groups = policy, [group]
 
     def initial_carry(self, num_envs: int) -> dict:
         return {}
 
-    def act(self, ts, carry, deterministic=True, generator=None):
-        out = {}
-        for c in self.controllers:
-            out.update(c.act(ts, deterministic, generator))
-        return out, carry
+    def act(self, ts: TimeStep, carry: dict, deterministic: bool = True, generator=None):
+        g = self.groups[0]
+        return {g: self.policy.act(select_groups(ts, [g]), {}, True, generator)[0][g]}, carry
+
+
+def joint(controllers: list) -> JointPolicy:
+    """Controllers (DeepIQL, Tabular, Fixed: each a Policy for its own ``groups``) as one Policy."""
+    return JointPolicy({g: c for c in controllers for g in c.groups})
 
 
 # -- building, evaluating, training ------------------------------------------------------
@@ -211,13 +211,14 @@ def make_env(num_envs: int, seed: int, P: int, prey: str, prey_policy=None):
 def evaluate(predators, prey_learner, P: int, episodes: int, seed: int) -> dict:
     """Greedy episodes vs the learned prey (``prey_learner``) or, if None, the scripted prey."""
     env = make_env(episodes, seed, P, "scripted" if prey_learner is None else "learning")
-    policy = Joint([predators] + ([prey_learner] if prey_learner is not None else []))
+    policy = joint([predators] + ([prey_learner] if prey_learner is not None else []))
     gen = torch.Generator().manual_seed(seed)
     ts = env.reset(seed=seed)
     T = env.spec.max_episode_steps
     frames, prey_return = [], torch.zeros(episodes)
+    carry = policy.initial_carry(episodes)
     for _ in range(T):
-        actions, _ = policy.act(ts, {}, True, gen)
+        actions, carry = policy.act(ts, carry, True, gen)
         ts = env.step(actions)
         frames.append(pu.tag_positions(ts.final_obs["adversary"], P, 1, NUM_OBSTACLES))
         full = env.last_timestep if isinstance(env, ScriptedGroups) else ts
@@ -267,8 +268,8 @@ def train_run(cond: str, seed: int, steps: int, eval_every: int, eval_episodes: 
             pcfg = QConfig(**{**pcfg.to_dict(), "num_envs": E})
         prey_learner = DeepIQL(full_spec, ["agent"], pcfg)
         learners.append(prey_learner)
-    policy = Joint(learners)
-    ts = env.reset(seed=seed)
+    policy = joint(learners)
+    ts, carry = env.reset(seed=seed), policy.initial_carry(E)
     captured = torch.zeros(E, dtype=torch.bool)
     train_rows, evals, snapshots = [], [], {}
     ep_done = ep_captured = 0.0
@@ -287,7 +288,7 @@ def train_run(cond: str, seed: int, steps: int, eval_every: int, eval_episodes: 
             next_eval += eval_every
         if step >= steps:
             break
-        actions, _ = policy.act(ts, {}, deterministic=False)
+        actions, carry = policy.act(ts, carry, deterministic=False)
         next_ts = env.step(actions)
         for lr in learners:
             lr.learn(ts, actions, next_ts, step)
@@ -427,7 +428,7 @@ def gifs(runs: dict[str, list[dict]], out: Path) -> list[str]:
                 pr.load_state_dict(snaps[when]["prey"])
                 ctl.append(pr)
             name = f"tag_capture_{cond}_{when}.gif"
-            record_episode(Joint(ctl), env, FIG / name, deterministic=True, seed=7, fps=8)
+            record_episode(joint(ctl), env, FIG / name, deterministic=True, seed=7, fps=8)
             made.append((name, snaps[when]["step"]))
     return made
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from fastmarl.envs.api import check_known_keys
+
 # command -> (module, function, one-line help)
 COMMANDS = {
     "envs": ("fastmarl.envs.cli", "main", "list the registered environments"),
@@ -33,12 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd not in COMMANDS:
-        import difflib
-
-        close = difflib.get_close_matches(cmd, list(COMMANDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        print(f"fastmarl: unknown command {cmd!r}{hint}\n\n{_usage()}", file=sys.stderr)
+    try:
+        check_known_keys([cmd], COMMANDS, "command")
+    except ValueError as e:
+        print(f"fastmarl: {e}\n\n{_usage()}", file=sys.stderr)
         return 2
     module, func, _ = COMMANDS[cmd]
     try:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from fastmarl.envs.api import EnvSpec
+from fastmarl.envs.api import EnvSpec, check_known_keys
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
 
 
 class ConfigError(ValueError):
@@ -189,17 +190,16 @@ class TrainConfig:
         return _from_dict(cls, d, "")
 
 
+def config_key_kind(cls: type, where: str) -> str:
+    """How an unknown-key error names a key of config class ``cls`` found at ``where``
+    (a dotted prefix such as ``"ppo."``, or ``""`` at the top)."""
+    return f"{cls.__name__} key" + (f" in {where.rstrip('.')}" if where else "")
+
+
 def _from_dict(cls, d: dict[str, Any], where: str):
     if not isinstance(d, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(d).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in d if k not in fields]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, list(fields), n=1)
-            hints.append(f"{where}{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        raise ConfigError(f"unknown config key(s) {', '.join(hints)}; known keys: {sorted(fields)}")
+    check_known_keys(d, [f.name for f in dataclasses.fields(cls)], config_key_kind(cls, where), ConfigError)
     kw = {}
     for k, v in d.items():
         if k == "ppo":
@@ -226,7 +226,7 @@ ALGOS = {
     "mappo": AlgoInfo("mappo", centralized_critic=True, needs_state=True),
 }
 # value-based algorithms: configured by fastmarl.algos.q_learning.QConfig (its ALGO_INFO holds their capabilities);
-# `fastmarl train --algo qmix` and `fastmarl.train(QConfig(...))` dispatch to its train_q
+# `fastmarl train --algo qmix` and `fastmarl.train(QConfig(...))` run its QLearner in the one loop
 VALUE_BASED_ALGOS = ("iql", "vdn", "qmix")
 
 

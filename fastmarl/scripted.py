@@ -24,6 +24,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.mpe.core import N_MOVES, axis_move
 
 # mpe2 physics of a spread agent: v' = (1 - damping) v + accel dt u;  p' = p + v dt
 _DAMPING, _DT = 0.25, 0.1
@@ -66,12 +67,7 @@ class SpreadScripted:
         obs = ts.obs["agent"]
         vel, pos = obs[:, :, 0:2], obs[:, :, 2:4]
         d = self.targets(obs) - pos - vel * _COAST  # (E, N, 2) displacement still needed after coasting
-        axis = d.abs().argmax(-1)  # push along the axis that is furthest off
-        comp = torch.gather(d, -1, axis[..., None])[..., 0]
-        # moves: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
-        action = 1 + 2 * axis + (comp > 0).long()
-        action = torch.where(comp.abs() < _DEADBAND, 0, action)
-        return {"agent": action}, carry
+        return {"agent": axis_move(d, _DEADBAND)}, carry  # push along the axis that is furthest off
 
 
 def steer(displacement: Tensor, group: GroupSpec, deadband: float = _DEADBAND) -> Tensor:
@@ -83,11 +79,8 @@ def steer(displacement: Tensor, group: GroupSpec, deadband: float = _DEADBAND) -
     Callers subtract the coasting distance ``vel * COAST`` from the displacement
     they want so agents brake in time. Returns (E, A) long or (E, A, 5)."""
     if group.discrete:
-        axis = displacement.abs().argmax(-1)
-        comp = torch.gather(displacement, -1, axis[..., None])[..., 0]
-        action = 1 + 2 * axis + (comp > 0).long()
-        return torch.where(comp.abs() < deadband, 0, action)
-    if group.action_dim != 5:
+        return axis_move(displacement, deadband)
+    if group.action_dim != N_MOVES:
         raise ValueError(f"steer drives MPE movement actions (Box(5)), group {group.name!r} has "
                          f"{group.action_dim} action dimensions")
     u = (displacement / deadband).clamp(-1.0, 1.0)

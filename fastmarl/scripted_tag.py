@@ -40,11 +40,11 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.mpe.core import N_MOVES, axis_move
 
 __all__ = ["TagPreyScripted", "TagChaserScripted", "tag_layout", "move_towards"]
 
 _COAST = 0.1 * (1 - 0.25) / 0.25  # distance travelled coasting from unit velocity (dt 0.1, damping 0.25)
-_MOVES = torch.tensor([[0.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [0.0, -1.0], [0.0, 1.0]])
 
 
 def tag_layout(spec: EnvSpec) -> tuple[int, int, int]:
@@ -60,7 +60,7 @@ def tag_layout(spec: EnvSpec) -> tuple[int, int, int]:
                          "num_landmark_neighbors are not supported")
     for name in ("agent", "adversary"):
         g = spec.groups[name]
-        if not g.discrete or g.action_dim != 5:
+        if not g.discrete or g.action_dim != N_MOVES:
             raise ValueError(f"the scripted simple_tag policies need discrete actions (Discrete(5)); group {name!r} "
                              f"has {g.action_space}: create the env with continuous_actions=False")
     return P, G, rest // 2
@@ -68,9 +68,8 @@ def tag_layout(spec: EnvSpec) -> tuple[int, int, int]:
 
 def move_towards(direction: Tensor) -> Tensor:
     """direction (..., 2) -> (...) long: the MPE move closest in direction (0 no-op only for a zero vector)."""
-    score = direction @ _MOVES.to(direction.device, direction.dtype).T  # (..., 5)
     zero = torch.linalg.vector_norm(direction, dim=-1) < 1e-9
-    return torch.where(zero, 0, score[..., 1:].argmax(-1) + 1)
+    return torch.where(zero, 0, axis_move(direction))
 
 
 class TagPreyScripted:

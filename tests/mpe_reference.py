@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import fastmarl
-from fastmarl.envs.mpe.core import MPEState
+from fastmarl.envs.mpe.core import MPEState, axis_move
 
 # scenario-specific state: env_id -> fn(list of mpe2 worlds, our env) -> extra dict
 EXTRA_SYNC: dict[str, Callable[[list[Any], Any], dict[str, torch.Tensor]]] = {}
@@ -151,9 +151,9 @@ def run_lockstep(env_id: str, steps: int = 200, num_envs: int = 3, continuous: b
 
 def move_toward(delta: np.ndarray, continuous: bool) -> np.ndarray:
     """Actions moving along delta (..., 2): discrete (...) or continuous (..., 5) float32."""
-    dx, dy = delta[..., 0], delta[..., 1]
     if not continuous:
-        return np.where(np.abs(dx) >= np.abs(dy), np.where(dx > 0, 2, 1), np.where(dy > 0, 4, 3))
+        return axis_move(torch.as_tensor(delta)).numpy()
+    dx, dy = delta[..., 0], delta[..., 1]
     a = np.zeros(delta.shape[:-1] + (5,), dtype=np.float32)
     a[..., 1], a[..., 2] = np.clip(-dx * 3, 0, 1), np.clip(dx * 3, 0, 1)
     a[..., 3], a[..., 4] = np.clip(-dy * 3, 0, 1), np.clip(dy * 3, 0, 1)

@@ -11,6 +11,7 @@ import torch
 
 import fastmarl
 from fastmarl.envs import ActionError
+from fastmarl.envs.api import check_known_keys
 
 E = 3  # simple_spread_v3, N=3: group "agent" with 3 agents
 
@@ -106,25 +107,37 @@ def test_validation_is_on_by_default():
 # ---------------------------------------------------------------------------
 
 
+def test_check_known_keys_names_each_unknown_key():
+    known = {"lr": 1, "gamma": 2, "gae_lambda": 3}
+    check_known_keys({"lr": 0, "gamma": 0}, known, "PPOConfig key")  # all known: nothing raised
+    check_known_keys([], known, "PPOConfig key")
+    with pytest.raises(ValueError) as info:
+        check_known_keys(["lrr", "gama", "zzz"], known, "PPOConfig key")
+    assert str(info.value) == ("unknown PPOConfig key: 'lrr' (did you mean 'lr'?), 'gama' (did you mean 'gamma'?), "
+                               "'zzz'; valid: ['gae_lambda', 'gamma', 'lr']")
+    with pytest.raises(TypeError, match=r"^unknown thing: 'b'; valid: \['a'\]$"):
+        check_known_keys("ab", "a", "thing", TypeError)  # any iterables of names, any error type
+
+
 def test_unknown_env_id_suggests_close_matches():
-    with pytest.raises(KeyError, match=r"unknown env id 'simple_sprad_v3'.*did you mean 'simple_spread_v3'"):
+    with pytest.raises(KeyError, match=r"unknown env id .*: 'simple_sprad_v3' \(did you mean 'simple_spread_v3'\?\)"):
         fastmarl.make("simple_sprad_v3")
     with pytest.raises(KeyError, match=r"did you mean 'simple_tag_v3'"):
         fastmarl.make("simple_tag_v2")
-    with pytest.raises(KeyError, match=r"unknown env id 'pong'") as info:
+    with pytest.raises(KeyError, match=r"unknown env id .*: 'pong'; valid: \[.*'simple_spread_v3'") as info:
         fastmarl.make("pong")
     assert "did you mean" not in str(info.value)  # nothing close: no misleading hint
 
 
 def test_unknown_kwarg_is_named_with_suggestions():
-    with pytest.raises(TypeError, match=r"simple_spread_v3: unknown keyword argument\(s\) 'local_ration' "
+    with pytest.raises(TypeError, match=r"unknown simple_spread_v3 keyword argument: 'local_ration' "
                                         r"\(did you mean 'local_ratio'\?\)"):
         fastmarl.make("simple_spread_v3", local_ration=0.3)
     with pytest.raises(TypeError, match=r"'max_cycle' \(did you mean 'max_cycles'\?\)"):
         fastmarl.make("simple_spread_v3", max_cycle=10)
     with pytest.raises(TypeError, match=r"'continuous' \(did you mean 'continuous_actions'\?\)"):
         fastmarl.make("simple_spread_v3", continuous=True)
-    with pytest.raises(TypeError, match=r"accepted: \[.*'N'.*'local_ratio'"):
+    with pytest.raises(TypeError, match=r"valid: \[.*'N'.*'local_ratio'"):
         fastmarl.make("simple_spread_v3", zzz=1)
 
 

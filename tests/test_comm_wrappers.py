@@ -137,7 +137,7 @@ def test_spaces_and_errors():
         BroadcastChannel(fastmarl.make("simple_spread_v3", num_envs=2, continuous_actions=True), speakers=["agent"])
     with pytest.raises(ValueError, match="positions"):
         BroadcastChannel(ReferentialGame(2), comm_range=1.0)
-    with pytest.raises(ValueError, match="not groups"):
+    with pytest.raises(ValueError, match="unknown group of referential_v0 in speakers: 'speaker'"):
         BroadcastChannel(ReferentialGame(2), speakers=["speaker"])
 
 

@@ -13,6 +13,7 @@ import torch
 
 from fastmarl.config import ConfigError, PPOConfig
 from fastmarl.envs import make
+from fastmarl.envs.mpe.core import axis_move
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.competitive import (
     CompetitiveConfig, GroupSetup, JointPolicy, elo_sequence, elo_update, expected_score, fit_elo,
@@ -23,14 +24,6 @@ from fastmarl.train.competitive import (
 torch.set_num_threads(1)
 
 TINY = PPOConfig(num_steps=10, num_epochs=2, num_minibatches=2, hidden_size=16, num_layers=1)
-# moves of the MPE discrete action: 0 no-op, 1 -x, 2 +x, 3 -y, 4 +y
-
-
-def _toward(d: torch.Tensor) -> torch.Tensor:
-    """(..., 2) displacement -> the discrete move along its larger axis."""
-    axis = d.abs().argmax(-1)
-    comp = torch.gather(d, -1, axis[..., None])[..., 0]
-    return 1 + 2 * axis + (comp > 0).long()
 
 
 class Chase:
@@ -41,7 +34,7 @@ class Chase:
         return {}
 
     def act(self, ts, carry, deterministic=True, generator=None):
-        return {"adversary": _toward(ts.obs["adversary"][..., 12:14])}, carry
+        return {"adversary": axis_move(ts.obs["adversary"][..., 12:14])}, carry
 
 
 class Seek:
@@ -54,7 +47,7 @@ class Seek:
         rel = ts.obs["agent"][..., 8:14].reshape(*ts.obs["agent"].shape[:2], 3, 2)
         nearest = rel.norm(dim=-1).argmin(-1)
         d = torch.gather(rel, 2, nearest[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
-        return {"agent": _toward(d)}, carry
+        return {"agent": axis_move(d)}, carry
 
 
 def _tiny(tmp_path, **kw) -> CompetitiveConfig:
@@ -324,19 +317,22 @@ def test_config_validation_errors(tmp_path):
         with pytest.raises(ConfigError, match=match):
             train(_tiny(tmp_path, **kw))
 
-    bad(r"unknown group\(s\) \['predator'\].*\['adversary', 'agent'\]", groups={"predator": GroupSetup()})
-    bad(r"unknown PPO setting\(s\) \['lrr'\]", groups={"agent": GroupSetup(ppo={"lrr": 1.0})})
+    bad(r"unknown group of simple_tag_v3: 'predator'; valid: \['adversary', 'agent'\]",
+        groups={"predator": GroupSetup()})
+    bad(r"unknown PPOConfig key in groups.agent.ppo: 'lrr' \(did you mean 'lr'\?\)",
+        groups={"agent": GroupSetup(ppo={"lrr": 1.0})})
     bad("checkpoint is needed by, and only by, mode 'frozen'", groups={"agent": GroupSetup(mode="frozen")})
-    bad("unknown scripted policy 'nope'", groups={"agent": GroupSetup(mode="scripted", scripted="nope")})
+    bad(r"unknown scripted policy for simple_tag_v3 .*register_scripted\): 'nope' \(did you mean 'noop'\?\)",
+        groups={"agent": GroupSetup(mode="scripted", scripted="nope")})
     bad("ppo overrides apply to trained groups only",
         groups={"agent": GroupSetup(mode="random", ppo={"lr": 1.0})})
     bad("num_steps must be equal", groups={"agent": GroupSetup(ppo={"num_steps": 5})})
     bad("no group is trained", groups={"agent": GroupSetup(mode="random"), "adversary": GroupSetup(mode="random")})
     bad("opponent_sampling must be one of", opponent_sampling="best")
     bad("pool_size must be an integer >= 1", pool_size=0)
-    with pytest.raises(ConfigError, match="unknown CompetitiveConfig key.*'pool_sise' \\(did you mean 'pool_size'"):
+    with pytest.raises(ConfigError, match="unknown CompetitiveConfig key: 'pool_sise' \\(did you mean 'pool_size'"):
         CompetitiveConfig.from_dict({"pool_sise": 3})
-    with pytest.raises(ConfigError, match="unknown GroupSetup key.*groups.agent.'algorithm'"):
+    with pytest.raises(ConfigError, match="unknown GroupSetup key in groups.agent: 'algorithm' \\(did you mean 'algo'"):
         CompetitiveConfig.from_dict({"groups": {"agent": {"algorithm": "ippo"}}})
     assert not any(tmp_path.iterdir())  # every error surfaced before a run directory was written
 
@@ -407,7 +403,7 @@ def test_baseline_policy_gets_the_env_kwargs_it_accepts():
         for g, spec in env.spec.groups.items():
             assert actions[g].shape == (3, spec.num_agents)
         env.step(actions)  # valid actions (the env validates them)
-    with pytest.raises(ConfigError, match="unknown scripted policy 'baseline' for simple_tag_v3"):
+    with pytest.raises(ConfigError, match=r"unknown scripted policy for simple_tag_v3 .*: 'baseline'; valid: \['noop'"):
         scripted_policy("baseline", make("simple_tag_v3"))
 
 

@@ -9,6 +9,7 @@ from pettingzoo.test import parallel_api_test
 
 import fastmarl
 from fastmarl.envs import check_env
+from fastmarl.envs.api import JointPolicy
 from fastmarl.envs.influence import baseline_policy, influence_weights, random_graph
 from fastmarl.envs.pettingzoo import to_parallel_env
 from fastmarl.scripted import RandomPolicy
@@ -164,19 +165,8 @@ def test_baseline_beats_random_on_both_sides():
     env = fastmarl.make("influence_v0", num_envs=64, seed=0)
     base, rand = baseline_policy(env.spec), RandomPolicy(env.spec)
 
-    class Mix:
-        def __init__(self, blue, red):
-            self.blue, self.red = blue, red
-
-        def initial_carry(self, n):
-            return {}
-
-        def act(self, ts, carry, deterministic=True, generator=None):
-            return {"blue": self.blue.act(ts, {}, generator=generator)[0]["blue"],
-                    "red": self.red.act(ts, {}, generator=generator)[0]["red"]}, carry
-
-    blue_wins = evaluate_policy(Mix(base, rand), env, seed=0)["return/blue"]
-    red_wins = evaluate_policy(Mix(rand, base), env, seed=0)["return/red"]
+    blue_wins = evaluate_policy(JointPolicy({"blue": base, "red": rand}), env, seed=0)["return/blue"]
+    red_wins = evaluate_policy(JointPolicy({"blue": rand, "red": base}), env, seed=0)["return/red"]
     print(f"baseline vs random, return per side: blue {blue_wins:.3f}, red {red_wins:.3f}")
     assert blue_wins > 0.5 and red_wins > 0.5
 

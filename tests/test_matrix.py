@@ -114,7 +114,7 @@ def test_custom_three_agent_game_and_render():
 
 
 def test_bad_arguments():
-    with pytest.raises(TypeError, match="unknown keyword"):
+    with pytest.raises(TypeError, match="unknown matrix_penalty_v0 keyword argument: 'kk'"):
         fastmarl.make("matrix_penalty_v0", kk=-3)
     with pytest.raises(ValueError, match="k must be <= 0"):
         fastmarl.make("matrix_penalty_v0", k=5)

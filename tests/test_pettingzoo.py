@@ -130,7 +130,7 @@ def test_parallel_env_rejects_bad_actions():
     good = {a: 0 for a in par.agents}
     with pytest.raises(KeyError, match="agent_1"):
         par.step({"agent_0": 0, "agent_2": 0})
-    with pytest.raises(KeyError, match="unknown agents"):
+    with pytest.raises(KeyError, match="unknown agent in the actions: 'agent_9'"):
         par.step({**good, "agent_9": 0})
     with pytest.raises(fastmarl.envs.ActionError, match="out of range"):
         par.step({**good, "agent_0": 7})

@@ -265,7 +265,7 @@ def test_scripted_groups_restarts_carry_and_checks_input():
     with pytest.raises(ValueError, match="unexpected"):
         env.step({"adversary": torch.zeros(E, 3, dtype=torch.long), "agent": torch.zeros(E, 1, dtype=torch.long)})
     base = fastmarl.make("simple_tag_v3", num_envs=E)
-    with pytest.raises(ValueError, match="no group"):
+    with pytest.raises(ValueError, match="unknown group of simple_tag_v3: 'prey'"):
         ScriptedGroups(base, {"prey": pol})
     with pytest.raises(ValueError, match="every group"):
         ScriptedGroups(base, {"agent": pol, "adversary": pol})

@@ -8,6 +8,7 @@ from pettingzoo.test import parallel_api_test
 
 import fastmarl
 from fastmarl.envs import check_env
+from fastmarl.envs.api import JointPolicy
 from fastmarl.envs.pettingzoo import to_parallel_env
 
 torch.set_num_threads(1)
@@ -120,21 +121,11 @@ def test_scripted_baseline_beats_random_on_each_side():
     from fastmarl.scripted import RandomPolicy
     from fastmarl.train.episodes import evaluate_policy
 
-    class Mix:  # group -> policy (the docs' GroupMix, inlined to keep this test self-contained)
-        def __init__(self, sources):
-            self.sources = sources
-
-        def initial_carry(self, n):
-            return {}
-
-        def act(self, ts, carry, deterministic=True, generator=None):
-            return {g: p.act(ts, {}, deterministic, generator)[0][g] for g, p in self.sources.items()}, carry
-
     env = fastmarl.make("pursuit_evasion_v0", num_envs=64, seed=0)
     base, rand = baseline_policy(env.spec), RandomPolicy(env.spec)
     both = evaluate_policy(base, env, seed=1)
-    rand_pursuers = evaluate_policy(Mix({"pursuer": rand, "evader": base}), env, seed=1)
-    rand_evaders = evaluate_policy(Mix({"pursuer": base, "evader": rand}), env, seed=1)
+    rand_pursuers = evaluate_policy(JointPolicy({"pursuer": rand, "evader": base}), env, seed=1)
+    rand_evaders = evaluate_policy(JointPolicy({"pursuer": base, "evader": rand}), env, seed=1)
     assert both["return/pursuer"] > rand_pursuers["return/pursuer"] + 20  # about 54 vs 1
     assert both["return/evader"] > rand_evaders["return/evader"] + 50  # about -87 vs -215
     env = fastmarl.make("pursuit_evasion_v0", num_envs=64, seed=0, scripted_evaders=True, num_evaders=2,

@@ -97,7 +97,7 @@ def test_comm_config_validation_names_the_field():
         validate_q_config(QConfig(comm="dial"), spread)
     with pytest.raises(ConfigError, match="comm='commnet' lets the agents of a group talk.*single agent"):
         validate_q_config(QConfig(env="simple_v3", comm="commnet"), fastmarl.make("simple_v3").spec)
-    with pytest.raises(ConfigError, match=r"unknown QConfig key\(s\) comm_round \(did you mean 'comm_rounds'\?\)"):
+    with pytest.raises(ConfigError, match=r"unknown QConfig key: 'comm_round' \(did you mean 'comm_rounds'\?\)"):
         QConfig.from_dict({"comm_round": 2})
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from fastmarl.envs.api import TimeStep
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,40 +78,6 @@ def test_comparisons_and_text_from_results():
     assert "beats the baseline by +1.17" in text and "beats the random by +9.17" in text
     assert "was still rising" in text and "mean 19.50 over the last 10%" in text
     assert "17.50 over the 10% before" in text
-
-
-class _Tagged:
-    """A fake policy: every group's action is its obs[..., 0] plus ``tag``; counts its calls in the carry."""
-
-    def __init__(self, tag):
-        self.tag = tag
-
-    def initial_carry(self, num_envs):
-        return {"calls": 0, "tag": self.tag}
-
-    def act(self, ts, carry, deterministic=False, generator=None):
-        acts = {g: o[..., 0] + self.tag for g, o in ts.obs.items()}
-        return acts, {"calls": carry["calls"] + 1, "tag": self.tag}
-
-
-def test_group_mix_dispatches_each_group_to_its_policy():
-    E = 3
-    obs = {"pursuer": torch.arange(E * 2, dtype=torch.float32).reshape(E, 2, 1),
-           "evader": 100 + torch.arange(E, dtype=torch.float32).reshape(E, 1, 1)}
-    f = torch.zeros(E, dtype=torch.bool)
-    ts = TimeStep(obs=obs, reward={}, terminated=f, truncated=f, final_obs=obs)
-    a, b = _Tagged(1000.0), _Tagged(2000.0)
-    mix = sr.GroupMix({"pursuer": a, "evader": b})
-    carry = mix.initial_carry(E)
-    actions, carry = mix.act(ts, carry)
-    assert torch.equal(actions["pursuer"], obs["pursuer"][..., 0] + 1000)
-    assert torch.equal(actions["evader"], obs["evader"][..., 0] + 2000)
-    _, carry = mix.act(ts, carry)
-    assert [c["calls"] for c in carry] == [2, 2] and [c["tag"] for c in carry] == [1000.0, 2000.0]
-    same = sr.GroupMix({"pursuer": a, "evader": a})  # one source for both groups: called once per step
-    c = same.initial_carry(E)
-    _, c = same.act(ts, c)
-    assert len(c) == 1 and c[0]["calls"] == 1
 
 
 def test_scenario_run_validated():

@@ -50,7 +50,7 @@ def test_tiny_cli_run_writes_a_complete_run_directory(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--env", "simple_spread_v3", "--env-kwargs", "M=3"], "unknown keyword argument(s) 'M'"),
+    (["--env", "simple_spread_v3", "--env-kwargs", "M=3"], "unknown simple_spread_v3 keyword argument: 'M'"),
     (["--env", "simple_sprd_v3"], "did you mean 'simple_spread_v3'"),
     (["--total-steps", "10"], "less than one iteration"),
     (["--env", "simple_spread_v3", "--env-kwargs", "continuous_actions=True", "--action-masks", "True"],

@@ -9,7 +9,7 @@ from fastmarl.config import PPOConfig, TrainConfig
 from fastmarl.scripted import RandomPolicy
 from fastmarl.train import train
 from fastmarl.train.episodes import evaluate_policy
-from fastmarl.train.runner import EVAL_SEED_OFFSET
+from fastmarl.config import EVAL_SEED_OFFSET
 
 
 @pytest.mark.parametrize("algo", ["ippo", "mappo"])

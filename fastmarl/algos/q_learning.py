@@ -40,11 +40,11 @@ terminated         (B, T)                 the episode terminated at t (no bootst
 filled             (B, T)                 real (not padded) steps
 =================  =====================  ======================================
 
-Python API: ``train_q(QConfig(algo="qmix", env="simple_spread_v3"))`` returns a
-:class:`QResult` with the metrics; the config is a typed dataclass, validated by
-``validate_q_config`` (unknown keys in ``QConfig.from_dict`` are errors).
-``fastmarl.train(QConfig(...))`` and ``fastmarl train --algo qmix ...`` dispatch
-here; with ``runs_dir`` set, ``fastmarl eval`` / ``fastmarl render`` load the run, and
+Python API: ``fastmarl.train(QConfig(algo="qmix", env="simple_spread_v3"))`` runs
+:class:`QLearner` in the one training loop (:mod:`fastmarl.train.loop`) and returns its
+``TrainResult``; the config is a typed dataclass, validated by ``validate_q_config``
+(unknown keys in ``QConfig.from_dict`` are errors). ``fastmarl train --algo qmix ...``
+does the same from the shell; with ``runs_dir`` set, ``fastmarl eval`` / ``fastmarl render`` load the run, and
 ``fastmarl train --resume runs/NAME`` continues it from its latest checkpoint, which
 holds the replay buffer (``replay.safetensors``, checksummed in the manifest with the
 rest), optimizers, target networks, RNG and env state and the unfinished episodes:
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -65,7 +64,7 @@ from torch import Tensor, nn
 
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
 from fastmarl.config import ConfigError, EnvKwargs, StepCount
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys
 from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
@@ -78,7 +77,7 @@ from fastmarl.train.replay import EpisodeBuffer
 
 @dataclass
 class QConfig:
-    """IQL / VDN / QMIX: ``train_q(QConfig(algo="qmix", env="simple_spread_v3"))``."""
+    """IQL / VDN / QMIX: ``fastmarl.train(QConfig(algo="qmix", env="simple_spread_v3"))``."""
 
     algo: Annotated[Literal["iql", "vdn", "qmix"], tyro.conf.Suppress] = "qmix"
     """iql: independent learners; vdn: Q_tot = sum of utilities; qmix: state-conditioned monotonic mixer"""
@@ -205,12 +204,7 @@ class QConfig:
         """Build from a dict (e.g. a run's config.json); unknown keys are errors."""
         if not isinstance(d, dict):
             raise ConfigError(f"expected a mapping, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [k for k in d if k not in names]
-        if unknown:
-            hints = [k + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, names, n=1)) else "")
-                     for k in unknown]
-            raise ConfigError(f"unknown QConfig key(s) {', '.join(hints)}; known keys: {sorted(names)}")
+        check_known_keys(d, [f.name for f in dataclasses.fields(cls)], "QConfig key", ConfigError)
         return cls(**d)
 
 
@@ -447,7 +441,7 @@ class QLearner:
     """Networks, target networks, optimizers, acting and the TD update of every group,
     behind the :class:`~fastmarl.algos.learner.Learner` protocol of the training loop.
 
-    ``act`` follows the Policy protocol of :mod:`fastmarl.train.episodes`
+    ``act`` follows the :class:`~fastmarl.envs.api.Policy` protocol
     (deterministic: greedy; else epsilon-greedy with the current ``epsilon``).
     ``collect`` steps every env once and stores the transitions in the episode
     replay buffer (:class:`EpisodeBuffer`); ``update`` then does one gradient step

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, TimeStep, check_known_keys
 from fastmarl.envs.wrappers import WARN_ENTRIES, Discretizer, check_table_size
 
 
@@ -154,10 +154,7 @@ class TabularConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TabularConfig":
         """Unknown keys are errors (a typo never silently uses a default)."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown TabularConfig key(s) {unknown}; known keys: {sorted(known)}")
+        check_known_keys(d, [f.name for f in dataclasses.fields(cls)], "TabularConfig key")
         return cls(**d)
 
 
@@ -165,8 +162,8 @@ class TabularQ:
     """Tables, acting and the update for every group of a discrete-action env, behind the
     :class:`~fastmarl.algos.learner.Learner` protocol of the training loop.
 
-    ``tables[g]``: (K, S_g, n_g) with K = A_g or 1. ``act`` follows the Policy
-    protocol of :mod:`fastmarl.train.episodes` (so ``evaluate_policy`` works):
+    ``tables[g]``: (K, S_g, n_g) with K = A_g or 1. ``act`` follows the
+    :class:`~fastmarl.envs.api.Policy` protocol (so ``evaluate_policy`` works):
     deterministic = greedy, else epsilon-greedy with the current ``epsilon``.
     ``collect`` takes one epsilon-greedy step of every env, ``update`` applies its
     TD update (``learn``); ``episode_returns`` keeps the return of every finished

@@ -33,6 +33,8 @@ ended, ``final_obs`` is the same object as ``obs`` and ``final_state`` is None
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -111,10 +113,9 @@ class EnvSpec:
 
     def group_of(self, agent: str) -> tuple[str, int]:
         """(group name, index in the group) of an agent name."""
-        for g in self.groups.values():
-            if agent in g.agents:
-                return g.name, g.agents.index(agent)
-        raise KeyError(f"unknown agent {agent!r}; agents are {list(self.agents)}")
+        check_known_keys([agent], self.agents, f"agent of {self.env_id}", KeyError)
+        g = next(g for g in self.groups.values() if agent in g.agents)
+        return g.name, g.agents.index(agent)
 
 
 @dataclass
@@ -141,6 +142,28 @@ class ActionError(ValueError):
     """An action given to ``step`` is malformed; the env state is unchanged."""
 
 
+def check_known_keys(given: Iterable[str], known: Iterable[str], what: str,
+                     error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` if a name of ``given`` is not in ``known`` (a typo never
+    silently falls back to a default).
+
+    The message names every unknown one with the closest known name (difflib)
+    and lists the known ones, e.g. for ``what="simple_spread_v3 keyword
+    argument"``: ``unknown simple_spread_v3 keyword argument: 'local_ration' (did
+    you mean 'local_ratio'?); valid: ['N', 'local_ratio', ...]``. ``what`` says
+    what the names are, with the context a user needs to find them."""
+    known = list(known)
+    unknown = [k for k in given if k not in known]
+    if not unknown:
+        return
+    names = [str(k) for k in known]
+    hints = []
+    for k in unknown:
+        close = difflib.get_close_matches(str(k), names, n=1)
+        hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise error(f"unknown {what}: {', '.join(hints)}; valid: {sorted(known)}")
+
+
 @runtime_checkable
 class VecEnv(Protocol):
     """What the trainers and adapters need from a batched env."""
@@ -164,6 +187,50 @@ class VecEnv(Protocol):
     def render(self, env_index: int = 0) -> np.ndarray:
         """RGB image (H, W, 3) uint8 of one env, no display needed."""
         ...
+
+
+class Policy(Protocol):
+    """What acting in an env needs from a policy (learned or scripted): evaluation,
+    scripted groups (:class:`fastmarl.envs.wrappers.ScriptedGroups`), self-play."""
+
+    def initial_carry(self, num_envs: int) -> Any:
+        """Recurrent state for ``num_envs`` envs (anything; ``{}`` when stateless)."""
+        ...
+
+    def act(self, ts: TimeStep, carry: Any, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Any]:
+        """Actions group -> (E, A_g[, D]) for the observations in ``ts``; the new carry.
+        ``ts.done`` marks envs whose ``ts.obs`` begins a new episode."""
+        ...
+
+
+class JointPolicy:
+    """Several policies acting together as one :class:`Policy`: ``policies`` maps
+    group -> policy, and only that group's actions are taken from it. Every policy
+    sees the whole TimeStep; one assigned to several groups acts once per step.
+    The carry is a list, one per distinct policy (in order of first appearance)."""
+
+    def __init__(self, policies: dict[str, Policy]):
+        self.sources: list[tuple[Policy, list[str]]] = []  # (policy, the groups it acts for)
+        for group, pol in policies.items():
+            for src, groups in self.sources:
+                if src is pol:
+                    groups.append(group)
+                    break
+            else:
+                self.sources.append((pol, [group]))
+
+    def initial_carry(self, num_envs: int) -> list:
+        return [pol.initial_carry(num_envs) for pol, _ in self.sources]
+
+    def act(self, ts: TimeStep, carry: list, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], list]:
+        actions, new = {}, []
+        for (pol, groups), c in zip(self.sources, carry):
+            a, c = pol.act(ts, c, deterministic, generator)
+            actions.update({g: a[g] for g in groups})
+            new.append(c)
+        return actions, new
 
 
 def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.device) -> None:

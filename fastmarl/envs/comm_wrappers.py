@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys, validate_actions
 from fastmarl.nn.comm import message_digits, range_mask
 
 __all__ = ["BroadcastChannel", "AgentPositions", "mpe_positions", "find_mpe"]
@@ -164,9 +164,7 @@ class BroadcastChannel:
                 raise ValueError(f"{name} is a probability in [0, 1], got {p}")
         if speakers is None:
             speakers = [g for g, gs in spec.groups.items() if gs.discrete]
-        unknown = [g for g in speakers if g not in spec.groups]
-        if unknown:
-            raise ValueError(f"speakers {unknown} are not groups of {spec.env_id}; groups are {list(spec.groups)}")
+        check_known_keys(speakers, spec.groups, f"group of {spec.env_id} in speakers")
         boxy = [g for g in speakers if not spec.groups[g].discrete]
         if boxy:
             raise ValueError(f"group(s) {boxy} have continuous (Box) actions and cannot say a discrete message as "

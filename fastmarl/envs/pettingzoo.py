@@ -27,7 +27,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel, parallel_to_aec, turn_based_aec_to_parallel
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, VecEnv, reset_mask, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, VecEnv, check_known_keys, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import group_of_name
 
 __all__ = ["to_parallel_env", "to_aec_env", "from_pettingzoo", "FastMARLParallelEnv", "PettingZooVecEnv"]
@@ -87,16 +87,12 @@ class FastMARLParallelEnv(ParallelEnv):
 
     # -- spaces ----------------------------------------------------------------
     def observation_space(self, agent: str) -> gym.spaces.Space:
-        try:
-            return self.observation_spaces[agent]
-        except KeyError:
-            raise KeyError(f"unknown agent {agent!r}; possible agents are {self.possible_agents}") from None
+        check_known_keys([agent], self.possible_agents, "agent", KeyError)
+        return self.observation_spaces[agent]
 
     def action_space(self, agent: str) -> gym.spaces.Space:
-        try:
-            return self.action_spaces[agent]
-        except KeyError:
-            raise KeyError(f"unknown agent {agent!r}; possible agents are {self.possible_agents}") from None
+        check_known_keys([agent], self.possible_agents, "agent", KeyError)
+        return self.action_spaces[agent]
 
     # -- helpers ---------------------------------------------------------------
     def _load(self, ts: TimeStep, obs: dict[str, Tensor]) -> None:
@@ -136,9 +132,7 @@ class FastMARLParallelEnv(ParallelEnv):
     def _group_actions(self, actions: dict[str, Any]) -> dict[str, Tensor]:
         if not isinstance(actions, dict):
             raise TypeError(f"actions must be a dict agent name -> action, got {type(actions).__name__}")
-        unknown = [a for a in actions if a not in self._where]
-        if unknown:
-            raise KeyError(f"actions for unknown agents {unknown}; possible agents are {self.possible_agents}")
+        check_known_keys(actions, self._where, "agent in the actions", KeyError)
         missing = [a for a in self.agents if a not in actions or actions[a] is None]
         if missing:
             raise KeyError(f"no action for live agents {missing}; every agent in env.agents must act")

@@ -10,13 +10,13 @@ Unknown ids and unknown keyword arguments are errors that list close matches.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
+from fastmarl.envs.api import check_known_keys
 from fastmarl.envs.mpe.core import MPEEnv, check_kwargs
 
 
@@ -76,12 +76,8 @@ for _id, (_mod, _desc) in _MPE.items():
 
 def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
     """Build a registered batched env; see the module docstring."""
-    entry = _REGISTRY.get(env_id)
-    if entry is None:
-        close = difflib.get_close_matches(env_id, list(_REGISTRY), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown env id {env_id!r}{hint} (see `fastmarl envs` for the list)")
-    return entry.factory(num_envs=num_envs, device=device, seed=seed, **kwargs)
+    check_known_keys([env_id], _REGISTRY, "env id (`fastmarl envs` describes them)", KeyError)
+    return _REGISTRY[env_id].factory(num_envs=num_envs, device=device, seed=seed, **kwargs)
 
 
 def list_envs() -> list[EnvEntry]:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys
 
 Encoding = Literal["bins", "integer", "onehot"]
 WARN_ENTRIES = 10_000_000
@@ -249,8 +249,8 @@ class ScriptedGroups:
 
     ``ScriptedGroups(env, {"agent": prey_policy})`` exposes every group of
     ``env`` except ``agent``: ``step`` takes actions for the remaining groups,
-    asks each scripted policy (the evaluation ``Policy`` protocol of
-    :mod:`fastmarl.train.episodes`: ``act(ts, carry, deterministic, generator)``)
+    asks each scripted policy (the :class:`~fastmarl.envs.api.Policy` protocol:
+    ``act(ts, carry, deterministic, generator)``)
     for its group's actions on the observations of the current step, and steps
     ``env`` with all of them. Returned TimeSteps hold the remaining groups only;
     ``last_timestep`` is the inner env's full last TimeStep (e.g. the scripted
@@ -262,9 +262,7 @@ class ScriptedGroups:
 
     def __init__(self, env, policies: dict, deterministic: bool = True, seed: int = 0):
         spec: EnvSpec = env.spec
-        unknown = [g for g in policies if g not in spec.groups]
-        if unknown:
-            raise ValueError(f"no group(s) {unknown} in {spec.env_id}; its groups are {list(spec.groups)}")
+        check_known_keys(policies, spec.groups, f"group of {spec.env_id}")
         if not policies:
             raise ValueError("give at least one group to script ({group: policy}); otherwise use the env itself")
         kept = [g for g in spec.groups if g not in policies]
@@ -273,7 +271,7 @@ class ScriptedGroups:
         for g, p in policies.items():
             if not (callable(getattr(p, "act", None)) and callable(getattr(p, "initial_carry", None))):
                 raise TypeError(f"the policy for group {g!r} needs act() and initial_carry() (the Policy protocol "
-                                f"of fastmarl.train.episodes), got {type(p).__name__}")
+                                f"of fastmarl.envs.api), got {type(p).__name__}")
         self.env, self.policies, self.deterministic = env, dict(policies), deterministic
         self.num_envs, self.device = env.num_envs, env.device
         self.spec = EnvSpec(spec.env_id, {g: spec.groups[g] for g in kept}, spec.state_dim, spec.max_episode_steps,

@@ -29,17 +29,14 @@ and i heard (after R rounds: through a path of at most R hops of the mask).
   ``(..., R, A, A)`` come back for analysis with ``return_attention=True``.
 - :class:`DiscreteChannel`: an agent emits a message of ``message_length`` digits
   of ``vocab_size`` values (B bits: ``vocab_size=2, message_length=B``; one of K
-  symbols: ``vocab_size=K, message_length=1``), learned either as extra
-  categorical actions (``mode="action"``: logits, samples, log-probabilities and
-  entropy for a policy gradient, no gradient through the message) or
-  differentiably (``mode="gumbel"``: straight-through Gumbel-softmax with a
-  temperature, DIAL-like: the listeners' losses train the speaker through the
-  channel). :meth:`DiscreteChannel.deliver` hands each agent the messages of the
-  others it hears, through an optionally unreliable link (per-link digit flips
-  with probability ``flip_prob``, per-link drops with probability ``drop_prob``).
-- :class:`DiscreteCommActor`: a per-agent actor using the channel, with the
-  messages delivered in the same step (``delay=0``) or at the next step
-  (``delay=1``, carried by the caller) as part of the receivers' input.
+  symbols: ``vocab_size=K, message_length=1``), learned differentiably
+  (straight-through Gumbel-softmax with a temperature, DIAL-like: the listeners'
+  losses train the speaker through the channel). :meth:`DiscreteChannel.deliver`
+  hands each agent the messages of the others it hears, through an optionally
+  unreliable link (per-link digit flips with probability ``flip_prob``, per-link
+  drops with probability ``drop_prob``). Messages learned as extra actions by a
+  policy gradient, delivered at the next step, are an env wrapper instead
+  (:class:`fastmarl.envs.comm_wrappers.BroadcastChannel`).
 - :class:`DialComm`: the channel as a layer between an actor's body and head,
   ``(..., A, H) -> (..., A, H)`` like CommNet, learned DIAL-style (straight-through
   Gumbel-softmax, same-step delivery, ``rounds`` messages per step); it returns
@@ -59,12 +56,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from fastmarl.nn.layers import ACTIVATIONS, AgentLinear, AgentMLP
+from fastmarl.envs.mpe.core import others_index
+from fastmarl.nn.layers import ACTIVATIONS, AgentLinear
 
 __all__ = [
     "all_to_all_mask", "range_mask", "reachability", "masked_softmax", "CommNet", "TarMAC", "make_comm",
-    "gumbel_softmax_st", "message_index", "message_digits", "Message", "DiscreteChannel", "CommStep",
-    "DiscreteCommActor", "sample_gumbel", "LinkNoise", "DialNoise", "DialTrace", "DialComm",
+    "gumbel_softmax_st", "message_index", "message_digits", "Message", "DiscreteChannel", "sample_gumbel",
+    "LinkNoise", "DialNoise", "DialTrace", "DialComm",
 ]
 
 
@@ -268,21 +266,17 @@ class Message:
     """What :class:`DiscreteChannel` emits for every agent (leading dims ``...``, agents ``A``).
 
     Attributes:
-        onehot: (..., A, L, V) float; in gumbel mode a straight-through sample
-            (forward: exactly one-hot, backward: the relaxed sample's gradient).
+        onehot: (..., A, L, V) float, a straight-through sample (forward: exactly
+            one-hot, backward: the relaxed sample's gradient).
         digits: (..., A, L) long, the symbol of each digit.
         index: (..., A) long in [0, V^L), the whole message as one integer.
         logits: (..., A, L, V).
-        log_prob: (..., A) log-probability of the message (sum over digits).
-        entropy: (..., A) entropy of the message distribution (sum over digits).
     """
 
     onehot: Tensor
     digits: Tensor
     index: Tensor
     logits: Tensor
-    log_prob: Tensor
-    entropy: Tensor
 
 
 class DiscreteChannel(nn.Module):
@@ -292,11 +286,7 @@ class DiscreteChannel(nn.Module):
         in_features: size of the per-agent features the message is computed from.
         vocab_size: V, values per digit (2: bits).
         message_length: L, digits per message (B bits: V=2, L=B; K symbols: V=K, L=1).
-        mode: ``"action"`` (messages are extra categorical actions, trained by
-            policy gradient: use ``Message.log_prob`` / ``entropy``; no gradient
-            flows through the message) or ``"gumbel"`` (straight-through
-            Gumbel-softmax: gradients flow from receivers into the speaker).
-        temperature: Gumbel-softmax temperature (gumbel mode).
+        temperature: Gumbel-softmax temperature of the straight-through gradient.
         flip_prob: per link and digit, the probability that the receiver gets a
             uniformly random *other* value (a symmetric noisy channel; for bits, a flip).
         drop_prob: per link, the probability that the message is lost (the
@@ -304,22 +294,18 @@ class DiscreteChannel(nn.Module):
         num_nets: 1 (shared message head) or A (one per agent).
     """
 
-    def __init__(self, in_features: int, vocab_size: int = 2, message_length: int = 1,
-                 mode: Literal["action", "gumbel"] = "action", temperature: float = 1.0, flip_prob: float = 0.0,
-                 drop_prob: float = 0.0, num_nets: int = 1):
+    def __init__(self, in_features: int, vocab_size: int = 2, message_length: int = 1, temperature: float = 1.0,
+                 flip_prob: float = 0.0, drop_prob: float = 0.0, num_nets: int = 1):
         super().__init__()
         if vocab_size < 2 or message_length < 1:
             raise ValueError(f"a message needs vocab_size >= 2 and message_length >= 1, got {vocab_size}, "
                              f"{message_length}")
-        if mode not in ("action", "gumbel"):
-            raise ValueError(f"mode must be 'action' (policy-gradient messages) or 'gumbel' (differentiable, "
-                             f"DIAL-like), got {mode!r}")
         for name, p in (("flip_prob", flip_prob), ("drop_prob", drop_prob)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {p}")
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.vocab_size, self.message_length, self.mode = vocab_size, message_length, mode
+        self.vocab_size, self.message_length = vocab_size, message_length
         self.temperature, self.flip_prob, self.drop_prob = float(temperature), float(flip_prob), float(drop_prob)
         self.head = AgentLinear(num_nets, in_features, message_length * vocab_size, gain=0.01)
 
@@ -340,33 +326,15 @@ class DiscreteChannel(nn.Module):
     def forward(self, h: Tensor, deterministic: bool = False, generator: torch.Generator | None = None,
                 gumbel: Tensor | None = None) -> Message:
         """Emit one message per agent from its own features h (..., A, in).
-        ``gumbel`` (..., A, L, V): the Gumbel noise of the sample (gumbel mode;
-        default: drawn from ``generator``), e.g. a stored sample to replay."""
+        ``gumbel`` (..., A, L, V): the Gumbel noise of the sample (default: drawn
+        from ``generator``), e.g. a stored sample to replay."""
         logits = self.logits(h)
-        logp_all = torch.log_softmax(logits, -1)
         if deterministic:
             digits = logits.argmax(-1)
             onehot = nn.functional.one_hot(digits, self.vocab_size).to(logits.dtype)
-        elif self.mode == "gumbel":
-            onehot, digits = gumbel_softmax_st(logits, self.temperature, generator, gumbel)
         else:
-            u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-            digits = (logp_all.detach() - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)  # Gumbel-max
-            onehot = nn.functional.one_hot(digits, self.vocab_size).to(logits.dtype)
-        log_prob, entropy = self._logp_entropy(logp_all, digits)
-        return Message(onehot, digits, message_index(digits, self.vocab_size), logits, log_prob, entropy)
-
-    def log_prob_entropy(self, logits: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        """Re-evaluate stored messages (PPO): logits (..., A, L, V), index (..., A)
-        -> (log_prob (..., A), entropy (..., A))."""
-        digits = message_digits(index, self.vocab_size, self.message_length)
-        return self._logp_entropy(torch.log_softmax(logits, -1), digits)
-
-    @staticmethod
-    def _logp_entropy(logp_all: Tensor, digits: Tensor) -> tuple[Tensor, Tensor]:
-        logp = logp_all.gather(-1, digits[..., None])[..., 0].sum(-1)
-        entropy = -(logp_all.exp() * logp_all).sum((-1, -2))
-        return logp, entropy
+            onehot, digits = gumbel_softmax_st(logits, self.temperature, generator, gumbel)
+        return Message(onehot, digits, message_index(digits, self.vocab_size), logits)
 
     def received_dim(self, num_agents: int) -> int:
         """Features :meth:`deliver` gives each receiver: (A - 1) messages of L * V."""
@@ -422,86 +390,12 @@ _OTHERS: dict[tuple[int, str], Tensor] = {}
 
 
 def _others(A: int, device: torch.device) -> Tensor:
-    """(A, A-1) long: row i lists every j != i in increasing order (cached)."""
+    """:func:`~fastmarl.envs.mpe.core.others_index`, built once per (A, device): it is
+    half the cost of a small :meth:`DiscreteChannel.deliver`, which runs every forward."""
     key = (A, str(device))
     if key not in _OTHERS:
-        idx = torch.arange(A, device=device)
-        _OTHERS[key] = idx[None].expand(A, A)[~torch.eye(A, dtype=torch.bool, device=device)].view(A, A - 1)
+        _OTHERS[key] = others_index(A, device)
     return _OTHERS[key]
-
-
-@dataclass
-class CommStep:
-    """One step of :class:`DiscreteCommActor` (leading dims ``...``, agents ``A``).
-
-    Attributes:
-        logits: (..., A, n_actions) environment-action logits.
-        message: the :class:`Message` each agent sent this step.
-        received: (..., A, (A - 1) * L * V) this step's messages as delivered to
-            each receiver: used in this step when ``delay=0``, to be passed as
-            ``prev_received`` to the next step when ``delay=1``.
-    """
-
-    logits: Tensor
-    message: Message
-    received: Tensor
-
-
-class DiscreteCommActor(nn.Module):
-    """A per-agent actor that talks over a :class:`DiscreteChannel`.
-
-    ``delay=0`` (same step): ``f_i = MLP(obs_i)``, message ``m_i = channel(f_i)``,
-    action logits ``= head([f_i, received_i])`` where ``received_i`` are the
-    others' messages of this step. ``delay=1`` (next step, like an env channel):
-    ``f_i = MLP([obs_i, prev_received_i])`` (messages sent at t-1), and both the
-    message and the action logits are computed from ``f_i``; the caller carries
-    ``CommStep.received`` to the next step (zeros at an episode start).
-
-    Agent i's outputs depend on agent j != i only through the message j sent
-    and i received (there is no other path between agents).
-
-    Args:
-        num_agents: A. obs_dim: O. num_actions: environment actions (a categorical head).
-        hidden, num_layers, activation: the MLP body.
-        num_nets: 1 (shared weights; add an agent id to the observation if roles
-            differ) or A (one network per agent).
-        delay: 0 or 1 (see above).
-        **channel: :class:`DiscreteChannel` arguments (vocab_size, message_length,
-            mode, temperature, flip_prob, drop_prob).
-    """
-
-    def __init__(self, num_agents: int, obs_dim: int, num_actions: int, hidden: int = 64, num_layers: int = 1,
-                 activation: str = "tanh", num_nets: int = 1, delay: Literal[0, 1] = 0, **channel):
-        super().__init__()
-        if delay not in (0, 1):
-            raise ValueError(f"delay must be 0 (same step) or 1 (next step), got {delay!r}")
-        self.num_agents, self.delay = num_agents, delay
-        probe = DiscreteChannel(1, **channel)
-        self.received_dim = probe.received_dim(num_agents)
-        self.body = AgentMLP(num_nets, obs_dim + (self.received_dim if delay else 0), hidden, num_layers,
-                             activation)
-        self.channel = DiscreteChannel(self.body.out_features, num_nets=num_nets, **channel)
-        self.head = AgentLinear(num_nets, self.body.out_features + (0 if delay else self.received_dim), num_actions,
-                                gain=0.01)
-
-    def initial_received(self, *batch: int, device=None) -> Tensor:
-        """(*batch, A, received_dim) zeros: nothing heard before the first step."""
-        return torch.zeros(*batch, self.num_agents, self.received_dim, device=device)
-
-    def forward(self, obs: Tensor, prev_received: Tensor | None = None, mask: Tensor | None = None,
-                deterministic: bool = False, generator: torch.Generator | None = None) -> CommStep:
-        """obs (..., A, O); prev_received (..., A, received_dim) (``delay=1`` only;
-        None = zeros); mask (..., A, A) who hears whom for this step's messages."""
-        if self.delay:
-            if prev_received is None:
-                prev_received = obs.new_zeros(*obs.shape[:-1], self.received_dim)
-            f = self.body(torch.cat([obs, prev_received], -1))
-        else:
-            f = self.body(obs)
-        msg = self.channel(f, deterministic=deterministic, generator=generator)
-        received = self.channel.deliver(msg.onehot, mask, generator)
-        logits = self.head(f if self.delay else torch.cat([f, received], -1))
-        return CommStep(logits, msg, received)
 
 
 # -- DIAL inside a policy network ----------------------------------------------------
@@ -556,8 +450,7 @@ class DialComm(nn.Module):
 
     ``(..., A, H) -> (..., A, H)``, like :class:`CommNet`. Round r: every agent
     says a message ``m_j`` of L digits of V values from its features
-    (:class:`DiscreteChannel` in ``"gumbel"`` mode: a straight-through
-    Gumbel-softmax sample), the channel delivers the others' messages
+    (:class:`DiscreteChannel`: a straight-through Gumbel-softmax sample), the channel delivers the others' messages
     (``received_i``: (A - 1) * L * V floats, zeros where not heard), and
     ``h_i <- h_i + tanh(W_r [h_i, received_i] + b_r)``. The forward value of a
     message is exactly discrete; its gradient (straight-through) carries the
@@ -583,8 +476,8 @@ class DialComm(nn.Module):
             raise ValueError(f"DialComm needs at least two agents to talk, got {num_agents}")
         self.hidden, self.num_agents, self.rounds = hidden, num_agents, rounds
         self.channels = nn.ModuleList(
-            DiscreteChannel(hidden, vocab_size, message_length, "gumbel", temperature, flip_prob, drop_prob,
-                            num_nets) for _ in range(rounds))
+            DiscreteChannel(hidden, vocab_size, message_length, temperature, flip_prob, drop_prob, num_nets)
+            for _ in range(rounds))
         ch = self.channels[0]
         self.vocab_size, self.message_length, self.num_messages = vocab_size, message_length, ch.num_messages
         self.update = nn.ModuleList(AgentLinear(num_nets, hidden + ch.received_dim(num_agents), hidden, gain=1.0)

@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import importlib
 import inspect
 import json
@@ -100,17 +99,19 @@ import tyro
 from torch import Tensor
 
 from fastmarl.algos.ppo import PPO
-from fastmarl.config import ALGOS, ConfigError, Derived, EnvKwargs, PPOConfig, StepCount, TrainConfig, resolve
+from fastmarl.config import (
+    ALGOS, EVAL_SEED_OFFSET, ConfigError, Derived, EnvKwargs, PPOConfig, StepCount, TrainConfig, config_key_kind,
+    resolve,
+)
 from fastmarl.envs import make
-from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.api import EnvSpec, JointPolicy, Policy, TimeStep, check_known_keys
 from fastmarl.scripted import RandomPolicy
 from fastmarl.train.checkpoint import (
     atomic_write_text, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint,
 )
-from fastmarl.train.episodes import EpisodeTracker, Policy
+from fastmarl.train.episodes import EpisodeTracker
 from fastmarl.train.rundir import CSVLog, Logger, RunDir, git_revision, versions
 
-EVAL_SEED_OFFSET = 1_000_003  # as the runner: evaluation never shares start states with training
 LEARNER_SEED_STRIDE = 7919  # learners of one run sample with different generators
 PRIORITY_EMA = 0.3  # weight of the newest iteration in the learner's running return against a snapshot
 MODES = ("train", "frozen", "scripted", "random")
@@ -253,12 +254,7 @@ class CompetitiveConfig:
 def _from_dict(cls, d: Any, where: str):
     if not isinstance(d, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(d).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in d if k not in names]
-    if unknown:
-        hints = [f"{where}{k!r}" + (f" (did you mean {c[0]!r}?)" if (c := difflib.get_close_matches(k, names, n=1))
-                                   else "") for k in unknown]
-        raise ConfigError(f"unknown {cls.__name__} key(s) {', '.join(hints)}; known keys: {sorted(names)}")
+    check_known_keys(d, [f.name for f in dataclasses.fields(cls)], config_key_kind(cls, where), ConfigError)
     kw = dict(d)
     if cls is CompetitiveConfig:
         if "ppo" in kw and isinstance(kw["ppo"], dict):
@@ -325,11 +321,11 @@ def scripted_policy(name: str, env, env_kwargs: dict[str, Any] | None = None) ->
     """The scripted policy ``name`` for ``env`` (whole spec). The env module's
     ``baseline_policy`` also gets those ``env_kwargs`` it accepts (e.g. a speed
     it plans with). Raises ConfigError."""
-    factory = baseline_factory(env) if name == "baseline" else SCRIPTED.get(name)
-    if factory is None:
-        known = sorted(SCRIPTED) + (["baseline"] if baseline_factory(env) is not None else [])
-        raise ConfigError(f"unknown scripted policy {name!r} for {env.spec.env_id}; known: {known} (add one with "
-                          "fastmarl.train.competitive.register_scripted)")
+    baseline = baseline_factory(env)
+    known = sorted(SCRIPTED) + (["baseline"] if baseline is not None else [])
+    check_known_keys([name], known, f"scripted policy for {env.spec.env_id} (add one with "
+                     "fastmarl.train.competitive.register_scripted)", ConfigError)
+    factory = baseline if name == "baseline" else SCRIPTED[name]
     kwargs = {}
     if name == "baseline" and env_kwargs:
         params = inspect.signature(factory).parameters
@@ -338,44 +334,13 @@ def scripted_policy(name: str, env, env_kwargs: dict[str, Any] | None = None) ->
     return factory(env.spec, **kwargs)
 
 
-class JointPolicy:
-    """Several policies acting together: ``policies`` maps group -> Policy, and only
-    that group's actions are taken from it (a policy assigned to several groups
-    acts once). Follows the Policy protocol; the carry is one per policy."""
-
-    def __init__(self, policies: dict[str, Policy]):
-        self.sources: list[tuple[Policy, list[str]]] = []
-        for group, pol in policies.items():
-            for src, groups in self.sources:
-                if src is pol:
-                    groups.append(group)
-                    break
-            else:
-                self.sources.append((pol, [group]))
-
-    def initial_carry(self, num_envs: int) -> list:
-        return [pol.initial_carry(num_envs) for pol, _ in self.sources]
-
-    def act(self, ts: TimeStep, carry: list, deterministic: bool = False,
-            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], list]:
-        actions, new = {}, []
-        for (pol, groups), c in zip(self.sources, carry):
-            a, c = pol.act(ts, c, deterministic, generator)
-            actions.update({g: a[g] for g in groups})
-            new.append(c)
-        return actions, new
-
-
 # -- learners, snapshots and the pool -----------------------------------------------
 
 def learner_config(cfg: CompetitiveConfig, group: str, setup: GroupSetup, index: int) -> TrainConfig:
     """The TrainConfig of one group's learner (its own algo, PPO settings and sampling seed)."""
-    try:
-        ppo = dataclasses.replace(cfg.ppo, **setup.ppo)
-    except TypeError:
-        names = {f.name for f in dataclasses.fields(PPOConfig)}
-        bad = [k for k in setup.ppo if k not in names]
-        raise ConfigError(f"groups.{group}.ppo: unknown PPO setting(s) {bad}; known: {sorted(names)}") from None
+    check_known_keys(setup.ppo, [f.name for f in dataclasses.fields(PPOConfig)],
+                     config_key_kind(PPOConfig, f"groups.{group}.ppo"), ConfigError)
+    ppo = dataclasses.replace(cfg.ppo, **setup.ppo)
     return TrainConfig(algo=setup.algo, env=cfg.env, env_kwargs=dict(cfg.env_kwargs), total_steps=cfg.total_steps,
                        num_envs=cfg.num_envs, seed=cfg.seed + LEARNER_SEED_STRIDE * (index + 1), device=cfg.device,
                        gif=False, tensorboard=False, progress=False, ppo=ppo)
@@ -513,9 +478,7 @@ class Plan:
 def validate(cfg: CompetitiveConfig, env) -> Plan:
     """Check ``cfg`` against the env; every problem is a ConfigError naming the setting."""
     spec: EnvSpec = env.spec
-    unknown = [g for g in cfg.groups if g not in spec.groups]
-    if unknown:
-        raise ConfigError(f"unknown group(s) {unknown} for {spec.env_id}; its groups are {list(spec.groups)}")
+    check_known_keys(cfg.groups, spec.groups, f"group of {spec.env_id}", ConfigError)
     for name, value, low in [("num_envs", cfg.num_envs, 1), ("total_steps", cfg.total_steps, 1),
                              ("phase_steps", cfg.phase_steps, 1), ("snapshot_interval", cfg.snapshot_interval, 0),
                              ("pool_size", cfg.pool_size, 1), ("eval_interval", cfg.eval_interval, 0),

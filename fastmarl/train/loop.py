@@ -32,13 +32,13 @@ import torch
 from torch import Tensor
 
 from fastmarl.algos.learner import Learner
+from fastmarl.config import EVAL_SEED_OFFSET
 from fastmarl.train.checkpoint import (
     CheckpointError, env_state_dict, load_checkpoint, load_env_state_dict, load_extra_tensors, save_checkpoint,
 )
 from fastmarl.train.episodes import EpisodeTracker, evaluate_policy, record_episode
 from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
 
-EVAL_SEED_OFFSET = 1_000_003  # eval envs never share start states with training envs
 
 # (num_envs, seed, render) -> a batched env of the run's task
 EnvFactory = Callable[[int, int, bool], Any]

@@ -24,12 +24,12 @@ import torch
 from fastmarl.algos.ppo import PPO
 from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
 from fastmarl.algos.tabular import TabularConfig, TabularQ
-from fastmarl.config import ConfigError, TrainConfig, resolve
+from fastmarl.config import EVAL_SEED_OFFSET, ConfigError, TrainConfig, resolve
 from fastmarl.envs import make
 from fastmarl.envs.wrappers import Discretizer
 from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
 from fastmarl.train.episodes import record_episode
-from fastmarl.train.loop import EVAL_SEED_OFFSET, Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
+from fastmarl.train.loop import Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
 from fastmarl.train.rundir import RunDir
 
 # settings that may change when a run is resumed; everything else must match

@@ -20,7 +20,6 @@ update uses the velocity from *before* the force is applied, as mpe2 does.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -32,13 +31,14 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     ActionError, EnvSpec, GroupSpec, TimeStep, action_limits, action_range_violations, check_action_structure,
-    reset_mask, validate_actions,
+    check_known_keys, reset_mask, validate_actions,
 )
 
 DIM_P = 2
-# Discrete movement actions: 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y).
-_MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
-N_MOVES = len(_MOVES)
+# Discrete movement actions (mpe2's): 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y), as unit
+# directions; every env with MPE-style discrete moves uses this table.
+MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
+N_MOVES = len(MOVES)
 # below this many envs the re-layout costs more than the vectorization gains (measured)
 ENV_LAST_MIN_ENVS = 64
 
@@ -112,7 +112,7 @@ class World:
         self.accel = torch.tensor([5.0 if a is None else a for a in accel], **f)
         self.silent = torch.tensor(wd.silent, device=device)
         self.agent_movable = self.movable[:A]
-        self.moves = torch.tensor(_MOVES, **f)
+        self.moves = torch.tensor(MOVES, **f)
         self.symbols = torch.arange(wd.dim_c, device=device)  # message symbols 0..C-1
         self.color = torch.tensor(wd.color, **f)
         self.dt, self.damping = wd.dt, wd.damping
@@ -151,15 +151,24 @@ class World:
         self.offdiag = ~torch.eye(A, dtype=torch.bool, device=device)  # (A, A)
 
 
+def axis_move(direction: Tensor, deadband: float = 0.0) -> Tensor:
+    """direction (..., 2) -> (...) long: the move of :data:`MOVES` along the axis where
+    ``direction`` is largest in absolute value (x on a tie), toward its sign (-
+    when it is 0); 0 (no-op) where that largest component is below ``deadband``."""
+    axis = direction.abs().argmax(-1)
+    comp = torch.gather(direction, -1, axis[..., None])[..., 0]
+    return torch.where(comp.abs() < deadband, 0, 1 + 2 * axis + (comp > 0).long())
+
+
 def norm2(v: Tensor) -> Tensor:
     """Euclidean norm over the last axis of length 2, written as mpe2 writes it."""
     return torch.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
 
 
-def others_index(n: int, device: torch.device) -> Tensor:
-    """(n, n-1) long: row i lists every j != i in increasing order."""
+def others_index(n: int, device: torch.device | str | None = None) -> Tensor:
+    """(n, n-1) long: row i lists every j != i in increasing order (slot k holds k, or k + 1 from k = i on)."""
     idx = torch.arange(n, device=device)
-    return torch.stack([torch.cat([idx[:i], idx[i + 1:]]) for i in range(n)]) if n > 1 else idx.new_zeros((n, 0))
+    return idx[None, :-1] + (idx[None, :-1] >= idx[:, None]).long()
 
 
 def relative_to_self(self_pos: Tensor, targets: Tensor) -> Tensor:
@@ -366,6 +375,7 @@ class MPEEnv:
         blank = MPEState(z, z.clone(), torch.zeros(E, w.A, w.C, device=self.device, dtype=dtype),
                          torch.zeros(E, dtype=torch.long, device=self.device), {})
         self._state = scenario.reset(w, blank, torch.ones(E, dtype=torch.bool, device=self.device), self._gen)
+        self._cam_range0 = _cam_range(self._state.pos)  # (E,) the camera range at each episode's start (render)
         self._obs = obs = scenario.observations(w, self._state)
         self.spec = self._make_spec(obs)
         self._limits = action_limits(self.spec)
@@ -526,6 +536,8 @@ class MPEEnv:
         if any_done:
             final_state = self._global_state(s, obs)
             s = self.scenario.reset(self.world, s._replace(t=torch.where(done, 0, s.t)), done, self._gen)
+            if self.dynamic_rescaling:
+                self._cam_range0 = torch.where(done, _cam_range(s.pos), self._cam_range0)
             obs = self.scenario.observations(self.world, s)
             s = self._store(s)
         self._state = s
@@ -545,6 +557,7 @@ class MPEEnv:
         mask = reset_mask(mask, E, self.device)
         s = self._state
         s = self.scenario.reset(self.world, s._replace(t=torch.where(mask, 0, s.t)), mask, self._gen)
+        self._cam_range0 = torch.where(mask, _cam_range(s.pos), self._cam_range0)
         self._state = s = self._store(s)
         obs = self.scenario.observations(self.world, s)
         self._obs = obs
@@ -600,12 +613,17 @@ class MPEEnv:
             if a.shape != b.shape:
                 raise ValueError(f"state.{name}: expected shape {tuple(b.shape)}, got {tuple(a.shape)}")
         self._state = self._store(s)
+        self._cam_range0 = torch.where(s.t == 0, _cam_range(s.pos), self._cam_range0)  # envs set to a start
         self._obs = self.scenario.observations(self.world, s)
 
     # -- rendering ------------------------------------------------------------
     def render(self, env_index: int = 0, size: int = 700) -> np.ndarray:
         """RGB array (size, size, 3) uint8 of env ``env_index``: entities as
-        discs (mpe2's colours and 350 px per unit of size), centred like mpe2's camera."""
+        discs (mpe2's colours and 350 px per unit of size), centred like mpe2's camera.
+
+        With ``dynamic_rescaling`` (mpe2's default) the discs zoom with the camera
+        as mpe2's do: radii scaled by ``0.9 * range at the episode's start / range
+        now``, a range being the largest absolute coordinate of any entity."""
         if not 0 <= env_index < self.num_envs:
             raise IndexError(f"env_index {env_index} out of range for num_envs={self.num_envs}")
         w, s = self.world, self._state
@@ -616,6 +634,8 @@ class MPEEnv:
         cam = max(float(np.abs(pos).max()), 1e-6)
         img = np.full((size, size, 3), 255, dtype=np.uint8)
         scale = size / 700.0
+        if self.dynamic_rescaling:
+            scale *= 0.9 * float(self._cam_range0[env_index]) / cam
         ys, xs = np.mgrid[0:size, 0:size]
         draw_order = list(range(w.A, w.N)) + list(range(w.A))  # agents on top
         for e in draw_order:
@@ -633,6 +653,11 @@ class MPEEnv:
         pass
 
 
+def _cam_range(pos: Tensor) -> Tensor:
+    """pos (E, N, 2) -> (E,): mpe2's camera range, the largest absolute coordinate of any entity."""
+    return pos.detach().abs().amax((1, 2))
+
+
 def _env_innermost(x: Tensor) -> Tensor:
     """Same values and shape (E, ...), stored with the env axis innermost."""
     if x.dim() < 2 or x.shape[0] == 1 or x.stride(0) == 1:
@@ -643,28 +668,13 @@ def _env_innermost(x: Tensor) -> Tensor:
 
 
 def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``given`` over ``allowed`` defaults; unknown keys are an error with suggestions."""
-    unknown = [k for k in given if k not in allowed]
-    if unknown:
-        hints = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, list(allowed), n=2)
-            hints.append(f"{k!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
-        raise TypeError(f"{env_id}: unknown keyword argument(s) {', '.join(hints)}; accepted: {sorted(allowed)}")
+    """Merge ``given`` over ``allowed`` defaults; an unknown key is a TypeError (as for any
+    unexpected keyword argument) naming it with the closest accepted one."""
+    check_known_keys(given, allowed, f"{env_id} keyword argument", TypeError)
     return {**allowed, **given}
 
 
-def mix_local_global(local: Tensor, global_: Tensor | None, local_ratio: float | None) -> Tensor:
-    """mpe2's reward blend: ``global * (1 - local_ratio) + local * local_ratio``.
-
-    local (E, A); global_ (E,) or None.
-    """
-    if local_ratio is None or global_ is None:
-        return local
-    return global_[:, None] * (1 - local_ratio) + local * local_ratio
-
-
 __all__ = [
-    "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2", "others_index",
-    "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "mix_local_global", "group_of_name",
+    "MOVES", "N_MOVES", "axis_move", "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2",
+    "others_index", "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "group_of_name",
 ]

@@ -56,11 +56,10 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import check_kwargs, nearest_k
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, nearest_k
 
 GROUP = "drone"
 BASELINE = "scripted sweep: go to the nearest uncovered cell seen in the local patch or coarse map, return to charge when low"
-_MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 _COARSE, _STATE_MAP, _MAX_STATION_SLOTS = 4, 16, 3
 KWARGS: dict[str, Any] = dict(
     num_drones=4, grid_size=16, sensing_radius=0.15, num_targets=4, num_stations=1, station_capacity=1,
@@ -130,12 +129,12 @@ class SwarmCoverage:
         self.hint_r = float(c["hint_radius"]) if c["hint_radius"] is not None else 2.0 * self.r
         self.K, self.S_obs, p = c["num_neighbors"], min(self.S, _MAX_STATION_SLOTS), c["patch_radius"]
         f = dict(device=self.device, dtype=self.dtype)
-        self._moves = torch.tensor(_MOVES, **f)
+        self._moves = torch.tensor(MOVES, **f)
         w = math.ceil(self.r / self.cell)  # sensing window half-width in cells
         self._sense_off, self._patch_off = _offsets(w, self.device), _offsets(p, self.device)
         self.obs_dim = 6 + 3 * self.S_obs + 3 * self.K + 3 + (2 * p + 1) ** 2 + _COARSE ** 2
         self.state_dim = 5 * self.D + 3 * self.S + 3 * self.T + min(self.G, _STATE_MAP) ** 2 + 1
-        act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if self.continuous else gym.spaces.Discrete(len(_MOVES))
+        act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if self.continuous else gym.spaces.Discrete(N_MOVES)
         group = GroupSpec(GROUP, tuple(f"drone_{i}" for i in range(self.D)),
                           gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32), act)
         self.spec = EnvSpec(env_id, {GROUP: group}, self.state_dim, c["max_cycles"], has_action_mask=not self.continuous)
@@ -216,8 +215,8 @@ class SwarmCoverage:
         if self.continuous:
             return None
         empty = (self.battery <= 0)[..., None]
-        legal = torch.ones(self.num_envs, self.D, len(_MOVES), dtype=torch.bool, device=self.device)
-        return {GROUP: legal & (~empty | (torch.arange(len(_MOVES), device=self.device) == 0))}
+        legal = torch.ones(self.num_envs, self.D, N_MOVES, dtype=torch.bool, device=self.device)
+        return {GROUP: legal & (~empty | (torch.arange(N_MOVES, device=self.device) == 0))}
 
     # -- dynamics -----------------------------------------------------------------------
     def _reset_where(self, mask: Tensor) -> None:
@@ -372,10 +371,7 @@ class CoverageScripted:
         carry = {"home": go_home.to(o.dtype)}
         g = self.spec.groups[GROUP]
         if g.discrete:
-            axis = goal.abs().argmax(-1)
-            comp = torch.gather(goal, -1, axis[..., None])[..., 0]
-            a = 1 + 2 * axis + (comp > 0).long()
-            a = torch.where(stay | (goal.abs().amax(-1) < 1e-3), 0, a)
+            a = torch.where(stay, 0, axis_move(goal, 1e-3))
             if ts.action_mask is not None:
                 a = torch.where(torch.gather(ts.action_mask[GROUP], -1, a[..., None])[..., 0], a, 0)
             return {GROUP: a}, carry

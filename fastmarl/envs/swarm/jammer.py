@@ -61,13 +61,13 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import check_kwargs, norm2, others_index
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, norm2, others_index
 
 ENV_ID = "jammer_v0"
 BASELINE = ("scripted: targets follow their receiver and hop to the least-jammed channel when SINR < 10 dB; "
             "jammers chase the nearest sensed link at full power on its channel, else sweep the channels")
-MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 DB_SCALE = 30.0
+_DEADBAND = 0.03  # the scripted movers stay put closer than this to their goal
 
 
 @dataclass(frozen=True)
@@ -193,9 +193,9 @@ class JammerEnv:
         box = lambda n: gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)  # noqa: E731
         groups = {
             "target": GroupSpec("target", tuple(f"target_{i}" for i in range(T)),
-                                box(5 + 2 * C + k * (4 + Cj) + k * (3 + C)), gym.spaces.Discrete(5 * C)),
+                                box(5 + 2 * C + k * (4 + Cj) + k * (3 + C)), gym.spaces.Discrete(N_MOVES * C)),
             "jammer": GroupSpec("jammer", tuple(f"jammer_{i}" for i in range(J)),
-                                box(3 + C + Cj + k * (5 + C) + k * (3 + Cj)), gym.spaces.Discrete(5 * Cj * L)),
+                                box(3 + C + Cj + k * (5 + C) + k * (3 + Cj)), gym.spaces.Discrete(N_MOVES * Cj * L)),
         }
         self.spec = EnvSpec(ENV_ID, groups, state_dim=T * (7 + C) + J * (3 + Cj), max_episode_steps=cfg.max_cycles)
         f = dict(device=self.device, dtype=dtype)
@@ -296,9 +296,10 @@ class JammerEnv:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         c, S = self.cfg, self.cfg.arena_size
         at, aj = actions["target"].long(), actions["jammer"].long()
-        self.tx = (self.tx + c.target_speed * self._moves[at % 5]).clamp(-S, S)
-        self.jam = (self.jam + c.jammer_speed * self._moves[aj % 5]).clamp(-S, S)
-        self.tx_ch, self.jam_ch, self.jam_level = at // 5, (aj // 5) % c.jammer_channels, aj // (5 * c.jammer_channels)
+        self.tx = (self.tx + c.target_speed * self._moves[at % N_MOVES]).clamp(-S, S)
+        self.jam = (self.jam + c.jammer_speed * self._moves[aj % N_MOVES]).clamp(-S, S)
+        self.tx_ch, self.jam_ch = at // N_MOVES, (aj // N_MOVES) % c.jammer_channels
+        self.jam_level = aj // (N_MOVES * c.jammer_channels)
         rx = self.rx + self.rx_vel
         out = rx.abs() > S  # bounce off the walls
         self.rx_vel = torch.where(out, -self.rx_vel, self.rx_vel)
@@ -382,14 +383,14 @@ class ScriptedJammerGame:
 
     def __init__(self, spec: EnvSpec):
         t, j = spec.groups["target"], spec.groups["jammer"]
-        C = self.C = t.action_dim // 5
+        C = self.C = t.action_dim // N_MOVES
         for Cj in (C + 1, C):  # with or without the barrage channel: the one the dimensions fit
             k, rem = divmod(t.obs_dim - 5 - 2 * C, 7 + C + Cj)
-            if rem == 0 and j.action_dim % (5 * Cj) == 0 and j.obs_dim == 3 + C + Cj + k * (8 + C + Cj):
+            if rem == 0 and j.action_dim % (N_MOVES * Cj) == 0 and j.obs_dim == 3 + C + Cj + k * (8 + C + Cj):
                 break
         else:
             raise ValueError(f"baseline_policy: the spec's dimensions do not fit {ENV_ID}'s layout")
-        self.Cj, self.L, self.J = Cj, j.action_dim // (5 * Cj), j.num_agents
+        self.Cj, self.L, self.J = Cj, j.action_dim // (N_MOVES * Cj), j.num_agents
 
     def initial_carry(self, num_envs: int) -> dict:
         return {}
@@ -404,26 +405,19 @@ class ScriptedJammerGame:
                                                              device=ot.device, dtype=ot.dtype)
         stay = ot[..., 4 + C] * DB_SCALE >= 10.0
         ch_t = torch.where(stay, ot[..., 4:4 + C].argmax(-1), interf.argmin(-1))
-        a_t = _toward(ot[..., 2:4]) + 5 * ch_t
+        a_t = axis_move(ot[..., 2:4], _DEADBAND) + N_MOVES * ch_t
         # jammers: the nearest seen link's receiver and channel, else sweep the channels toward the centre
         s0 = 3 + C + self.Cj  # first target slot: [tx rel (2), rx rel (2), channel (C), seen]
         seen = oj[..., s0 + 4 + C] > 0.5
         sweep = (t[:, None] + torch.arange(self.J, device=oj.device)) % C
         ch_j = torch.where(seen, oj[..., s0 + 4:s0 + 4 + C].argmax(-1), sweep)
         goal = torch.where(seen[..., None], oj[..., s0 + 2:s0 + 4], -oj[..., 0:2])  # its receiver, or the centre
-        a_j = _toward(goal) + 5 * (ch_j + self.Cj * (self.L - 1))  # full power
+        a_j = axis_move(goal, _DEADBAND) + N_MOVES * (ch_j + self.Cj * (self.L - 1))  # full power
         return {"target": a_t, "jammer": a_j}, {"t": t + 1}
 
 
-def _toward(d: Tensor, deadband: float = 0.03) -> Tensor:
-    """Move (E, A) long along the axis where displacement d (E, A, 2) is largest; 0 within deadband."""
-    axis = d.abs().argmax(-1)
-    comp = torch.gather(d, -1, axis[..., None])[..., 0]
-    return torch.where(comp.abs() < deadband, 0, 1 + 2 * axis + (comp > 0).long())
-
-
 def baseline_policy(spec: EnvSpec) -> ScriptedJammerGame:
-    """Scripted policy driving both groups (the Policy protocol of fastmarl.train.episodes)."""
+    """Scripted policy driving both groups (the Policy protocol of fastmarl.envs.api)."""
     return ScriptedJammerGame(spec)
 
 

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, norm2, reset_entities, uniform
+from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, norm2, others_index, reset_entities, uniform
 from fastmarl.envs.mpe.simple_tag import boundary_penalty
 
 KWARGS = dict(num_pursuers=3, num_evaders=1, num_obstacles=2, scripted_evaders=False, sensing_radius=0.8,
@@ -179,23 +179,17 @@ class Scenario:
             lm = (obst[:, None] - p[:, :, None]).reshape(E, p.shape[1], 2 * self.L)
             return torch.cat([v, p, lm], -1)
 
-        others_p = _others(P, dev)
+        others_p = others_index(P, dev)
         out = {"pursuer": torch.cat([common(pp, pv), seen_slots(pp, pp, pv, r, k, others_p),
                                      seen_slots(pp, ep, evl, r, k)], -1)}
         if not self.scripted:
             out["evader"] = torch.cat([common(ep, evl), seen_slots(ep, pp, pv, r, k),
-                                       seen_slots(ep, ep, evl, r, k, _others(V, dev))], -1)
+                                       seen_slots(ep, ep, evl, r, k, others_index(V, dev))], -1)
         return out
 
     def global_state(self, s: MPEState) -> Tensor:
         """(E, 4 N): all positions then all velocities."""
         return torch.cat([s.pos.flatten(1), s.vel.flatten(1)], 1)
-
-
-def _others(n: int, device: torch.device) -> Tensor:
-    """(n, n-1) long: row i lists every j != i."""
-    idx = torch.arange(n, device=device)
-    return (idx[None, :-1] + (idx[None, :-1] >= idx[:, None]).long()) if n > 1 else idx.new_zeros(n, 0)
 
 
 class ScriptedPursuitEvasion:

@@ -56,11 +56,10 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import check_kwargs
+from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs
 
 GROUP = "pursuer"
 BASELINE = "greedy heuristic: steer along the ray that sees the nearest food, away from poison, low thrust (random thrust is the floor)"
-_MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
 KWARGS: dict[str, Any] = dict(
     n_pursuers=2, n_evaders=5, n_poisons=10, n_obstacles=1, n_coop=1, n_sensors=30, sensor_range=0.2, radius=0.015,
     obstacle_radius=0.1, obstacle_coord=((0.5, 0.5),), pursuer_max_accel=0.5, pursuer_speed=0.2, evader_speed=0.1,
@@ -166,11 +165,11 @@ class Waterworld:
         f = dict(device=self.device, dtype=self.dtype)
         ang = torch.arange(self.S, dtype=torch.float64) * (2 * math.pi / self.S)
         self.rays = torch.stack([ang.cos(), ang.sin()], -1).to(**f)  # (S, 2)
-        self._moves = torch.tensor(_MOVES, **f)
+        self._moves = torch.tensor(MOVES, **f)
         self._coord = torch.tensor(np.asarray(oc, dtype=np.float64).reshape(-1, 2), **f) if oc is not None else None
         self.obs_dim = (8 if c["speed_features"] else 5) * self.S + 2
         self.state_dim = 4 * (self.P + self.F + self.Q) + 2 * self.O
-        act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if self.continuous else gym.spaces.Discrete(len(_MOVES))
+        act = gym.spaces.Box(-1.0, 1.0, (2,), np.float32) if self.continuous else gym.spaces.Discrete(N_MOVES)
         obs_space = gym.spaces.Box(-_SQRT2, _SQRT2, (self.obs_dim,), np.float32)
         group = GroupSpec(GROUP, tuple(f"pursuer_{i}" for i in range(self.P)), obs_space, act)
         self.spec = EnvSpec(env_id, {GROUP: group}, self.state_dim, c["max_cycles"])
@@ -377,9 +376,7 @@ class GreedyWaterworld:
         u = goal / goal.norm(dim=-1, keepdim=True).clamp_min(1e-6) * self.thrust
         g = self.spec.groups[GROUP]
         if g.discrete:
-            axis = u.abs().argmax(-1)
-            a = 1 + 2 * axis + (torch.gather(u, -1, axis[..., None])[..., 0] > 0).long()
-            return {GROUP: a}, {"heading": heading}
+            return {GROUP: axis_move(u)}, {"heading": heading}
         return {GROUP: u}, {"heading": heading}
 
 
