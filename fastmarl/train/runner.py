@@ -82,7 +82,7 @@ def _make_env(cfg: TrainConfig, num_envs: int, seed: int, render: bool = False):
         try:
             env = AgentPositions(env)
         except ValueError as e:
-            raise ConfigError(f"--comm-range {cfg.comm_range} with --ppo.comm {cfg.ppo.comm}: {e}") from None
+            raise ConfigError(f"--comm-range {cfg.comm_range} with --comm {cfg.ppo.comm}: {e}") from None
     return env
 
 
