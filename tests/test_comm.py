@@ -367,7 +367,9 @@ def referential_success(mode: str, delay: int, K: int = 4, bits: int = 3, iters:
         return (logits.argmax(-1) == target).float().mean().item()
 
 
-@pytest.mark.parametrize("mode,delay", [("action", 0), ("gumbel", 0), ("action", 1), ("gumbel", 1)])
+@pytest.mark.parametrize("mode,delay", [pytest.param("action", 0, marks=pytest.mark.slow), ("gumbel", 0),
+                                        pytest.param("action", 1, marks=pytest.mark.slow),
+                                        pytest.param("gumbel", 1, marks=pytest.mark.slow)])
 def test_referential_game_learns_to_communicate(mode, delay):
     K = 4
     success = referential_success(mode, delay, K)

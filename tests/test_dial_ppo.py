@@ -235,6 +235,7 @@ def test_comm_measures_on_dial_messages():
 
 # -- learning ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ppo_dial_learns_a_referential_game():
     """One-step referential game (tests/test_comm_wrappers.py): the listener can name
     the speaker's target only from a same-step DIAL message (3 bits). Chance is 1/4;
