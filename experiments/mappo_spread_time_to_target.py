@@ -1,9 +1,10 @@
 """Wall time for the default MAPPO run on simple_spread_v3 (N=3) to reach a target return.
 
-Runs the *default* command ``fastmarl train --algo mappo --env simple_spread_v3``
-(plus --seed and --name) in a subprocess and watches its ``eval.csv``: the clock
-starts before the process is launched, so Python start-up, imports and env
-construction are included. Evaluation returns are per agent (mpe2 convention),
+Runs the *default* command, with a seed and a run name added,
+``fastmarl train --algo mappo --env simple_spread_v3 --seed S --name NAME``,
+in a subprocess and watches its ``eval.csv``: the clock starts before the
+process is launched, so Python start-up, imports and env construction are
+included. Evaluation returns are per agent (mpe2 convention),
 100 episodes, deterministic and stochastic. Target: -16 within ~80 s on 2 CPU
 cores (random policy: about -26; the scripted policy of fastmarl.scripted: about -7.7).
 

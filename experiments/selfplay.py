@@ -15,8 +15,8 @@ For one env per invocation (one training process at a time, 1 thread)::
    one; for simple_tag the scripted chaser / evader of :mod:`fastmarl.scripted_tag`),
    and fits Elo ratings (:func:`~fastmarl.train.competitive.evaluate_matrix`);
 3. for each side, freezes its final snapshot and trains a fresh MAPPO best
-   response of the other side against it for ``--br-steps`` env steps
-   (:func:`~fastmarl.train.competitive.exploitability`);
+   response of the other side against it for the preset's ``br_steps`` env steps (times ``--scale``;
+   :func:`~fastmarl.train.competitive.exploitability`);
 4. writes ``docs/figures/competitive_<env>.png`` (ratings vs training step) and
    replaces this env's section of ``docs/competitive.md`` (other envs' sections are kept).
 

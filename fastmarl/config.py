@@ -170,10 +170,10 @@ class TrainConfig:
     """add a broadcast channel of this many bits per agent to the env (fastmarl.envs.comm_wrappers): each
     discrete action becomes a (move, message) pair, observations get the others' last messages; 0: none"""
     comm_range: float | None = None
-    """communication range (MPE envs), one radius for every channel that is on: with message_bits, a message
-    reaches only agents within this distance of its speaker (when it spoke); with ppo.comm, an actor hears only
-    the actors of its group within this distance (itself included), in acting, training and evaluation alike;
-    None: all-to-all. Needs message_bits > 0 or ppo.comm != none"""
+    """communication range (MPE envs), one radius for every channel that is on: with --message-bits, a message
+    reaches only agents within this distance of its speaker (when it spoke); with --comm (ppo.comm), an actor hears
+    only the actors of its group within this distance (itself included), in acting, training and evaluation alike;
+    None: all-to-all. Needs --message-bits > 0 or --comm other than none"""
     message_flip_prob: float = 0.0
     """channel noise: probability that a bit arrives flipped, per (receiver, sender) link"""
     message_drop_prob: float = 0.0
@@ -249,7 +249,7 @@ def _check_dial(p: PPOConfig) -> None:
         changed = [f"ppo.{k}" for k in DIAL_FIELDS if getattr(p, k) != getattr(PPOConfig, k)]
         if changed:
             raise ConfigError(f"{', '.join(changed)} configure the DIAL channel, but ppo.comm={p.comm!r}; use "
-                              "--ppo.comm dial (or leave them at their defaults)")
+                              "--comm dial (or leave them at their defaults)")
         return
     for name, value, low in [("dial_vocab_size", p.dial_vocab_size, 2),
                              ("dial_message_length", p.dial_message_length, 1)]:
@@ -298,7 +298,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
             raise ConfigError(f"comm_range must be a positive distance or None, got {cfg.comm_range!r}")
         if not cfg.message_bits and p.comm == "none":
             raise ConfigError("comm_range limits communication, but no channel is on; add the env's message "
-                              "channel (--message-bits 1) and/or learned communication (--ppo.comm commnet, tarmac, "
+                              "channel (--message-bits 1) and/or learned communication (--comm commnet, tarmac, "
                               "tarmac_broadcast or dial)")
     for name, value in [("message_flip_prob", cfg.message_flip_prob), ("message_drop_prob", cfg.message_drop_prob)]:
         if not 0.0 <= value <= 1.0:
@@ -320,7 +320,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     _check_dial(p)
     if p.comm != "none" and all(g.num_agents == 1 for g in spec.groups.values()):
         raise ConfigError(f"ppo.comm={p.comm!r} lets the agents of a group talk, but every group of {spec.env_id} "
-                          "has a single agent; use --ppo.comm none")
+                          "has a single agent; use --comm none")
     masks: dict[str, bool] = {}
     for g in spec.groups.values():
         if not g.discrete and not algo.supports_continuous:

@@ -93,7 +93,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert _rows(a / "eval.csv") == _rows(b / "eval.csv")
 
 
-@pytest.mark.parametrize("algo,recurrent", [("mappo", False), ("ippo", True)])
+@pytest.mark.parametrize("algo,recurrent", [pytest.param("mappo", False, marks=pytest.mark.slow), ("ippo", True)])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, algo, recurrent):
     ppo = PPOConfig(num_steps=10, num_minibatches=2, recurrent=recurrent)
     full = train(_cfg(tmp_path, "full", algo=algo, ppo=ppo))
@@ -106,6 +106,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, algo, recurr
     _assert_same_run(tmp_path / "full", tmp_path / "crashed")
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     cfg = _cfg(tmp_path, "full", total_steps=160 * 40, checkpoint_interval=160, eval_interval=0)
     train(cfg)

@@ -285,6 +285,7 @@ def listener_success(algo: PPO, env, episodes: int = 2) -> float:
     return torch.cat(rewards).mean().item()
 
 
+@pytest.mark.slow
 def test_unchanged_ppo_learns_to_talk_through_the_wrapper():
     """MAPPO, unchanged, on the two-step referential game with a 3-bit broadcast
     channel: the speaker's message at step 0 is the listener's only route to the
@@ -339,6 +340,7 @@ def _insert_comm(kind: str):
     return patch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["commnet", "tarmac"])
 def test_ppo_with_a_communicating_actor(kind):
     """One-step referential game, no channel in the env: only a communicating
@@ -349,6 +351,7 @@ def test_ppo_with_a_communicating_actor(kind):
     assert success > 0.9, (kind, success)
 
 
+@pytest.mark.slow
 def test_ppo_without_communication_stays_at_chance():
     env = ReferentialGame(64, K=4, steps=1)
     _, success = _ppo(env, iters=30)

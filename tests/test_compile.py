@@ -6,8 +6,13 @@ import torch
 import fastmarl
 
 
-@pytest.mark.parametrize("env_id,kwargs", [("simple_spread_v3", {}), ("simple_tag_v3", {}), ("simple_world_comm_v3", {}),
-                                           ("simple_speaker_listener_v4", {}), ("simple_crypto_v3", {})])
+# the fast tier keeps one compile, simple_crypto's, the cheapest
+@pytest.mark.parametrize("env_id,kwargs", [
+    pytest.param("simple_spread_v3", {}, marks=pytest.mark.slow),
+    pytest.param("simple_tag_v3", {}, marks=pytest.mark.slow),
+    pytest.param("simple_world_comm_v3", {}, marks=pytest.mark.slow),
+    pytest.param("simple_speaker_listener_v4", {}, marks=pytest.mark.slow),
+    ("simple_crypto_v3", {})])
 def test_compiled_step_matches_eager(env_id, kwargs):
     eager = fastmarl.make(env_id, num_envs=16, seed=3, max_cycles=10, **kwargs)
     comp = fastmarl.make(env_id, num_envs=16, seed=3, max_cycles=10, compile=True, **kwargs)
@@ -59,6 +64,7 @@ def aot_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_aot_step_matches_eager_env_innermost_layout(aot_cache):
     # 64 envs: state stored env-innermost (non-contiguous strides) inside the compiled library
     torch.set_num_threads(1)
@@ -70,6 +76,7 @@ def test_aot_step_matches_eager_env_innermost_layout(aot_cache):
     assert list((aot_cache / "aot").glob("simple_tag_v3-*.pt2")) == libs
 
 
+@pytest.mark.slow
 def test_aot_step_passes_through_unchanged_state(aot_cache):
     # simple_crypto's episode goal/key live in MPEState.extra and are returned unchanged by the
     # step (an aliasing output), and a reset can leave them as strided views
@@ -85,6 +92,7 @@ def test_compile_value_validated():
         fastmarl.make("simple_spread_v3", compile="inductor")
 
 
+@pytest.mark.slow
 def test_aot_damaged_cache_entry_is_rebuilt(aot_cache):
     torch.set_num_threads(1)
     _run_pair("simple_v3", 8, steps=2)

@@ -189,7 +189,7 @@ def test_dial_config_validation():
         return str(e.value)
 
     assert "ppo.dial_vocab_size" in err(comm="tarmac", dial_vocab_size=3)
-    assert "--ppo.comm dial" in err(dial_drop_prob=0.5)
+    assert "--comm dial" in err(dial_drop_prob=0.5)
     assert "ppo.dial_vocab_size must be an integer >= 2" in err(comm="dial", dial_vocab_size=1)
     assert "ppo.dial_message_length" in err(comm="dial", dial_message_length=0)
     assert "dial_temperature" in err(comm="dial", dial_temperature=0.0)
@@ -235,6 +235,7 @@ def test_comm_measures_on_dial_messages():
 
 # -- learning ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ppo_dial_learns_a_referential_game():
     """One-step referential game (tests/test_comm_wrappers.py): the listener can name
     the speaker's target only from a same-step DIAL message (3 bits). Chance is 1/4;

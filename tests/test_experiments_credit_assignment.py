@@ -7,9 +7,13 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
 import credit_assignment as ca  # noqa: E402
+
+pytestmark = pytest.mark.slow  # an experiment script's report
 
 
 def _spread_run(algo: str, seed: int, evals: list[float], final: float) -> dict:

@@ -74,6 +74,7 @@ def test_conclusion_follows_the_intervals():
     assert "IPPO reaches a higher final return than MAPPO" in text and "lies below 0.5" in text
 
 
+@pytest.mark.slow
 def test_final_score_stats_with_rliable():
     pytest.importorskip("rliable")
     st = mvi.final_score_stats({"mappo": np.array([1.0, 2.0, 3.0, 4.0, 100.0]),
@@ -88,6 +89,7 @@ def test_final_score_stats_with_rliable():
     assert st["prob_improvement"]["ci"] == pytest.approx([1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path):
     pytest.importorskip("rliable")
     report, figures, runs = tmp_path / "report.md", tmp_path / "figures", tmp_path / "runs"

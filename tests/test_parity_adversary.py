@@ -13,8 +13,8 @@ from mpe_reference import EXTRA_SYNC, assert_same_spaces, run_lockstep, sync_goa
 EXTRA_SYNC["simple_adversary_v3"] = sync_goal_landmark
 
 
-@pytest.mark.parametrize("N", [2, 3, 4])
-@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("N", [2, pytest.param(3, marks=pytest.mark.slow), pytest.param(4, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("continuous", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_adversary_lockstep(N, continuous):
     assert_same_spaces("simple_adversary_v3", continuous=continuous, N=N)
     goals = set()

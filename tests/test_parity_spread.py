@@ -6,8 +6,8 @@ import pytest
 from mpe_reference import run_lockstep
 
 
-@pytest.mark.parametrize("N", [2, 3, 6])
-@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("N", [pytest.param(2, marks=pytest.mark.slow), 3, pytest.param(6, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("continuous", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_spread_lockstep(N, continuous):
     stats = run_lockstep("simple_spread_v3", steps=200, num_envs=2, N=N, continuous=continuous)
     assert stats["episode_ends"] == 2 * (200 // 25)

@@ -72,8 +72,9 @@ def lockstep(chase: Chase, steps: int, num_envs: int, **kw):
                         before_step=chase.before, after_step=chase.after, **kw)
 
 
-@pytest.mark.parametrize("good, adv, obs", [(1, 3, 2), (2, 4, 1), (3, 6, 0)])
-@pytest.mark.parametrize("continuous", [False, True])
+@pytest.mark.parametrize("good, adv, obs", [(1, 3, 2), pytest.param(2, 4, 1, marks=pytest.mark.slow),
+                                           pytest.param(3, 6, 0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("continuous", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_tag_lockstep(good, adv, obs, continuous):
     kw = dict(num_good=good, num_adversaries=adv, num_obstacles=obs)
     assert_same_spaces(ENV, continuous=continuous, **kw)

@@ -84,8 +84,8 @@ def run_scripted(continuous: bool, steps: int, num_envs: int, **kwargs) -> tuple
     return stats, seen
 
 
-@pytest.mark.parametrize("continuous", [False, True])
-@pytest.mark.parametrize("sizes", [{}, SMALL], ids=["default", "sizes"])
+@pytest.mark.parametrize("continuous", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("sizes", [{}, pytest.param(SMALL, marks=pytest.mark.slow)], ids=["default", "sizes"])
 def test_world_comm_lockstep(continuous, sizes):
     assert_same_spaces(ENV_ID, continuous=continuous, **sizes)
     stats, seen = run_scripted(continuous, steps=200, num_envs=3, **sizes)

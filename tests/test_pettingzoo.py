@@ -59,8 +59,11 @@ def test_pettingzoo_api_and_seed_tests(env_id, continuous):
     run_checked(seed_test, lambda: to_aec_env(env_id, **kw), num_cycles=60)
 
 
-@pytest.mark.parametrize("continuous", MODES)
-@pytest.mark.parametrize("env_id", ENV_IDS)
+# waterworld's continuous case, the slowest by far (~3 s), is in the slow tier only
+@pytest.mark.parametrize("env_id, continuous", [
+    pytest.param(e, m.values[0], id=f"{e}-{m.id}",
+                 marks=pytest.mark.slow if (e, m.id) == ("waterworld_v0", "continuous") else ())
+    for e in ENV_IDS for m in MODES])
 def test_parallel_env_matches_batched_env(env_id, continuous):
     """Same seed and actions: the ParallelEnv returns the batched env's numbers,
     ends episodes PettingZoo's way (final_obs, then agents == []), and reset()

@@ -211,6 +211,7 @@ def test_per_agent_networks_act_differently_on_equal_inputs():
     torch.testing.assert_close(out_shared[:, 0], out_shared[:, 1])
 
 
+@pytest.mark.slow
 def test_ppo_learns_the_toy_task():
     # agent group: action 0 pays 1 (max 2 per step for 2 agents); box: a = 0.5 pays 0
     env = TickEnv(num_envs=32, limits=[4] * 32)

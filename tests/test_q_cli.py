@@ -24,6 +24,7 @@ def test_value_based_names_match_their_capabilities():
     assert set(VALUE_BASED_ALGOS) == set(ALGO_INFO)
 
 
+@pytest.mark.slow
 def test_tiny_qmix_cli_run_then_eval_and_render(tmp_path, capsys):
     argv = ["train", "--algo", "qmix", "--env", "simple_spread_v3", *TINY, "--runs-dir", str(tmp_path),
             "--name", "q"]

@@ -103,7 +103,7 @@ def _weights(res) -> dict[str, torch.Tensor]:
     return res.learner.weights()
 
 
-@pytest.mark.parametrize("kw", [dict(td_lambda=0.6),
+@pytest.mark.parametrize("kw", [pytest.param(dict(td_lambda=0.6), marks=pytest.mark.slow),
                                 dict(algo="iql", recurrent=False, standardise_rewards=True, double_q=False)],
                          ids=["qmix-gru-td-lambda", "iql-ff-standardised"])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, kw):

@@ -49,7 +49,7 @@ def mpe2_returns(env_id: str, seed: int, groups: dict[str, list[str]]) -> dict[s
     return ret
 
 
-@pytest.mark.parametrize("env_id", ["simple_spread_v3", "simple_tag_v3"])
+@pytest.mark.parametrize("env_id", ["simple_spread_v3", pytest.param("simple_tag_v3", marks=pytest.mark.slow)])
 def test_random_policy_returns_match_mpe2(env_id):
     ours = ours_returns(env_id, seed=1)
     spec = fastmarl.make(env_id, num_envs=1).spec

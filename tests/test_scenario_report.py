@@ -87,6 +87,7 @@ def test_scenario_run_validated():
         sr.ScenarioRun(algo="qmix")
 
 
+@pytest.mark.slow
 def test_tiny_page_end_to_end(tmp_path, monkeypatch):
     tiny = dataclasses.replace(sr.SCENARIOS["relay_v0"], num_envs=20, env_kwargs={"max_cycles": 20})
     monkeypatch.setitem(sr.SCENARIOS, "relay_v0", tiny)

@@ -72,6 +72,7 @@ def test_message_stats_on_constructed_messages(sc):
     assert s["entropy"][2] == pytest.approx(math.log(2), abs=1e-3)
 
 
+@pytest.mark.slow
 def test_pipeline_on_a_tiny_run(sc):
     """Train the bit-channel and DIAL variants briefly, measure the initial weights and
     both checkpoints, and build the report from the saved measurements."""

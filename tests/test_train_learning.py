@@ -11,6 +11,8 @@ from fastmarl.train import train
 from fastmarl.train.episodes import evaluate_policy
 from fastmarl.config import EVAL_SEED_OFFSET
 
+pytestmark = pytest.mark.slow  # training runs
+
 
 @pytest.mark.parametrize("algo", ["ippo", "mappo"])
 def test_ppo_clearly_beats_random_on_simple_v3(tmp_path, algo):

@@ -71,7 +71,7 @@ def _comm_wrappers(cfg: TrainConfig, env):
         try:
             env = AgentPositions(env)
         except ValueError as e:
-            raise ConfigError(f"--comm-range {cfg.comm_range} with --ppo.comm {cfg.ppo.comm}: {e}") from None
+            raise ConfigError(f"--comm-range {cfg.comm_range} with --comm {cfg.ppo.comm}: {e}") from None
     return env
 
 
