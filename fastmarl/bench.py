@@ -21,6 +21,9 @@ from typing import Literal
 
 import torch
 
+from fastmarl.envs import make
+from fastmarl.version import __version__
+
 
 @dataclass
 class BenchEnvsConfig:
@@ -52,14 +55,12 @@ _COMPILE = {"eager": False, "compile": True, "aot": "aot"}
 def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float, device: str = "cpu",
             pin: bool = True, **env_kwargs) -> dict:
     """Time random-action steps of one env configuration; returns a result dict."""
-    import fastmarl
-
     torch.set_num_threads(threads)
     if pin and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(cores[:threads]))
     t_build = time.perf_counter()
-    env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, **({"compile": _COMPILE[mode]} if mode != "eager" else {}), **env_kwargs)
+    env = make(env_id, num_envs=num_envs, device=device, seed=0, **({"compile": _COMPILE[mode]} if mode != "eager" else {}), **env_kwargs)
     env.reset(seed=0)
     gen = torch.Generator(device=device).manual_seed(0)
     groups = list(env.spec.groups.values())
@@ -85,7 +86,7 @@ def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float,
         if time.perf_counter() - t0 >= seconds:
             break
     dt = time.perf_counter() - t0
-    return dict(lib="fastmarl", version=fastmarl.__version__, torch=torch.__version__, env=env_id, mode=mode,
+    return dict(lib="fastmarl", version=__version__, torch=torch.__version__, env=env_id, mode=mode,
                 num_envs=num_envs, threads=threads, device=device, steps=steps, seconds=round(dt, 4),
                 steps_per_s=num_envs * steps / dt, warmup_s=round(warm_s, 2))
 

@@ -64,9 +64,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-import fastmarl
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
 from fastmarl.config import ConfigError, EnvKwargs, StepCount
+from fastmarl.envs import make
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
@@ -719,7 +719,7 @@ def train_q(config: QConfig, *, resume: str | Path | None = None, _stop_after: i
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
-    env = fastmarl.make(cfg.env, num_envs=cfg.num_envs, device=device, seed=cfg.seed, **cfg.env_kwargs)
+    env = make(cfg.env, num_envs=cfg.num_envs, device=device, seed=cfg.seed, **cfg.env_kwargs)
     derived = validate_q_config(cfg, env.spec)
     spec: EnvSpec = env.spec
     if resume is not None and cfg.runs_dir is None:
@@ -777,7 +777,7 @@ def train_q(config: QConfig, *, resume: str | Path | None = None, _stop_after: i
     def evaluate(step: int) -> dict[str, float]:
         nonlocal eval_env
         if eval_env is None:
-            eval_env = fastmarl.make(cfg.env, num_envs=cfg.eval_episodes, device=device,
+            eval_env = make(cfg.env, num_envs=cfg.eval_episodes, device=device,
                                      seed=cfg.seed + EVAL_SEED_OFFSET, **cfg.env_kwargs)
         res = evaluate_policy(learner, eval_env, deterministic=True, seed=cfg.seed + EVAL_SEED_OFFSET)
         # "_det" as fastmarl.train's eval.csv and learning curve name greedy (deterministic) evaluation

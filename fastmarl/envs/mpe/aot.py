@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
+from fastmarl.version import __version__
+
 if TYPE_CHECKING:
     from fastmarl.envs.mpe.core import MPEEnv, MPEState
 
@@ -53,14 +55,13 @@ def _describe(t: Tensor) -> str:
 
 
 def _cache_key(env: MPEEnv, leaves: list[Tensor]) -> str:
-    import fastmarl
     from fastmarl.envs.mpe import core
 
     h = hashlib.sha256()
     scenario = env.scenario
     settings = {k: v for k, v in sorted(vars(scenario).items()) if not k.startswith("_")}
     parts = [
-        torch.__version__, fastmarl.__version__, sys.version, type(scenario).__module__, repr(settings),
+        torch.__version__, __version__, sys.version, type(scenario).__module__, repr(settings),
         repr(env.world.wd), env.num_envs, str(env.dtype), str(env.device), env.continuous_actions, env.validate,
         env._env_last, env._store_in_graph, [_describe(t) for t in leaves],
         torch.get_num_threads(),  # inductor emits parallel loops only when compiling for > 1 thread
