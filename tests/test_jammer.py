@@ -11,7 +11,7 @@ import fastmarl
 from fastmarl.envs import check_env
 from fastmarl.envs.pettingzoo import to_parallel_env
 from fastmarl.envs.swarm.jammer import baseline_policy
-from fastmarl.scripted import RandomPolicy
+from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.episodes import evaluate_policy
 
 torch.set_num_threads(1)

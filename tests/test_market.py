@@ -12,7 +12,7 @@ import fastmarl
 from fastmarl.envs import check_env
 from fastmarl.envs.market import FixedSpreadMaker, baseline_policy
 from fastmarl.envs.pettingzoo import to_parallel_env
-from fastmarl.scripted import RandomPolicy
+from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.checkpoint import env_state_dict, load_env_state_dict
 from fastmarl.train.episodes import evaluate_policy
 

@@ -152,7 +152,7 @@ def test_bottleneck_early_stop_matches_full_relaxation():
 
 def test_even_spacing_baseline():
     from fastmarl.envs.swarm.relay import baseline_policy
-    from fastmarl.scripted import RandomPolicy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.train.episodes import evaluate_policy
 
     env = _env()

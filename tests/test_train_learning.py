@@ -6,7 +6,7 @@ from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
 from fastmarl.config import PPOConfig, TrainConfig
-from fastmarl.scripted import RandomPolicy
+from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train import train
 from fastmarl.train.episodes import evaluate_policy
 from fastmarl.train.runner import EVAL_SEED_OFFSET

@@ -5,7 +5,7 @@ import torch
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.scripted import RandomPolicy, SpreadScripted
+from fastmarl.envs.scripted import RandomPolicy, SpreadScripted
 from fastmarl.train.episodes import evaluate_policy
 
 

@@ -103,7 +103,7 @@ from fastmarl.algos.ppo import PPO
 from fastmarl.config import ALGOS, ConfigError, Derived, EnvKwargs, PPOConfig, StepCount, TrainConfig, resolve
 from fastmarl.envs import make
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.scripted import RandomPolicy
+from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.checkpoint import (
     atomic_write_text, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint,
 )

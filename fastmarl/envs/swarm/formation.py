@@ -216,7 +216,7 @@ class GoToSlot:
 
     def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
-        from fastmarl.scripted import COAST, steer
+        from fastmarl.envs.scripted import COAST, steer
 
         o = ts.obs["agent"]
         vel, slot, ref_vel = o[..., 0:2], o[..., 4:6], o[..., 8:10]

@@ -232,7 +232,7 @@ class ScriptedPursuitEvasion:
 
     def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
-        from fastmarl.scripted import COAST, steer
+        from fastmarl.envs.scripted import COAST, steer
 
         out = {}
         for name, g in self.spec.groups.items():

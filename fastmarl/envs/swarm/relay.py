@@ -207,7 +207,7 @@ class EvenSpacing:
 
     def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
-        from fastmarl.scripted import COAST, steer
+        from fastmarl.envs.scripted import COAST, steer
 
         o = ts.obs["relay"]  # (E, R, obs_dim)
         vel, pos = o[..., 0:2], o[..., 2:4]

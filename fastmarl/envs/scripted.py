@@ -7,7 +7,7 @@ so they are scored exactly like a trained policy::
     evaluate_policy(SpreadScripted(env.spec), env)   # return about -8 per agent
     evaluate_policy(RandomPolicy(env.spec), env)     # about -27
 
-``python -m fastmarl.scripted`` prints both.
+``python -m fastmarl.envs.scripted`` prints both.
 
 The scripted policy reads everything from the observations (no privileged
 state): each agent's own position and velocity, and the landmarks' positions
