@@ -106,7 +106,7 @@ def run_spread_one(algo: str, seed: int, steps: int, eval_interval: int, final_e
 
     import fastmarl
     from fastmarl.algos.q_learning import QConfig, train_q
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
 
     torch.set_num_threads(1)
     cfg = QConfig(algo=algo, seed=seed, total_steps=steps, threads=1, eval_interval=eval_interval,

@@ -155,7 +155,7 @@ class GroupMix:
     """A policy that takes each group's actions from its own source policy.
 
     ``sources``: group -> policy (the Policy protocol of
-    :mod:`fastmarl.train.episodes`). Every source sees the whole TimeStep (a
+    :mod:`fastmarl.envs.episodes`). Every source sees the whole TimeStep (a
     trained PPO policy acts for all groups it was built for); only the actions
     of the groups it is named for are kept. Carries are kept per source."""
 
@@ -298,7 +298,7 @@ def evaluate_setups(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episo
     """setup name -> group -> one return per replicate (see the module docstring)."""
     import fastmarl
     from fastmarl.envs.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
     from fastmarl.train.runner import load_policy
 
     env = fastmarl.make(env_id, num_envs=episodes, seed=eval_seed, **entry.env_kwargs)
@@ -459,7 +459,7 @@ def record_gif(policy, env, path: Path, deterministic: bool, seed: int, width: i
     import imageio.v3 as iio
     from PIL import Image
 
-    from fastmarl.train.episodes import record_episode
+    from fastmarl.envs.episodes import record_episode
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = record_episode(policy, env, Path(tmp) / "raw.gif", deterministic=deterministic, seed=seed)

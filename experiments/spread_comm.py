@@ -186,7 +186,7 @@ def continuous_comm(comm, f: Tensor, mode: str | None, gen: torch.Generator) -> 
 def ablation_returns(variant: str, policy, env, seed: int) -> dict[str, float]:
     """Deterministic return per agent with the messages intact / zeroed / shuffled / random."""
     from fastmarl.analysis.comm import message_ablation
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
 
     def ev(p):
         return evaluate_policy(p, env, deterministic=True, seed=seed)["return"]

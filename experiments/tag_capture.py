@@ -53,7 +53,7 @@ from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.wrappers import Discretizer, ScriptedGroups, select_groups
 from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.envs.scripted_tag import TagChaserScripted, TagPreyScripted
-from fastmarl.train.episodes import record_episode
+from fastmarl.envs.episodes import record_episode
 from fastmarl.train.replay import EpisodeBuffer
 
 ENV = "simple_tag_v3"

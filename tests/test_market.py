@@ -14,7 +14,7 @@ from fastmarl.envs.market import FixedSpreadMaker, baseline_policy
 from fastmarl.envs.pettingzoo import to_parallel_env
 from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.checkpoint import env_state_dict, load_env_state_dict
-from fastmarl.train.episodes import evaluate_policy
+from fastmarl.envs.episodes import evaluate_policy
 
 torch.set_num_threads(1)
 

@@ -118,7 +118,7 @@ def test_scripted_baseline_moves_by_hand():
 def test_scripted_baseline_beats_random_on_each_side():
     from fastmarl.envs.swarm.pursuit_evasion import baseline_policy
     from fastmarl.envs.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
 
     class Mix:  # group -> policy (the docs' GroupMix, inlined to keep this test self-contained)
         def __init__(self, sources):

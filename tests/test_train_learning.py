@@ -8,7 +8,7 @@ import fastmarl
 from fastmarl.config import PPOConfig, TrainConfig
 from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train import train
-from fastmarl.train.episodes import evaluate_policy
+from fastmarl.envs.episodes import evaluate_policy
 from fastmarl.train.runner import EVAL_SEED_OFFSET
 
 

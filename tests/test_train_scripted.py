@@ -6,7 +6,7 @@ from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
 from fastmarl.envs.scripted import RandomPolicy, SpreadScripted
-from fastmarl.train.episodes import evaluate_policy
+from fastmarl.envs.episodes import evaluate_policy
 
 
 def test_scripted_and_random_scores_match_the_mpe2_references():

@@ -68,11 +68,11 @@ from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greed
 from fastmarl.config import ConfigError, EnvKwargs, StepCount
 from fastmarl.envs import make
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy
 from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
 from fastmarl.nn.normalize import RunningMeanStd
-from fastmarl.train.episodes import EpisodeTracker, evaluate_policy
 from fastmarl.train.replay import EpisodeBuffer
 
 EVAL_SEED_OFFSET = 1_000_003  # as fastmarl.train.runner: eval envs never share start states with training

@@ -1,6 +1,6 @@
 """Reference policies: a scripted controller for simple_spread, and uniform random.
 
-Both follow the evaluation ``Policy`` protocol (:mod:`fastmarl.train.episodes`),
+Both follow the evaluation ``Policy`` protocol (:mod:`fastmarl.envs.episodes`),
 so they are scored exactly like a trained policy::
 
     env = fastmarl.make("simple_spread_v3", num_envs=1000, seed=0)
@@ -129,7 +129,7 @@ class RandomPolicy:
 
 def main() -> None:
     import fastmarl
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
 
     env = fastmarl.make("simple_spread_v3", num_envs=1000, seed=0, N=3, local_ratio=0.5, max_cycles=25)
     for name, policy in (("scripted", SpreadScripted(env.spec)), ("random", RandomPolicy(env.spec))):
