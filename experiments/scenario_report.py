@@ -155,7 +155,7 @@ class GroupMix:
     """A policy that takes each group's actions from its own source policy.
 
     ``sources``: group -> policy (the Policy protocol of
-    :mod:`fastmarl.envs.episodes`). Every source sees the whole TimeStep (a
+    :class:`fastmarl.envs.api.Policy`). Every source sees the whole TimeStep (a
     trained PPO policy acts for all groups it was built for); only the actions
     of the groups it is named for are kept. Carries are kept per source."""
 

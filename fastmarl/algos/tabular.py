@@ -164,7 +164,7 @@ class TabularQ:
     """Tables, acting and the update for every group of a discrete-action env.
 
     ``tables[g]``: (K, S_g, n_g) with K = A_g or 1. ``act`` follows the Policy
-    protocol of :mod:`fastmarl.envs.episodes` (so ``evaluate_policy`` works):
+    protocol (:class:`fastmarl.envs.api.Policy`), so ``evaluate_policy`` works:
     deterministic = greedy, else epsilon-greedy with the current ``epsilon``.
     """
 

@@ -166,6 +166,23 @@ class VecEnv(Protocol):
         ...
 
 
+class Policy(Protocol):
+    """What running an env needs from a policy, learned or scripted: evaluation
+    (:func:`fastmarl.envs.episodes.evaluate_policy`), the scripted groups of
+    :class:`fastmarl.envs.wrappers.ScriptedGroups`, the reference policies of
+    :mod:`fastmarl.envs.scripted`, and every learner's acting side."""
+
+    def initial_carry(self, num_envs: int) -> Any:
+        """Recurrent state for ``num_envs`` envs (anything; ``{}`` when stateless)."""
+        ...
+
+    def act(self, ts: TimeStep, carry: Any, deterministic: bool = False,
+            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Any]:
+        """Actions group -> (E, A_g[, D]) for the observations in ``ts``; the new carry.
+        ``ts.done`` marks envs whose ``ts.obs`` begins a new episode."""
+        ...
+
+
 def validate_actions(spec: EnvSpec, actions: Any, num_envs: int, device: torch.device) -> None:
     """Raise ActionError naming the group, what was expected and what was received.
 

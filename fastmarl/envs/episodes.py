@@ -1,5 +1,9 @@
 """Episode returns during training, evaluation of any policy, and episode GIFs.
 
+Everything here runs a :class:`~fastmarl.envs.api.Policy` on a batched env and
+needs nothing but the env API, so it serves every layer above (learners, the
+training loop, experiments) and the scripted reference policies alike.
+
 Return convention (mpe2's): an agent's return is its summed reward over the
 episode; an episode's return is the mean over agents (``return``), or over the
 agents of one group (``return/<group>``, the useful number on competitive tasks).
@@ -8,27 +12,13 @@ agents of one group (``return/<group>``, the useful number on competitive tasks)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, TimeStep
-
-
-class Policy(Protocol):
-    """What evaluation needs from a policy (learned or scripted)."""
-
-    def initial_carry(self, num_envs: int) -> Any:
-        """Recurrent state for ``num_envs`` envs (anything; ``{}`` when stateless)."""
-        ...
-
-    def act(self, ts: TimeStep, carry: Any, deterministic: bool = False,
-            generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Any]:
-        """Actions group -> (E, A_g[, D]) for the observations in ``ts``; the new carry.
-        ``ts.done`` marks envs whose ``ts.obs`` begins a new episode."""
-        ...
+from fastmarl.envs.api import EnvSpec, Policy, TimeStep
 
 
 class EpisodeTracker:

@@ -1,6 +1,6 @@
 """Reference policies: a scripted controller for simple_spread, and uniform random.
 
-Both follow the evaluation ``Policy`` protocol (:mod:`fastmarl.envs.episodes`),
+Both follow the ``Policy`` protocol (:class:`fastmarl.envs.api.Policy`),
 so they are scored exactly like a trained policy::
 
     env = fastmarl.make("simple_spread_v3", num_envs=1000, seed=0)
@@ -24,6 +24,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.episodes import evaluate_policy
+from fastmarl.envs.mpe import simple_spread
+from fastmarl.envs.mpe.core import MPEEnv
 
 # mpe2 physics of a spread agent: v' = (1 - damping) v + accel dt u;  p' = p + v dt
 _DAMPING, _DT = 0.25, 0.1
@@ -128,10 +131,9 @@ class RandomPolicy:
 
 
 def main() -> None:
-    import fastmarl
-    from fastmarl.envs.episodes import evaluate_policy
-
-    env = fastmarl.make("simple_spread_v3", num_envs=1000, seed=0, N=3, local_ratio=0.5, max_cycles=25)
+    # the env is built without the registry, which imports this module (its swarm envs use steer and COAST);
+    # it is the env make("simple_spread_v3", num_envs=1000, seed=0, N=3, local_ratio=0.5, max_cycles=25) builds
+    env = MPEEnv(simple_spread.Scenario(N=3, local_ratio=0.5, max_cycles=25), num_envs=1000, seed=0)
     for name, policy in (("scripted", SpreadScripted(env.spec)), ("random", RandomPolicy(env.spec))):
         r = evaluate_policy(policy, env, deterministic=True, seed=0)
         print(f"simple_spread_v3 N=3, 1000 episodes, {name:>8}: return per agent {r['return']:.2f} "

@@ -249,8 +249,8 @@ class ScriptedGroups:
 
     ``ScriptedGroups(env, {"agent": prey_policy})`` exposes every group of
     ``env`` except ``agent``: ``step`` takes actions for the remaining groups,
-    asks each scripted policy (the evaluation ``Policy`` protocol of
-    :mod:`fastmarl.envs.episodes`: ``act(ts, carry, deterministic, generator)``)
+    asks each scripted policy (a :class:`fastmarl.envs.api.Policy`:
+    ``act(ts, carry, deterministic, generator)``)
     for its group's actions on the observations of the current step, and steps
     ``env`` with all of them. Returned TimeSteps hold the remaining groups only;
     ``last_timestep`` is the inner env's full last TimeStep (e.g. the scripted
@@ -272,8 +272,8 @@ class ScriptedGroups:
             raise ValueError(f"every group of {spec.env_id} would be scripted; leave at least one to act")
         for g, p in policies.items():
             if not (callable(getattr(p, "act", None)) and callable(getattr(p, "initial_carry", None))):
-                raise TypeError(f"the policy for group {g!r} needs act() and initial_carry() (the Policy protocol "
-                                f"of fastmarl.envs.episodes), got {type(p).__name__}")
+                raise TypeError(f"the policy for group {g!r} needs act() and initial_carry() (the Policy "
+                                f"protocol of fastmarl.envs.api), got {type(p).__name__}")
         self.env, self.policies, self.deterministic = env, dict(policies), deterministic
         self.num_envs, self.device = env.num_envs, env.device
         self.spec = EnvSpec(spec.env_id, {g: spec.groups[g] for g in kept}, spec.state_dim, spec.max_episode_steps,

@@ -107,7 +107,7 @@ from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.checkpoint import (
     atomic_write_text, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint,
 )
-from fastmarl.envs.episodes import EpisodeTracker, Policy
+from fastmarl.train.episodes import EpisodeTracker, Policy
 from fastmarl.train.rundir import CSVLog, Logger, RunDir, git_revision, versions
 
 EVAL_SEED_OFFSET = 1_000_003  # as the runner: evaluation never shares start states with training

@@ -31,7 +31,7 @@ from fastmarl.envs import make
 from fastmarl.train.checkpoint import (
     env_state_dict, latest_checkpoint, load_checkpoint, load_env_state_dict, save_checkpoint,
 )
-from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy, record_episode
+from fastmarl.train.episodes import EpisodeTracker, evaluate_policy, record_episode
 from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
 
 if TYPE_CHECKING:  # imported lazily below: q_learning imports fastmarl.train's modules

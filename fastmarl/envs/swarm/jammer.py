@@ -423,7 +423,7 @@ def _toward(d: Tensor, deadband: float = 0.03) -> Tensor:
 
 
 def baseline_policy(spec: EnvSpec) -> ScriptedJammerGame:
-    """Scripted policy driving both groups (the Policy protocol of fastmarl.envs.episodes)."""
+    """Scripted policy driving both groups (the Policy protocol of fastmarl.envs.api)."""
     return ScriptedJammerGame(spec)
 
 

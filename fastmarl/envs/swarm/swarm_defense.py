@@ -254,7 +254,7 @@ class ScriptedSwarmDefense:
 
 
 def baseline_policy(spec: EnvSpec, defender_speed: float = KWARGS["defender_speed"]) -> ScriptedSwarmDefense:
-    """Scripted policy driving both groups (the Policy protocol of fastmarl.envs.episodes);
+    """Scripted policy driving both groups (the Policy protocol of fastmarl.envs.api);
     ``defender_speed`` (the env's) sets the lead time of the intercepts."""
     return ScriptedSwarmDefense(spec, defender_speed)
 
