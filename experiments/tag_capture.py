@@ -54,7 +54,7 @@ from fastmarl.envs.wrappers import Discretizer, ScriptedGroups, select_groups
 from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.envs.scripted_tag import TagChaserScripted, TagPreyScripted
 from fastmarl.envs.episodes import record_episode
-from fastmarl.train.replay import EpisodeBuffer
+from fastmarl.algos.replay import EpisodeBuffer
 
 ENV = "simple_tag_v3"
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from fastmarl.algos.q_learning import (
 from fastmarl.config import ConfigError
 from fastmarl.envs import TimeStep, check_env, register
 from fastmarl.envs.matrix import MatrixGame
-from fastmarl.train.replay import EpisodeBuffer
+from fastmarl.algos.replay import EpisodeBuffer
 
 # small, fast settings for one-step matrix games: 32 episodes per iteration, one update each
 MATRIX = dict(num_envs=32, total_steps=32 * 150, batch_size=32, buffer_size=500, update_interval=32,

@@ -46,7 +46,7 @@ def test_td_lambda_loss_on_two_step_episodes():
     """VDN on 2-step penalty-game episodes, gamma 0.9, lambda 0.5, no double Q: the step-0 target mixes
     the one-step bootstrap with the (terminal) step-1 return, G0 = r0 + 0.9 * (0.5 * V1 + 0.5 * r1)."""
     from fastmarl.algos.q_learning import QLearner, validate_q_config
-    from fastmarl.train.replay import EpisodeBuffer
+    from fastmarl.algos.replay import EpisodeBuffer
 
     env = fastmarl.make("matrix_penalty_v0", num_envs=3, episode_length=2)
     cfg = QConfig(algo="vdn", env="matrix_penalty_v0", recurrent=False, gamma=0.9, double_q=False, td_lambda=0.5)
