@@ -12,7 +12,7 @@ from fastmarl.envs import check_env
 from fastmarl.envs.pettingzoo import to_parallel_env
 from fastmarl.envs.swarm.waterworld import baseline_policy
 from fastmarl.envs.scripted import RandomPolicy
-from fastmarl.train.checkpoint import env_state_dict, load_env_state_dict
+from fastmarl.envs.api import env_state_dict, load_env_state_dict
 from fastmarl.envs.episodes import evaluate_policy
 
 torch.set_num_threads(1)

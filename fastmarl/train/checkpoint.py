@@ -3,7 +3,8 @@
 A checkpoint is a folder ``checkpoints/step_<global step>/`` holding
 
 - ``model.safetensors``: every network weight and buffer (value normalisers too);
-- ``trainer.pt``: optimizer states, RNG states, the env's state and the rollout's
+- ``trainer.pt``: optimizer states, RNG states, the env's state (``env_state_dict``:
+  the ``SavableEnv`` protocol of :mod:`fastmarl.envs.api`) and the rollout's
   position (everything an exact resume needs), loaded with ``weights_only=True``;
 - optional extra tensor files (``replay.safetensors``: a value-based run's
   replay buffer), saved by ``save_checkpoint(extra=...)`` and read back with
@@ -29,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from fastmarl.envs.api import env_state_dict, load_env_state_dict  # noqa: F401 (the loop saves envs with these)
 
 FORMAT = "fastmarl-checkpoint-v1"
 MODEL, TRAINER, MANIFEST, LATEST = "model.safetensors", "trainer.pt", "manifest.json", "latest"
@@ -183,37 +186,3 @@ def load_extra_tensors(path: Path, fname: str, manifest: dict[str, Any],
         raise CheckpointError(f"checkpoint {path} is corrupted: {fname} does not match its size/SHA-256 in the "
                               "manifest; use an earlier checkpoint")
     return load_file(f, device=str(map_location))
-
-
-# -- env state ------------------------------------------------------------------
-# The VecEnv protocol has no state_dict yet; MPE envs expose their world state
-# and generator, which is all an exact resume needs.
-
-def env_state_dict(env) -> dict[str, Any] | None:
-    if hasattr(env, "state_dict"):
-        return env.state_dict()
-    ws, gen = getattr(env, "world_state", None), getattr(env, "_gen", None)
-    if ws is None or gen is None:
-        return None
-    return {"world": {k: v for k, v in ws._asdict().items()}, "generator": gen.get_state()}
-
-
-def load_env_state_dict(env, s: dict[str, Any] | None) -> bool:
-    """Restore the env; False if it cannot be (then the caller resets it)."""
-    if s is None:
-        return False
-    if hasattr(env, "load_state_dict"):
-        env.load_state_dict(s)
-        return True
-    ws = env.world_state
-    env.set_world_state(ws._replace(**{k: _to(v, env.device) for k, v in s["world"].items()}))
-    env._gen.set_state(s["generator"])
-    return True
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, Tensor):
-        return x.to(device)
-    if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
-    return x
