@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, env_state_dict, load_env_state_dict, validate_actions
-from fastmarl.nn.comm import message_digits, range_mask
+from fastmarl.envs.comm import message_digits, range_mask
 
 __all__ = ["BroadcastChannel", "AgentPositions", "mpe_positions", "find_mpe"]
 
