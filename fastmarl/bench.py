@@ -12,6 +12,7 @@ peers' harness in ``benchmarks/peers/peer_bench.py`` does.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -20,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
 
 from fastmarl.envs import make
 from fastmarl.version import __version__
@@ -92,8 +96,6 @@ def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float,
 
 
 def _parse_kwargs(kv: dict[str, str]) -> dict:
-    import ast
-
     out = {}
     for k, v in kv.items():
         try:
@@ -104,9 +106,6 @@ def _parse_kwargs(kv: dict[str, str]) -> dict:
 
 
 def bench_envs(cfg: BenchEnvsConfig) -> list[dict]:
-    from rich.console import Console
-    from rich.table import Table
-
     results = []
     kw = _parse_kwargs(cfg.env_kwargs)
     modes = cfg.modes
@@ -133,8 +132,6 @@ def bench_envs(cfg: BenchEnvsConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
     argv = list(argv or [])
     if not argv or argv[0] != "envs":
         print("usage: fastmarl bench envs [options]   (see `fastmarl bench envs --help`)")

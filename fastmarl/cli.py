@@ -6,6 +6,7 @@ typed dataclass); this file only dispatches.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -34,8 +35,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        import difflib
-
         close = difflib.get_close_matches(cmd, list(COMMANDS), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         print(f"fastmarl: unknown command {cmd!r}{hint}\n\n{_usage()}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import torch
 from torch import Tensor
@@ -116,8 +117,6 @@ def evaluate_policy(policy: Policy, env, deterministic: bool = True, seed: int =
 def record_episode(policy: Policy, env, path: str | Path, deterministic: bool = True, seed: int = 0,
                    fps: int = 10, max_steps: int | None = None) -> Path:
     """Render the first episode of env 0 to a GIF (``env.render(0)`` frames)."""
-    import imageio.v3 as iio
-
     spec: EnvSpec = env.spec
     max_steps = max_steps or spec.max_episode_steps or 1000
     gen = torch.Generator(device=env.device)

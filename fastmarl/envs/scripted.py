@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
@@ -56,6 +55,10 @@ class SpreadScripted:
         N = self.N
         pos = obs[:, :, 2:4]  # (E, N, 2)
         landmarks = obs[:, 0, 2:4][:, None] + obs[:, 0, 4:4 + 2 * N].reshape(-1, N, 2)  # (E, L, 2)
+        # scipy.optimize takes ~0.3 s to import, and this module is imported with every swarm env (steer,
+        # COAST) and so with `import fastmarl`: loaded here, where the spread policy first needs it
+        from scipy.optimize import linear_sum_assignment
+
         dist = torch.linalg.vector_norm(pos[:, :, None] - landmarks[:, None], dim=-1).cpu().numpy()
         assign = np.empty((dist.shape[0], N), dtype=np.int64)
         for e in range(dist.shape[0]):  # reference policy, not a hot path

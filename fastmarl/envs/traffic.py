@@ -40,6 +40,7 @@ from fastmarl.envs.api import (
     EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
     validate_actions,
 )
+from fastmarl.envs.mpe.core import check_kwargs
 
 GROUP = "signal"
 BASELINE_PERIOD = 4  # the best fixed period at the default settings (swept over 1..15 steps)
@@ -284,6 +285,4 @@ KWARGS: dict[str, Any] = dict(rows=2, cols=2, arrival_rate=0.3, max_flow=2, link
 
 def make_traffic_grid(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
                       **kwargs: Any) -> TrafficGrid:
-    from fastmarl.envs.mpe.core import check_kwargs
-
     return TrafficGrid(num_envs=num_envs, device=device, seed=seed, **check_kwargs("traffic_grid_v0", kwargs, KWARGS))

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 from torch import Tensor
 
 from fastmarl.envs.api import env_state_dict, load_env_state_dict  # noqa: F401 (the loop saves envs with these)
@@ -68,8 +70,6 @@ def save_checkpoint(folder: Path, step: int, weights: dict[str, Tensor], trainer
                     extra: dict[str, dict[str, Tensor]] | None = None) -> Path:
     """Write ``folder/step_<step>`` atomically, point ``latest`` at it, keep the newest ``keep``.
     ``extra``: file name (``*.safetensors``) -> tensors, saved in the same folder and manifest."""
-    from safetensors.torch import save as st_save
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:012d}"
     final = folder / name
@@ -158,8 +158,6 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: Path, trainer: bool = True,
                     map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any] | None, dict]:
     """Verify, then load ``(weights, trainer state or None, manifest)``."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     manifest = verify_checkpoint(path)
     weights = load_file(path / MODEL, device=str(map_location))
@@ -172,8 +170,6 @@ def load_extra_tensors(path: Path, fname: str, manifest: dict[str, Any],
     """Load the extra tensor file ``fname`` of a checkpoint whose ``manifest`` was verified
     by ``load_checkpoint``; CheckpointError if the checkpoint was saved without it
     (``what`` says what the file holds and why it is needed)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if fname not in manifest.get("files", {}):
         raise CheckpointError(f"checkpoint {path} has no {fname}{' (' + what + ')' if what else ''}; it cannot be "

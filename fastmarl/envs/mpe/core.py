@@ -34,6 +34,7 @@ from fastmarl.envs.api import (
     ActionError, EnvSpec, GroupSpec, TimeStep, action_limits, action_range_violations, check_action_structure,
     reset_mask, validate_actions,
 )
+from fastmarl.envs.mpe.aot import aot_advance
 
 DIM_P = 2
 # Discrete movement actions: 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y).
@@ -378,7 +379,6 @@ class MPEEnv:
         self._store_in_graph = self._env_last and self.device.type == "cpu"
         self._state = self._store(self._state)
         if compile == "aot":
-            from fastmarl.envs.mpe.aot import aot_advance
             self._advance_fn = aot_advance(self)
         elif compile:
             self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True,

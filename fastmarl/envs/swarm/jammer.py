@@ -48,6 +48,7 @@ each transmitter within 0.3 of its receiver, jammers uniform in the arena.
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -363,7 +364,6 @@ class JammerEnv:
 
 
 def _hue(h: float) -> tuple[float, float, float]:
-    import colorsys
     return colorsys.hsv_to_rgb(h, 0.8, 0.9)
 
 
