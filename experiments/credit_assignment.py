@@ -107,8 +107,8 @@ def run_spread_one(algo: str, seed: int, steps: int, eval_interval: int, final_e
 
     import fastmarl
     from fastmarl.algos.q_learning import QConfig
+    from fastmarl.envs.episodes import evaluate_policy
     from fastmarl.train.runner import train as train_q
-    from fastmarl.train.episodes import evaluate_policy
 
     torch.set_num_threads(1)
     cfg = QConfig(algo=algo, seed=seed, total_steps=steps, threads=1, eval_interval=eval_interval,
@@ -413,7 +413,7 @@ def write_report(args, matrix: dict | None, runs: dict[str, list[dict]]) -> str:
                  f"{args.eval_interval:,} steps, IQM over seeds with 95% stratified-bootstrap CIs (`rliable`, "
                  f"{args.bootstrap_reps:,} resamples). Final: {done[next(iter(done))][0]['final_episodes']:,} "
                  "fresh greedy episodes of the final policy. Random play scores about -26, the scripted policy "
-                 "of `fastmarl.scripted` about -7.7.\n")
+                 "of `fastmarl.envs.scripted` about -7.7.\n")
         if "qmix_raw_state" in done:
             L.append(f"The row '{LABELS['qmix_raw_state']}' keeps the QMIX runs made before the mixer read a "
                      "normalised, clipped state (`state_clip` 0 today; everything else as the QMIX row), to show "

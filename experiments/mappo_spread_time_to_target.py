@@ -6,7 +6,7 @@ in a subprocess and watches its ``eval.csv``: the clock starts before the
 process is launched, so Python start-up, imports and env construction are
 included. Evaluation returns are per agent (mpe2 convention),
 100 episodes, deterministic and stochastic. Target: -16 within ~80 s on 2 CPU
-cores (random policy: about -26; the scripted policy of fastmarl.scripted: about -7.7).
+cores (random policy: about -26; the scripted policy of fastmarl.envs.scripted: about -7.7).
 
     python experiments/mappo_spread_time_to_target.py --seeds 0 1 2
 

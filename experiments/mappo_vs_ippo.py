@@ -372,7 +372,7 @@ def write_report(runs: dict[str, list[dict]], args, report: Path, figures: Path)
              f"process with {args.threads} torch thread(s), {args.workers} runs at a time, MAPPO and IPPO "
              "interleaved so they share the machine's load alike.\n")
     L.append("**Return** is per agent: the mean over agents of each agent's summed episode reward (mpe2's "
-             "convention; a uniform random policy scores about -26, the scripted policy of `fastmarl.scripted` "
+             "convention; a uniform random policy scores about -26, the scripted policy of `fastmarl.envs.scripted` "
              "about -7.7). Learning curves use the training episodes' return (stochastic policy, ~200 "
              f"episodes per 5,000-step iteration); final scores a {args.final_episodes:,}-episode evaluation "
              "of the final policy, deterministic (most likely action) and stochastic.\n")

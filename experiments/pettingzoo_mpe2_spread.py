@@ -95,7 +95,7 @@ def cross_evaluate(results: dict, episodes: int, seed: int) -> dict:
     ``seed`` (not the runs' evaluation seeds). Tells a difference between the envs from one in the policies."""
     import dataclasses
 
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
     from fastmarl.train.runner import _make_env, load_policy
 
     out = {}

@@ -261,8 +261,8 @@ def evaluate_setups(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episo
     """setup name -> group -> one return per replicate (see the module docstring)."""
     import fastmarl
     from fastmarl.envs.api import JointPolicy
-    from fastmarl.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.train.runner import load_policy
 
     env = fastmarl.make(env_id, num_envs=episodes, seed=eval_seed, **entry.env_kwargs)
@@ -423,7 +423,7 @@ def record_gif(policy, env, path: Path, deterministic: bool, seed: int, width: i
     import imageio.v3 as iio
     from PIL import Image
 
-    from fastmarl.train.episodes import record_episode
+    from fastmarl.envs.episodes import record_episode
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = record_episode(policy, env, Path(tmp) / "raw.gif", deterministic=deterministic, seed=seed)
@@ -441,7 +441,7 @@ def record_gif(policy, env, path: Path, deterministic: bool, seed: int, width: i
 
 def render_gifs(env_id: str, entry: ScenarioRun, run_dir: Path, figures: Path, seed: int = EVAL_SEED) -> dict:
     import fastmarl
-    from fastmarl.scripted import RandomPolicy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.train.runner import load_policy
 
     trained, _, env, _ = load_policy(run_dir, num_envs=1, render=True)
@@ -457,7 +457,7 @@ def throughput(env_id: str, env_kwargs: dict[str, Any], sizes=BENCH_SIZES, secon
     """Env-steps/s under uniform random actions (drawn inside the timed loop, as ``fastmarl bench envs``
     does), eager, 1 thread, after 50 warm-up steps; at least one 25-step block per size."""
     import fastmarl
-    from fastmarl.scripted import RandomPolicy
+    from fastmarl.envs.scripted import RandomPolicy
 
     torch.set_num_threads(1)
     out = []

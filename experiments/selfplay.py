@@ -12,7 +12,7 @@ For one env per invocation (one training process at a time, 1 thread)::
    the other plays snapshots drawn uniformly from its newest ``pool_size``);
 2. plays every kept snapshot of one side against every kept snapshot of the
    other, plus uniform random play and the env's scripted baseline (where it has
-   one; for simple_tag the scripted chaser / evader of :mod:`fastmarl.scripted_tag`),
+   one; for simple_tag the scripted chaser / evader of :mod:`fastmarl.envs.scripted_tag`),
    and fits Elo ratings (:func:`~fastmarl.train.competitive.evaluate_matrix`);
 3. for each side, freezes its final snapshot and trains a fresh MAPPO best
    response of the other side against it for the preset's ``br_steps`` env steps (times ``--scale``;
@@ -90,7 +90,7 @@ def _refs(env_id: str, env_kwargs: dict) -> dict:
     if env_id != "simple_tag_v3":
         return {}
     try:
-        from fastmarl.scripted_tag import TagChaserScripted, TagPreyScripted
+        from fastmarl.envs.scripted_tag import TagChaserScripted, TagPreyScripted
     except ImportError:
         return {}
     import fastmarl

@@ -192,7 +192,7 @@ def make_eval_env(episodes: int, seed: int):
 def ablation_returns(policy, env, seed: int) -> dict[str, float]:
     """Return per agent (deterministic) with the listener's message intact / zeroed / shuffled / random."""
     from fastmarl.analysis.comm import message_ablation
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
 
     def evaluate(transform):
         return evaluate_policy(AblatedPolicy(policy, transform), env, deterministic=True, seed=seed)["return"]

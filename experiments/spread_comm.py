@@ -187,7 +187,7 @@ def continuous_comm(comm, f: Tensor, mode: str | None, gen: torch.Generator) -> 
 def ablation_returns(variant: str, policy, env, seed: int) -> dict[str, float]:
     """Deterministic return per agent with the messages intact / zeroed / shuffled / random."""
     from fastmarl.analysis.comm import message_ablation
-    from fastmarl.train.episodes import evaluate_policy
+    from fastmarl.envs.episodes import evaluate_policy
 
     def ev(p):
         return evaluate_policy(p, env, deterministic=True, seed=seed)["return"]
@@ -299,7 +299,10 @@ def causal_influences(variant: str, policy, env, obs: Tensor) -> dict[str, float
 def message_stats(data: dict[str, Tensor], lag: int) -> dict:
     """Entropy, consistency, coordination and per-agent message statistics (nats)."""
     from fastmarl.analysis.comm import (
-        instantaneous_coordination, message_entropy, mutual_information, speaker_consistency,
+        instantaneous_coordination,
+        message_entropy,
+        mutual_information,
+        speaker_consistency,
     )
 
     m, a, d = data["msg"], data["move"], data["done"]

@@ -3,7 +3,7 @@
 Conditions (the three predators are group ``adversary``, the prey group ``agent``):
 
 - ``iql_vs_scripted``: deep IQL predators (feed-forward, shared network with
-  agent ids) against the scripted evading prey (:class:`fastmarl.scripted_tag.TagPreyScripted`,
+  agent ids) against the scripted evading prey (:class:`fastmarl.envs.scripted_tag.TagPreyScripted`,
   played through :class:`fastmarl.envs.wrappers.ScriptedGroups`);
 - ``tabular_vs_scripted``: tabular IQL predators (one table each) through a
   discretization of their observation: own velocity (3 x 3 bins) and the
@@ -47,15 +47,15 @@ from torch import Tensor
 
 import fastmarl
 from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
+from fastmarl.algos.replay import EpisodeBuffer
 from fastmarl.algos.tabular import TabularConfig, TabularQ, linear_schedule
 from fastmarl.analysis import pursuit as pu
 from fastmarl.config import EVAL_SEED_OFFSET
 from fastmarl.envs.api import EnvSpec, JointPolicy, TimeStep
+from fastmarl.envs.episodes import record_episode
+from fastmarl.envs.scripted import RandomPolicy
+from fastmarl.envs.scripted_tag import TagChaserScripted, TagPreyScripted
 from fastmarl.envs.wrappers import Discretizer, ScriptedGroups, select_groups
-from fastmarl.scripted import RandomPolicy
-from fastmarl.scripted_tag import TagChaserScripted, TagPreyScripted
-from fastmarl.train.episodes import record_episode
-from fastmarl.train.replay import EpisodeBuffer
 
 ENV = "simple_tag_v3"
 ROOT = Path(__file__).resolve().parents[1]
@@ -450,7 +450,7 @@ def report(out: Path, make_gifs: bool = True) -> str:
     L = ["# Predators in simple_tag: independent Q-learners, capture rate and coordination", ""]
     L.append("`python experiments/tag_capture.py` (all runs, then this report); `--report-only` rebuilds it from "
              "`runs/tag_capture/`. Measures: `fastmarl.analysis.pursuit`; scripted prey and pursuers: "
-             "`fastmarl.scripted_tag`; the scripted prey is played through `fastmarl.envs.wrappers.ScriptedGroups`, "
+             "`fastmarl.envs.scripted_tag`; the scripted prey is played through `fastmarl.envs.wrappers.ScriptedGroups`, "
              "so only the predators act in the env the learners see.")
     L.append("")
     L.append("## Set-up")

@@ -9,6 +9,6 @@ from fastmarl import train  # the package is callable: fastmarl.train(config)
 from fastmarl.config import PPOConfig, TrainConfig
 from fastmarl.envs import make
 from fastmarl.train import evaluate_run as evaluate
+from fastmarl.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["make", "train", "evaluate", "TrainConfig", "PPOConfig", "__version__"]

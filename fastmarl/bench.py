@@ -12,6 +12,7 @@ peers' harness in ``benchmarks/peers/peer_bench.py`` does.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import platform
@@ -20,6 +21,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
+import tyro
+from rich.console import Console
+from rich.table import Table
+
+from fastmarl.envs import make
+from fastmarl.version import __version__
 
 
 @dataclass
@@ -52,14 +59,12 @@ _COMPILE = {"eager": False, "compile": True, "aot": "aot"}
 def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float, device: str = "cpu",
             pin: bool = True, **env_kwargs) -> dict:
     """Time random-action steps of one env configuration; returns a result dict."""
-    import fastmarl
-
     torch.set_num_threads(threads)
     if pin and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, set(cores[:threads]))
     t_build = time.perf_counter()
-    env = fastmarl.make(env_id, num_envs=num_envs, device=device, seed=0, **({"compile": _COMPILE[mode]} if mode != "eager" else {}), **env_kwargs)
+    env = make(env_id, num_envs=num_envs, device=device, seed=0, **({"compile": _COMPILE[mode]} if mode != "eager" else {}), **env_kwargs)
     env.reset(seed=0)
     gen = torch.Generator(device=device).manual_seed(0)
     groups = list(env.spec.groups.values())
@@ -85,14 +90,12 @@ def measure(env_id: str, num_envs: int, threads: int, mode: str, seconds: float,
         if time.perf_counter() - t0 >= seconds:
             break
     dt = time.perf_counter() - t0
-    return dict(lib="fastmarl", version=fastmarl.__version__, torch=torch.__version__, env=env_id, mode=mode,
+    return dict(lib="fastmarl", version=__version__, torch=torch.__version__, env=env_id, mode=mode,
                 num_envs=num_envs, threads=threads, device=device, steps=steps, seconds=round(dt, 4),
                 steps_per_s=num_envs * steps / dt, warmup_s=round(warm_s, 2))
 
 
 def _parse_kwargs(kv: dict[str, str]) -> dict:
-    import ast
-
     out = {}
     for k, v in kv.items():
         try:
@@ -103,9 +106,6 @@ def _parse_kwargs(kv: dict[str, str]) -> dict:
 
 
 def bench_envs(cfg: BenchEnvsConfig) -> list[dict]:
-    from rich.console import Console
-    from rich.table import Table
-
     results = []
     kw = _parse_kwargs(cfg.env_kwargs)
     modes = cfg.modes
@@ -132,8 +132,6 @@ def bench_envs(cfg: BenchEnvsConfig) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import tyro
-
     argv = list(argv or [])
     if not argv or argv[0] != "envs":
         print("usage: fastmarl bench envs [options]   (see `fastmarl bench envs --help`)")

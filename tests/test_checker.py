@@ -6,11 +6,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from envmodes import action_mode_kwargs
 
 import fastmarl
 from fastmarl.envs import ActionError, EnvCheckError, EnvSpec, GroupSpec, TimeStep, check_env, list_envs
 from fastmarl.envs.api import validate_actions
-from envmodes import action_mode_kwargs
 
 ENV_IDS = [e.env_id for e in list_envs()]
 

@@ -10,14 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from crash import Crash, crash_after
 from safetensors.torch import load_file
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 from fastmarl.config import PPOConfig, TrainConfig
 from fastmarl.train.checkpoint import (
-    CheckpointError, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint,
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
 )
-from crash import Crash, crash_after
 from fastmarl.train.runner import train
 
 

@@ -12,10 +12,8 @@ import math
 import pytest
 import torch
 
-from fastmarl.nn.comm import (
-    CommNet, DialComm, DiscreteChannel, TarMAC, all_to_all_mask, gumbel_softmax_st, make_comm, masked_softmax,
-    message_digits, message_index, range_mask, reachability,
-)
+from fastmarl.envs.comm import all_to_all_mask, message_digits, message_index, range_mask, reachability
+from fastmarl.nn.comm import CommNet, DialComm, DiscreteChannel, TarMAC, gumbel_softmax_st, make_comm, masked_softmax
 from fastmarl.nn.layers import AgentLinear, AgentMLP
 
 

@@ -8,8 +8,19 @@ import pytest
 import torch
 
 from fastmarl.analysis.comm import (
-    LOG2, attention_entropy, causal_influence, entropy, instantaneous_coordination, lagged_pairs, message_ablation,
-    message_entropy, mutual_information, random_messages, shuffle_messages, speaker_consistency, zero_messages,
+    LOG2,
+    attention_entropy,
+    causal_influence,
+    entropy,
+    instantaneous_coordination,
+    lagged_pairs,
+    message_ablation,
+    message_entropy,
+    mutual_information,
+    random_messages,
+    shuffle_messages,
+    speaker_consistency,
+    zero_messages,
 )
 from fastmarl.nn.comm import TarMAC
 

@@ -10,8 +10,8 @@ import fastmarl
 from fastmarl.algos.ppo import PPO, logp_entropy
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
 from fastmarl.envs.api import TimeStep
+from fastmarl.envs.comm import range_mask
 from fastmarl.envs.comm_wrappers import AgentPositions
-from fastmarl.nn.comm import range_mask
 
 
 @pytest.fixture(autouse=True)
@@ -188,10 +188,10 @@ def test_cli_run_with_range_limited_commnet(tmp_path, capsys):
 
 def test_resume_with_range_limited_comm_equals_an_uninterrupted_run(tmp_path):
     """The TimeStep's positions are part of the trainer state: a resumed run acts on the same masks."""
+    from crash import Crash, crash_after
     from safetensors.torch import load_file
 
     from fastmarl.train.checkpoint import latest_checkpoint
-    from crash import Crash, crash_after
 
     def cfg(name):  # 4 iterations of 8 envs x 10 steps, a checkpoint every 2
         return TrainConfig(env="simple_spread_v3", num_envs=8, total_steps=320, seed=5, comm_range=0.6,

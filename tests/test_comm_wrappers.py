@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import fastmarl
-from fastmarl.analysis.comm import instantaneous_coordination, message_ablation, zero_messages
 from fastmarl.algos.ppo import PPO
+from fastmarl.analysis.comm import instantaneous_coordination, message_ablation, zero_messages
 from fastmarl.config import PPOConfig, TrainConfig, resolve
 from fastmarl.envs import check_env
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, validate_actions

@@ -16,9 +16,27 @@ from fastmarl.envs import make
 from fastmarl.envs.mpe.core import axis_move
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.competitive import (
-    CompetitiveConfig, GroupSetup, JointPolicy, elo_sequence, elo_update, expected_score, fit_elo,
-    learner_config, list_snapshots, load_group_policy, load_snapshot, matrix_scores, parse_groups, play_matrix,
-    policy_learner, prioritised_weights, register_scripted, sample_snapshot, save_snapshot, sub_spec, train,
+    CompetitiveConfig,
+    GroupSetup,
+    JointPolicy,
+    elo_sequence,
+    elo_update,
+    expected_score,
+    fit_elo,
+    learner_config,
+    list_snapshots,
+    load_group_policy,
+    load_snapshot,
+    matrix_scores,
+    parse_groups,
+    play_matrix,
+    policy_learner,
+    prioritised_weights,
+    register_scripted,
+    sample_snapshot,
+    save_snapshot,
+    sub_spec,
+    train,
 )
 
 torch.set_num_threads(1)

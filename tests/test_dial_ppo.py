@@ -13,13 +13,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_comm_wrappers import ReferentialGame, _ppo
 
 from fastmarl.algos.ppo import PPO, GroupActorCritic, logp_entropy
 from fastmarl.analysis.comm import causal_influence, message_entropy
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
 from fastmarl.envs.api import GroupSpec
-from fastmarl.nn.comm import DialComm, range_mask, reachability
-from test_comm_wrappers import ReferentialGame, _ppo
+from fastmarl.envs.comm import range_mask, reachability
+from fastmarl.nn.comm import DialComm
 
 
 @pytest.fixture(autouse=True)

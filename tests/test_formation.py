@@ -141,9 +141,9 @@ def test_obstacle_penalty_by_hand():
 
 
 def test_baseline_beats_random():
+    from fastmarl.envs.episodes import evaluate_policy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.envs.swarm.formation import GoToSlot, baseline_policy
-    from fastmarl.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
 
     env = fastmarl.make("formation_v0", num_envs=64, seed=0)
     base = evaluate_policy(baseline_policy(env.spec), env, seed=1)["return"]

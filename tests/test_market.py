@@ -10,11 +10,11 @@ from pettingzoo.test import parallel_api_test
 
 import fastmarl
 from fastmarl.envs import check_env
+from fastmarl.envs.api import env_state_dict, load_env_state_dict
+from fastmarl.envs.episodes import evaluate_policy
 from fastmarl.envs.market import FixedSpreadMaker, baseline_policy
 from fastmarl.envs.pettingzoo import to_parallel_env
-from fastmarl.scripted import RandomPolicy
-from fastmarl.train.checkpoint import env_state_dict, load_env_state_dict
-from fastmarl.train.episodes import evaluate_policy
+from fastmarl.envs.scripted import RandomPolicy
 
 torch.set_num_threads(1)
 

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from mpe_reference import mpe2_parallel, sync_from_mpe2, world_of
 
 import fastmarl
-from mpe_reference import mpe2_parallel, sync_from_mpe2, world_of
 
 pytest.importorskip("pygame")
 

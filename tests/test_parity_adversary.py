@@ -5,10 +5,7 @@ after every reset, and the colours we derive from it must equal mpe2's.
 """
 
 import pytest
-
 from mpe_reference import EXTRA_SYNC, assert_same_spaces, run_lockstep, sync_goal_landmark
-
-
 
 EXTRA_SYNC["simple_adversary_v3"] = sync_goal_landmark
 

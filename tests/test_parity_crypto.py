@@ -9,9 +9,9 @@ answer" case, which scores 0 instead of the squared error.
 import numpy as np
 import pytest
 import torch
+from mpe_reference import EXTRA_SYNC, assert_same_spaces, random_actions, run_lockstep
 
 import fastmarl
-from mpe_reference import EXTRA_SYNC, assert_same_spaces, random_actions, run_lockstep
 
 ENV_ID = "simple_crypto_v3"
 

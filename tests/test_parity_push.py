@@ -6,10 +6,7 @@ after every reset, and the colours we derive from it must equal mpe2's.
 
 import numpy as np
 import pytest
-
 from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep, sync_goal_landmark
-
-
 
 EXTRA_SYNC["simple_push_v3"] = sync_goal_landmark
 

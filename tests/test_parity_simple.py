@@ -1,7 +1,6 @@
 """simple_v3 equals mpe2's, step for step (float64, shared initial state)."""
 
 import pytest
-
 from mpe_reference import assert_same_spaces, run_lockstep
 
 

@@ -7,9 +7,9 @@ world after every reset, and the colours we derive from it must equal mpe2's.
 import numpy as np
 import pytest
 import torch
+from mpe_reference import EXTRA_SYNC, assert_same_spaces, run_lockstep
 
 import fastmarl
-from mpe_reference import EXTRA_SYNC, assert_same_spaces, run_lockstep
 
 ENV_ID = "simple_speaker_listener_v4"
 

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from mpe_reference import run_lockstep
 
 

@@ -8,9 +8,9 @@ resetting at different times) and partial observability are checked too.
 import numpy as np
 import pytest
 import torch
+from mpe_reference import assert_same_spaces, move_toward, run_lockstep
 
 from fastmarl.envs.mpe.simple_tag import boundary_penalty
-from mpe_reference import assert_same_spaces, move_toward, run_lockstep
 
 ENV = "simple_tag_v3"
 

@@ -11,10 +11,10 @@ checks mpe2's colours against ours.
 import numpy as np
 import pytest
 import torch
+from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep
 
 import fastmarl
 from fastmarl.envs.mpe import simple_world_comm
-from mpe_reference import EXTRA_SYNC, assert_same_spaces, move_toward, run_lockstep
 
 ENV_ID = "simple_world_comm_v3"
 SMALL = dict(num_good=3, num_adversaries=2, num_obstacles=2, num_food=3, num_forests=3)

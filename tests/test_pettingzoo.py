@@ -14,13 +14,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from envmodes import action_mode_kwargs
 from pettingzoo import ParallelEnv
 from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, seed_test
 
 import fastmarl
 from fastmarl.envs import check_env, list_envs
 from fastmarl.envs.pettingzoo import from_pettingzoo, sub_seed, to_aec_env, to_parallel_env
-from envmodes import action_mode_kwargs
 
 ENV_IDS = [e.env_id for e in list_envs()]
 MODES = [pytest.param(False, id="discrete"), pytest.param(True, id="continuous")]

@@ -14,7 +14,6 @@ from fastmarl.algos.ppo import PPO, logp_entropy, ppo_losses, sample_action
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
 from fastmarl.nn import AgentGRU, AgentLinear, RunningMeanStd
 
-
 # -- losses -----------------------------------------------------------------------
 
 def test_clipped_policy_loss_by_hand():

@@ -10,7 +10,7 @@ import fastmarl
 from fastmarl.algos.ppo import PPO
 from fastmarl.config import PPOConfig, TrainConfig, resolve
 from fastmarl.envs import list_envs
-from fastmarl.train.episodes import evaluate_policy
+from fastmarl.envs.episodes import evaluate_policy
 
 CASES = [(e.env_id, algo, cont) for e in list_envs() for algo in ("ippo", "mappo") for cont in (False, True)]
 

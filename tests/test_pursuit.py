@@ -1,5 +1,5 @@
 """Pursuit measures on hand-made trajectories, the scripted simple_tag policies and
-the ScriptedGroups wrapper (fastmarl.analysis.pursuit, fastmarl.scripted_tag,
+the ScriptedGroups wrapper (fastmarl.analysis.pursuit, fastmarl.envs.scripted_tag,
 fastmarl.envs.wrappers.ScriptedGroups / select_groups)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 
 import fastmarl
 from fastmarl.analysis import pursuit as pu
+from fastmarl.envs.scripted_tag import TagChaserScripted, TagPreyScripted, move_towards
 from fastmarl.envs.wrappers import ScriptedGroups, select_groups
-from fastmarl.scripted_tag import TagChaserScripted, TagPreyScripted, move_towards
 
 torch.set_num_threads(1)
 

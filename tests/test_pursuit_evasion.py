@@ -117,9 +117,9 @@ def test_scripted_baseline_moves_by_hand():
 
 
 def test_scripted_baseline_beats_random_on_each_side():
+    from fastmarl.envs.episodes import evaluate_policy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.envs.swarm.pursuit_evasion import baseline_policy
-    from fastmarl.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
 
     env = fastmarl.make("pursuit_evasion_v0", num_envs=64, seed=0)
     base, rand = baseline_policy(env.spec), RandomPolicy(env.spec)

@@ -10,9 +10,9 @@ from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
 from fastmarl.algos.q_learning import ALGO_INFO, QConfig
-from fastmarl.train.loop import TrainResult
 from fastmarl.cli import main
 from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
+from fastmarl.train.loop import TrainResult
 from fastmarl.train.rundir import RunDir
 
 TINY = ["--env-kwargs", "N=2", "--total-steps", "2e3", "--num-envs", "8", "--batch-size", "8", "--buffer-size",

@@ -12,9 +12,9 @@ from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
 from fastmarl.algos.q_learning import GroupQNet, QConfig, validate_q_config
-from fastmarl.train.runner import train as train_q
 from fastmarl.config import ConfigError
 from fastmarl.nn.comm import CommNet, TarMAC
+from fastmarl.train.runner import train as train_q
 
 COMMS = ["none", "commnet", "tarmac", "tarmac_broadcast"]
 

@@ -13,12 +13,17 @@ from torch import nn
 
 import fastmarl
 from fastmarl.algos.q_learning import (
-    QConfig, QLearner, bootstrap_values, hard_update, soft_update, validate_q_config,
+    QConfig,
+    QLearner,
+    bootstrap_values,
+    hard_update,
+    soft_update,
+    validate_q_config,
 )
+from fastmarl.algos.replay import EpisodeBuffer
 from fastmarl.config import ConfigError
 from fastmarl.envs import TimeStep, check_env, register
 from fastmarl.envs.matrix import MatrixGame
-from fastmarl.train.replay import EpisodeBuffer
 from fastmarl.train.runner import train as train_q
 
 # small, fast settings for one-step matrix games: 32 episodes per iteration, one update each

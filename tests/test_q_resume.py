@@ -8,14 +8,13 @@ import dataclasses
 
 import pytest
 import torch
+from crash import Crash, crash_after, updates
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
 from fastmarl.algos.q_learning import REPLAY_FILE, QConfig, lambda_returns
 from fastmarl.config import ConfigError
 from fastmarl.train.checkpoint import CheckpointError, latest_checkpoint
-from crash import Crash, crash_after, updates
-
 
 # -- TD(lambda) ---------------------------------------------------------------------------
 
@@ -46,7 +45,7 @@ def test_td_lambda_loss_on_two_step_episodes():
     """VDN on 2-step penalty-game episodes, gamma 0.9, lambda 0.5, no double Q: the step-0 target mixes
     the one-step bootstrap with the (terminal) step-1 return, G0 = r0 + 0.9 * (0.5 * V1 + 0.5 * r1)."""
     from fastmarl.algos.q_learning import QLearner, validate_q_config
-    from fastmarl.train.replay import EpisodeBuffer
+    from fastmarl.algos.replay import EpisodeBuffer
 
     env = fastmarl.make("matrix_penalty_v0", num_envs=3, episode_length=2)
     cfg = QConfig(algo="vdn", env="matrix_penalty_v0", recurrent=False, gamma=0.9, double_q=False, td_lambda=0.5)

@@ -151,9 +151,9 @@ def test_bottleneck_early_stop_matches_full_relaxation():
 
 
 def test_even_spacing_baseline():
+    from fastmarl.envs.episodes import evaluate_policy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.envs.swarm.relay import baseline_policy
-    from fastmarl.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
 
     env = _env()
     # base (-1, 0), remote (0.9, 0): slots at -1 + 1.9 (k + 1) / 5 = -0.62, -0.24, 0.14, 0.52; relays in

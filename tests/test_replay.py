@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastmarl.train.replay import EpisodeBuffer
+from fastmarl.algos.replay import EpisodeBuffer
 
 
 def _buffer(capacity=10, max_len=4, num_envs=2):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 

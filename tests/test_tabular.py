@@ -12,12 +12,16 @@ import torch
 
 import fastmarl
 from fastmarl.algos.tabular import (
-    TabularConfig, TabularQ, epsilon_greedy, linear_schedule, masked_greedy, tabular_q_update,
+    TabularConfig,
+    TabularQ,
+    epsilon_greedy,
+    linear_schedule,
+    masked_greedy,
+    tabular_q_update,
 )
 from fastmarl.envs import TimeStep, check_env
 from fastmarl.envs.wrappers import DiscretizeObservation, Discretizer, TableTooLargeError, check_table_size
 from fastmarl.train.runner import train_tabular
-
 
 # -- the update -------------------------------------------------------------------
 

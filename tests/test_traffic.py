@@ -106,9 +106,9 @@ def test_fixed_time_plan_vs_random():
 
 
 def test_fixed_time_baseline_policy_matches_the_env_plan_and_beats_random():
+    from fastmarl.envs.episodes import evaluate_policy
+    from fastmarl.envs.scripted import RandomPolicy
     from fastmarl.envs.traffic import BASELINE_PERIOD, baseline_policy
-    from fastmarl.scripted import RandomPolicy
-    from fastmarl.train.episodes import evaluate_policy
 
     # over two episodes (the carry restarts its clock at the auto-reset), the policy's actions are the env's plan
     env = fastmarl.make("traffic_grid_v0", num_envs=3, seed=0, episode_length=7)

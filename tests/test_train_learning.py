@@ -5,11 +5,10 @@ import torch
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.config import PPOConfig, TrainConfig
-from fastmarl.scripted import RandomPolicy
+from fastmarl.config import EVAL_SEED_OFFSET, PPOConfig, TrainConfig
+from fastmarl.envs.episodes import evaluate_policy
+from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train import train
-from fastmarl.train.episodes import evaluate_policy
-from fastmarl.config import EVAL_SEED_OFFSET
 
 pytestmark = pytest.mark.slow  # training runs
 

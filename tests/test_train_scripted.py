@@ -5,8 +5,8 @@ import torch
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.scripted import RandomPolicy, SpreadScripted
-from fastmarl.train.episodes import evaluate_policy
+from fastmarl.envs.episodes import evaluate_policy
+from fastmarl.envs.scripted import RandomPolicy, SpreadScripted
 
 
 def test_scripted_and_random_scores_match_the_mpe2_references():

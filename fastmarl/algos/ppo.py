@@ -63,8 +63,9 @@ from torch import Tensor, nn
 
 from fastmarl.config import ALGOS, Derived, PPOConfig, TrainConfig
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.envs.comm import range_mask
 from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
-from fastmarl.nn.comm import DialComm, DialNoise, DialTrace, make_comm, range_mask
+from fastmarl.nn.comm import DialComm, DialNoise, DialTrace, make_comm
 
 MASKED_LOGIT = -1e8  # finite, so masked entries give p = 0 and p * log p = 0, never NaN
 

@@ -25,7 +25,7 @@ Groups: every group of the env (e.g. predators and prey) is its own team with
 its own networks, mixer, optimizer and team reward (``team_reward`` of the
 group's agents' rewards), so mixed cooperative-competitive envs train too.
 
-Episode storage (:class:`fastmarl.train.replay.EpisodeBuffer`), per group ``g``
+Episode storage (:class:`fastmarl.algos.replay.EpisodeBuffer`), per group ``g``
 with ``A`` agents, ``T`` steps, ``n`` actions, ``D`` observation features:
 
 =================  =====================  ======================================
@@ -62,6 +62,7 @@ import torch
 import tyro
 from torch import Tensor, nn
 
+from fastmarl.algos.replay import EpisodeBuffer
 from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
 from fastmarl.config import ConfigError, EnvKwargs, StepCount
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys
@@ -69,9 +70,6 @@ from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
 from fastmarl.nn.normalize import RunningMeanStd
-from fastmarl.train.replay import EpisodeBuffer
-
-
 
 # -- config -------------------------------------------------------------------------
 

@@ -35,7 +35,6 @@ from torch import Tensor
 from fastmarl.envs.api import EnvSpec, TimeStep, check_known_keys
 from fastmarl.envs.wrappers import WARN_ENTRIES, Discretizer, check_table_size
 
-
 # -- shared maths (also used by fastmarl.algos.q_learning) ------------------------
 
 def linear_schedule(start: float, end: float, duration: int, t: int) -> float:

@@ -6,8 +6,14 @@ attention entropy) with bias-corrected information estimators.
 """
 
 from fastmarl.analysis.comm import (
-    attention_entropy, causal_influence, entropy, instantaneous_coordination, message_ablation, message_entropy,
-    mutual_information, speaker_consistency,
+    attention_entropy,
+    causal_influence,
+    entropy,
+    instantaneous_coordination,
+    message_ablation,
+    message_entropy,
+    mutual_information,
+    speaker_consistency,
 )
 
 __all__ = ["entropy", "mutual_information", "message_entropy", "speaker_consistency", "instantaneous_coordination",

@@ -3,7 +3,7 @@
 All information quantities are in **nats** (a perfectly informative bit scores
 ``log 2 = 0.693``; divide by ``log 2`` for bits). Messages and actions are
 integer tensors; a multi-digit message is one integer (see
-:func:`fastmarl.nn.comm.message_index`).
+:func:`fastmarl.envs.comm.message_index`).
 
 Estimators. From N samples, the plug-in entropy ``H = -sum p_hat log p_hat``
 under-estimates the entropy by about ``(m - 1) / (2N)`` (m = number of values

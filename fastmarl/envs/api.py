@@ -189,9 +189,47 @@ class VecEnv(Protocol):
         ...
 
 
+@runtime_checkable
+class SavableEnv(Protocol):
+    """An env whose state can be checkpointed, for an exact resume.
+
+    ``state_dict()`` returns everything the env's future depends on (its tensors
+    and its generator's state; MPE envs: the world state and the curriculum stage),
+    as copies in plain dicts that ``torch.load(weights_only=True)`` reads back; a
+    wrapper returns its own state with the wrapped env's inside, or None when the
+    wrapped env cannot be saved. ``load_state_dict(state)`` restores it into an env
+    built with the same arguments (raises ValueError, before changing anything,
+    when the state does not fit: another ``num_envs`` or size). An env saved
+    mid-episode and restored steps exactly as the original would have.
+    """
+
+    def state_dict(self) -> dict[str, Any] | None:
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ...
+
+
+def env_state_dict(env: Any) -> dict[str, Any] | None:
+    """``env.state_dict()`` for a :class:`SavableEnv`; None when ``env`` cannot be saved
+    (the trainer then starts fresh episodes on resume)."""
+    return env.state_dict() if isinstance(env, SavableEnv) else None
+
+
+def load_env_state_dict(env: Any, state: dict[str, Any] | None) -> bool:
+    """Restore ``env`` from :func:`env_state_dict`'s result; False if it cannot be
+    (nothing was saved, or ``env`` is not a :class:`SavableEnv`): the caller then resets it."""
+    if state is None or not isinstance(env, SavableEnv):
+        return False
+    env.load_state_dict(state)
+    return True
+
+
 class Policy(Protocol):
-    """What acting in an env needs from a policy (learned or scripted): evaluation,
-    scripted groups (:class:`fastmarl.envs.wrappers.ScriptedGroups`), self-play."""
+    """What running an env needs from a policy, learned or scripted: evaluation
+    (:func:`fastmarl.envs.episodes.evaluate_policy`), the scripted groups of
+    :class:`fastmarl.envs.wrappers.ScriptedGroups`, the reference policies of
+    :mod:`fastmarl.envs.scripted`, and every learner's acting side."""
 
     def initial_carry(self, num_envs: int) -> Any:
         """Recurrent state for ``num_envs`` envs (anything; ``{}`` when stateless)."""

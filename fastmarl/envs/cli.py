@@ -5,10 +5,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from fastmarl.envs.registry import list_envs, make
+
 
 def main(argv: list[str] | None = None) -> int:
-    from fastmarl.envs.registry import list_envs, make
-
     table = Table(title="fastmarl environments")
     for col in ("env id", "family", "groups (agents)", "obs / action", "description"):
         table.add_column(col)

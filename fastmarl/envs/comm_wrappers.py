@@ -45,8 +45,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys, validate_actions
-from fastmarl.nn.comm import message_digits, range_mask
+from fastmarl.envs.api import (
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    check_known_keys,
+    env_state_dict,
+    load_env_state_dict,
+    validate_actions,
+)
+from fastmarl.envs.comm import message_digits, range_mask
 
 __all__ = ["BroadcastChannel", "AgentPositions", "mpe_positions", "find_mpe"]
 
@@ -120,13 +128,9 @@ class AgentPositions:
         return self.env.state()
 
     def state_dict(self) -> dict[str, Any] | None:
-        from fastmarl.train.checkpoint import env_state_dict  # lazy: envs must not import train at load
-
         return env_state_dict(self.env)
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        from fastmarl.train.checkpoint import load_env_state_dict
-
         if not load_env_state_dict(self.env, s):
             raise ValueError("the wrapped env's state could not be restored")
 
@@ -348,8 +352,6 @@ class BroadcastChannel:
     def state_dict(self) -> dict[str, Any] | None:
         """The wrapped env's state, the channel's noise stream and the messages in
         flight; None when the wrapped env cannot be saved (the runner then resets)."""
-        from fastmarl.train.checkpoint import env_state_dict  # lazy: envs must not import train at load
-
         inner = env_state_dict(self.env)
         if inner is None:
             return None
@@ -357,8 +359,6 @@ class BroadcastChannel:
                 "received": dict(self._received)}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        from fastmarl.train.checkpoint import load_env_state_dict
-
         if not load_env_state_dict(self.env, s["env"]):
             raise ValueError("the wrapped env's state could not be restored")
         self._gen.set_state(s["generator"])

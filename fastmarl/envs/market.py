@@ -71,7 +71,13 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    fields_state_dict,
+    load_fields_state_dict,
+    reset_mask,
+    reset_timestep,
     validate_actions,
 )
 from fastmarl.envs.mpe.core import check_kwargs

@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.mpe.core import check_kwargs
 
 CLIMBING = [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]
 MONOTONIC = [[10.0, 6.0, 2.0], [6.0, 4.0, 1.0], [2.0, 1.0, 0.0]]
@@ -247,8 +248,6 @@ GAMES: dict[str, tuple[Any, dict[str, Any], str]] = {
 def matrix_factory(env_id: str):
     """Factory for ``fastmarl.make``: game kwargs (e.g. ``k`` of the penalty game) plus
     ``episode_length``, ``continuous_actions``, ``dtype``, ``validate``, ``render_mode``."""
-    from fastmarl.envs.mpe.core import check_kwargs
-
     payoff, game_kw, _ = GAMES[env_id]
 
     def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, VecEnv, check_known_keys, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import group_of_name
+from fastmarl.envs.registry import make
 
 __all__ = ["to_parallel_env", "to_aec_env", "from_pettingzoo", "FastMARLParallelEnv", "PettingZooVecEnv"]
 
@@ -205,8 +206,6 @@ def sub_seed(seed: int, index: int) -> int:
 
 def _one_env(env_or_id: Any, make_kwargs: dict[str, Any]) -> VecEnv:
     if isinstance(env_or_id, str):
-        from fastmarl.envs.registry import make
-
         n = make_kwargs.pop("num_envs", 1)
         if n != 1:
             raise ValueError(f"a PettingZoo env wraps exactly one env: num_envs must be 1, got {n}")

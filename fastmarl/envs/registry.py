@@ -17,7 +17,18 @@ from typing import Any, Callable
 import torch
 
 from fastmarl.envs.api import check_known_keys
+from fastmarl.envs.influence import make_influence
+from fastmarl.envs.market import make_market
+from fastmarl.envs.matrix import GAMES, matrix_factory
 from fastmarl.envs.mpe.core import MPEEnv, check_kwargs
+from fastmarl.envs.swarm.coverage import make_swarm_coverage
+from fastmarl.envs.swarm.formation import make_formation
+from fastmarl.envs.swarm.jammer import make_jammer
+from fastmarl.envs.swarm.pursuit_evasion import make_pursuit_evasion
+from fastmarl.envs.swarm.relay import make_relay
+from fastmarl.envs.swarm.swarm_defense import make_swarm_defense
+from fastmarl.envs.swarm.waterworld import make_waterworld
+from fastmarl.envs.traffic import make_traffic_grid
 
 
 @dataclass(frozen=True)
@@ -85,78 +96,27 @@ def list_envs() -> list[EnvEntry]:
 
 
 # -- matrix games (family "matrix"; fastmarl.envs.matrix) ---------------------------
-def _register_matrix() -> None:
-    from fastmarl.envs.matrix import GAMES, matrix_factory
+for _id, (_, _, _desc) in GAMES.items():
+    register(_id, matrix_factory(_id), "matrix", _desc)
 
-    for env_id, (_, _, desc) in GAMES.items():
-        register(env_id, matrix_factory(env_id), "matrix", desc)
-
-
-_register_matrix()
-
-
-# -- applications (family "applications"; fastmarl.envs.swarm, fastmarl.envs.traffic) --
-def _register_applications() -> None:
-    def pursuit(**kw):
-        from fastmarl.envs.swarm.pursuit_evasion import make_pursuit_evasion
-        return make_pursuit_evasion(**kw)
-
-    def traffic(**kw):
-        from fastmarl.envs.traffic import make_traffic_grid
-        return make_traffic_grid(**kw)
-
-    def relay(**kw):
-        from fastmarl.envs.swarm.relay import make_relay
-        return make_relay(**kw)
-
-    def formation(**kw):
-        from fastmarl.envs.swarm.formation import make_formation
-        return make_formation(**kw)
-
-    def jammer(**kw):
-        from fastmarl.envs.swarm.jammer import make_jammer
-        return make_jammer(**kw)
-
-    def swarm_defense(**kw):
-        from fastmarl.envs.swarm.swarm_defense import make_swarm_defense
-        return make_swarm_defense(**kw)
-
-    def coverage(**kw):
-        from fastmarl.envs.swarm.coverage import make_swarm_coverage
-        return make_swarm_coverage(**kw)
-
-    def waterworld(**kw):
-        from fastmarl.envs.swarm.waterworld import make_waterworld
-        return make_waterworld(**kw)
-
-    def influence(**kw):
-        from fastmarl.envs.influence import make_influence
-        return make_influence(**kw)
-
-    def market(**kw):
-        from fastmarl.envs.market import make_market
-        return make_market(**kw)
-
-    register("swarm_coverage_v0", coverage, "applications",
-             "battery-limited drones cover a grid and find hidden targets, sharing scarce chargers (cooperative)")
-    register("waterworld_v0", waterworld, "applications",
-             "SISL waterworld, vectorized: pursuers with range sensors eat food (n_coop at once) and avoid poison")
-    register("pursuit_evasion_v0", pursuit, "applications",
-             "pursuers with limited sensing chase (learning or scripted) evaders among obstacles")
-    register("traffic_grid_v0", traffic, "applications",
-             "signalised intersections on a grid choose phases to keep queues short (cooperative)")
-    register("relay_v0", relay, "applications",
-             "relay drones keep a multi-hop radio link between a base and a moving remote node (cooperative)")
-    register("formation_v0", formation, "applications",
-             "agents hold a line, wedge or circle formation around a reference travelling to a goal (cooperative)")
-    register("jammer_v0", jammer, "applications",
-             "jammers choose position, channel and power to cut transmitter-receiver links (competitive, SINR model)")
-    register("swarm_defense_v0", swarm_defense, "applications",
-             "an attacking swarm tries to reach a protected zone past interceptors (competitive)")
-    register("influence_v0", influence, "applications",
-             "blue and red agents push node opinions on a random graph toward their side (zero-sum, opinion dynamics)")
-    register("market_v0", market, "applications",
-             "market makers quote bid/ask around a moving fair price for arriving traders (mixed-motive, inventory risk)")
-
-
-_register_applications()
+# -- applications (family "applications"; fastmarl.envs.swarm, fastmarl.envs.traffic, ...) --
+register("swarm_coverage_v0", make_swarm_coverage, "applications",
+         "battery-limited drones cover a grid and find hidden targets, sharing scarce chargers (cooperative)")
+register("waterworld_v0", make_waterworld, "applications",
+         "SISL waterworld, vectorized: pursuers with range sensors eat food (n_coop at once) and avoid poison")
+register("pursuit_evasion_v0", make_pursuit_evasion, "applications",
+         "pursuers with limited sensing chase (learning or scripted) evaders among obstacles")
+register("traffic_grid_v0", make_traffic_grid, "applications",
+         "signalised intersections on a grid choose phases to keep queues short (cooperative)")
+register("relay_v0", make_relay, "applications",
+         "relay drones keep a multi-hop radio link between a base and a moving remote node (cooperative)")
+register("formation_v0", make_formation, "applications",
+         "agents hold a line, wedge or circle formation around a reference travelling to a goal (cooperative)")
+register("jammer_v0", make_jammer, "applications",
+         "jammers choose position, channel and power to cut transmitter-receiver links (competitive, SINR model)")
+register("swarm_defense_v0", make_swarm_defense, "applications",
+         "an attacking swarm tries to reach a protected zone past interceptors (competitive)")
+register("influence_v0", make_influence, "applications",
+         "blue and red agents push node opinions on a random graph toward their side (zero-sum, opinion dynamics)")
+register("market_v0", make_market, "applications",
+         "market makers quote bid/ask around a moving fair price for arriving traders (mixed-motive, inventory risk)")

@@ -36,7 +36,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, reset_timestep, validate_actions
+from fastmarl.envs.api import (
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    fields_state_dict,
+    load_fields_state_dict,
+    reset_mask,
+    reset_timestep,
+    validate_actions,
+)
+from fastmarl.envs.mpe.core import check_kwargs
 
 GROUP = "signal"
 BASELINE_PERIOD = 4  # the best fixed period at the default settings (swept over 1..15 steps)
@@ -90,6 +100,7 @@ class TrafficGrid:
     """``num_envs`` copies of a rows x cols signal grid; see the module docstring."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    _STATE = ("queues", "phase", "since_change", "t", "arrived", "departed")
 
     def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, rows: int = 2,
                  cols: int = 2, arrival_rate: float = 0.3, max_flow: int = 2, link_capacity: int = 20,
@@ -234,6 +245,12 @@ class TrafficGrid:
                 img[y - 1:y + 1, x - 6 - n[3]:x - 6] = (200, 30, 30)  # from the west
         return img
 
+    def state_dict(self) -> dict[str, Any]:
+        return fields_state_dict(self, self._STATE)
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        load_fields_state_dict(self, self._STATE, s)
+
     def close(self) -> None:
         pass
 
@@ -274,6 +291,4 @@ KWARGS: dict[str, Any] = dict(rows=2, cols=2, arrival_rate=0.3, max_flow=2, link
 
 def make_traffic_grid(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
                       **kwargs: Any) -> TrafficGrid:
-    from fastmarl.envs.mpe.core import check_kwargs
-
     return TrafficGrid(num_envs=num_envs, device=device, seed=seed, **check_kwargs("traffic_grid_v0", kwargs, KWARGS))

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys, env_state_dict, load_env_state_dict
 
 Encoding = Literal["bins", "integer", "onehot"]
 WARN_ENTRIES = 10_000_000
@@ -223,6 +223,13 @@ class DiscretizeObservation:
 
     def state(self) -> Tensor:
         return self.env.state()
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return env_state_dict(self.env)  # the observations are a function of the wrapped env's
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        if not load_env_state_dict(self.env, s):
+            raise ValueError("the wrapped env's state could not be restored")
 
     def render(self, env_index: int = 0) -> np.ndarray:
         return self.env.render(env_index)

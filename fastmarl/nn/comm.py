@@ -7,9 +7,10 @@ batch dims such as ``(E,)`` or ``(T, E)``, then the agent axis) and an optional
     mask (..., A, A) bool, broadcastable to h's leading dims;
     mask[..., i, j] is True when receiver i hears sender j (the diagonal is "self").
 
-``None`` means everyone hears everyone. :func:`all_to_all_mask` and
-:func:`range_mask` (senders within a radius) build masks; :func:`reachability`
-says who can influence whom after several rounds.
+``None`` means everyone hears everyone. :mod:`fastmarl.envs.comm` builds masks
+(``all_to_all_mask``; ``range_mask``: senders within a radius), says who can
+influence whom after several rounds (``reachability``) and codes discrete messages:
+envs need those too, so they live in the env layer.
 
 Execution stays decentralized *by construction*: every layer is applied per agent
 (:class:`~fastmarl.nn.layers.AgentLinear`), and the only operation that mixes
@@ -56,46 +57,18 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from fastmarl.envs.comm import message_index
 from fastmarl.envs.mpe.core import others_index
 from fastmarl.nn.layers import ACTIVATIONS, AgentLinear
 
 __all__ = [
-    "all_to_all_mask", "range_mask", "reachability", "masked_softmax", "CommNet", "TarMAC", "make_comm",
-    "gumbel_softmax_st", "message_index", "message_digits", "Message", "DiscreteChannel", "sample_gumbel",
+    "masked_softmax", "CommNet", "TarMAC", "make_comm",
+    "gumbel_softmax_st", "Message", "DiscreteChannel", "sample_gumbel",
     "LinkNoise", "DialNoise", "DialTrace", "DialComm",
 ]
 
 
-# -- topology ---------------------------------------------------------------------
-
-def all_to_all_mask(num_agents: int, device: torch.device | str | None = None, self_loops: bool = True) -> Tensor:
-    """(A, A) bool: everyone hears everyone (the diagonal is ``self_loops``)."""
-    m = torch.ones(num_agents, num_agents, dtype=torch.bool, device=device)
-    if not self_loops:
-        m &= ~torch.eye(num_agents, dtype=torch.bool, device=device)
-    return m
-
-
-def range_mask(pos: Tensor, radius: float | Tensor, self_loops: bool = True) -> Tensor:
-    """Range-limited topology: ``pos (..., A, 2)`` -> ``(..., A, A)`` bool,
-    ``mask[..., i, j] = |pos_i - pos_j| <= radius`` (symmetric). ``radius`` a number
-    or a tensor broadcastable to ``(..., 1, 1)`` (e.g. one radius per env)."""
-    d = pos[..., :, None, :] - pos[..., None, :, :]
-    within = (d * d).sum(-1) <= torch.as_tensor(radius, dtype=pos.dtype, device=pos.device) ** 2
-    eye = torch.eye(pos.shape[-2], dtype=torch.bool, device=pos.device)
-    return within | eye if self_loops else within & ~eye
-
-
-def reachability(mask: Tensor, rounds: int) -> Tensor:
-    """(..., A, A) bool: receiver i can be influenced by sender j within ``rounds``
-    communication rounds (a path of at most ``rounds`` hops, plus i itself)."""
-    eye = torch.eye(mask.shape[-1], dtype=torch.bool, device=mask.device)
-    step = (mask | eye).float()
-    r = step
-    for _ in range(rounds - 1):
-        r = ((r @ step) > 0).float()
-    return r > 0
-
+# -- mixing under a mask (the masks: fastmarl.envs.comm) ----------------------------
 
 def _mean_weights(mask: Tensor | None, A: int, like: Tensor) -> Tensor:
     """(..., A, A) row-stochastic weights of the mean over the *other* agents heard
@@ -233,18 +206,6 @@ def gumbel_softmax_st(logits: Tensor, temperature: float = 1.0, generator: torch
     index = y.argmax(-1)
     hard = nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)
     return hard + (soft - soft.detach()), index  # (soft - soft) is exactly 0: the forward value is exactly one-hot
-
-
-def message_index(digits: Tensor, vocab_size: int) -> Tensor:
-    """(..., L) digits in [0, V) -> (...) index in [0, V^L), digit 0 least significant."""
-    radix = vocab_size ** torch.arange(digits.shape[-1], device=digits.device)
-    return (digits.long() * radix).sum(-1)
-
-
-def message_digits(index: Tensor, vocab_size: int, message_length: int) -> Tensor:
-    """Inverse of :func:`message_index`: (...) -> (..., L)."""
-    radix = vocab_size ** torch.arange(message_length, device=index.device)
-    return (index.long()[..., None] // radix) % vocab_size
 
 
 @dataclass

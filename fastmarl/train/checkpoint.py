@@ -3,7 +3,8 @@
 A checkpoint is a folder ``checkpoints/step_<global step>/`` holding
 
 - ``model.safetensors``: every network weight and buffer (value normalisers too);
-- ``trainer.pt``: optimizer states, RNG states, the env's state and the rollout's
+- ``trainer.pt``: optimizer states, RNG states, the env's state (``env_state_dict``:
+  the ``SavableEnv`` protocol of :mod:`fastmarl.envs.api`) and the rollout's
   position (everything an exact resume needs), loaded with ``weights_only=True``;
 - optional extra tensor files (``replay.safetensors``: a value-based run's
   replay buffer), saved by ``save_checkpoint(extra=...)`` and read back with
@@ -28,7 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 from torch import Tensor
+
+from fastmarl.envs.api import env_state_dict, load_env_state_dict  # noqa: F401 (the loop saves envs with these)
 
 FORMAT = "fastmarl-checkpoint-v1"
 MODEL, TRAINER, MANIFEST, LATEST = "model.safetensors", "trainer.pt", "manifest.json", "latest"
@@ -65,8 +70,6 @@ def save_checkpoint(folder: Path, step: int, weights: dict[str, Tensor], trainer
                     extra: dict[str, dict[str, Tensor]] | None = None) -> Path:
     """Write ``folder/step_<step>`` atomically, point ``latest`` at it, keep the newest ``keep``.
     ``extra``: file name (``*.safetensors``) -> tensors, saved in the same folder and manifest."""
-    from safetensors.torch import save as st_save
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:012d}"
     final = folder / name
@@ -155,8 +158,6 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
 def load_checkpoint(path: Path, trainer: bool = True,
                     map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any] | None, dict]:
     """Verify, then load ``(weights, trainer state or None, manifest)``."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     manifest = verify_checkpoint(path)
     weights = load_file(path / MODEL, device=str(map_location))
@@ -169,8 +170,6 @@ def load_extra_tensors(path: Path, fname: str, manifest: dict[str, Any],
     """Load the extra tensor file ``fname`` of a checkpoint whose ``manifest`` was verified
     by ``load_checkpoint``; CheckpointError if the checkpoint was saved without it
     (``what`` says what the file holds and why it is needed)."""
-    from safetensors.torch import load_file
-
     path = Path(path)
     if fname not in manifest.get("files", {}):
         raise CheckpointError(f"checkpoint {path} has no {fname}{' (' + what + ')' if what else ''}; it cannot be "
@@ -183,37 +182,3 @@ def load_extra_tensors(path: Path, fname: str, manifest: dict[str, Any],
         raise CheckpointError(f"checkpoint {path} is corrupted: {fname} does not match its size/SHA-256 in the "
                               "manifest; use an earlier checkpoint")
     return load_file(f, device=str(map_location))
-
-
-# -- env state ------------------------------------------------------------------
-# The VecEnv protocol has no state_dict yet; MPE envs expose their world state
-# and generator, which is all an exact resume needs.
-
-def env_state_dict(env) -> dict[str, Any] | None:
-    if hasattr(env, "state_dict"):
-        return env.state_dict()
-    ws, gen = getattr(env, "world_state", None), getattr(env, "_gen", None)
-    if ws is None or gen is None:
-        return None
-    return {"world": {k: v for k, v in ws._asdict().items()}, "generator": gen.get_state()}
-
-
-def load_env_state_dict(env, s: dict[str, Any] | None) -> bool:
-    """Restore the env; False if it cannot be (then the caller resets it)."""
-    if s is None:
-        return False
-    if hasattr(env, "load_state_dict"):
-        env.load_state_dict(s)
-        return True
-    ws = env.world_state
-    env.set_world_state(ws._replace(**{k: _to(v, env.device) for k, v in s["world"].items()}))
-    env._gen.set_state(s["generator"])
-    return True
-
-
-def _to(x: Any, device: torch.device) -> Any:
-    if isinstance(x, Tensor):
-        return x.to(device)
-    if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
-    return x

@@ -100,16 +100,30 @@ from torch import Tensor
 
 from fastmarl.algos.ppo import PPO
 from fastmarl.config import (
-    ALGOS, EVAL_SEED_OFFSET, ConfigError, Derived, EnvKwargs, PPOConfig, StepCount, TrainConfig, config_key_kind,
+    ALGOS,
+    EVAL_SEED_OFFSET,
+    ConfigError,
+    Derived,
+    EnvKwargs,
+    PPOConfig,
+    StepCount,
+    TrainConfig,
+    config_key_kind,
     resolve,
 )
 from fastmarl.envs import make
 from fastmarl.envs.api import EnvSpec, JointPolicy, Policy, TimeStep, check_known_keys
-from fastmarl.scripted import RandomPolicy
+from fastmarl.envs.episodes import EpisodeTracker
+from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.checkpoint import (
-    atomic_write_text, latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint, verify_checkpoint,
+    CheckpointError,
+    atomic_write_text,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
 )
-from fastmarl.train.episodes import EpisodeTracker
 from fastmarl.train.rundir import CSVLog, Logger, RunDir, git_revision, versions
 
 LEARNER_SEED_STRIDE = 7919  # learners of one run sample with different generators
@@ -1080,8 +1094,6 @@ def exploitability(run_dir: str | Path, group: str, steps: int, episodes: int | 
 
 def main(argv: list[str]) -> int:
     """``fastmarl selfplay [options]``: train, then the matrix, ratings and exploitability."""
-    from fastmarl.train.checkpoint import CheckpointError
-
     if "--resume" in argv or any(a.startswith("--resume=") for a in argv):
         print("fastmarl selfplay: error: resuming a competitive run is not supported; start a new run",
               file=sys.stderr)

@@ -33,12 +33,16 @@ from torch import Tensor
 
 from fastmarl.algos.learner import Learner
 from fastmarl.config import EVAL_SEED_OFFSET
+from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy, record_episode
 from fastmarl.train.checkpoint import (
-    CheckpointError, env_state_dict, load_checkpoint, load_env_state_dict, load_extra_tensors, save_checkpoint,
+    CheckpointError,
+    env_state_dict,
+    load_checkpoint,
+    load_env_state_dict,
+    load_extra_tensors,
+    save_checkpoint,
 )
-from fastmarl.train.episodes import EpisodeTracker, evaluate_policy, record_episode
 from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
-
 
 # (num_envs, seed, render) -> a batched env of the run's task
 EnvFactory = Callable[[int, int, bool], Any]
@@ -341,7 +345,14 @@ class _NoBar:
 def _progress(enabled: bool):
     if not enabled:
         return _NoBar()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[sps]} steps/s"), TextColumn("return {task.fields[ret]}"),

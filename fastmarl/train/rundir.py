@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
 from fastmarl.train.checkpoint import atomic_write_text
+from fastmarl.version import __version__
 
 if TYPE_CHECKING:
     from fastmarl.algos.q_learning import QConfig
@@ -55,9 +56,7 @@ def versions() -> dict[str, str]:
     import numpy
     import torch
 
-    import fastmarl
-
-    out = {"python": platform.python_version(), "fastmarl": fastmarl.__version__, "torch": torch.__version__,
+    out = {"python": platform.python_version(), "fastmarl": __version__, "torch": torch.__version__,
            "numpy": numpy.__version__}
     for mod in ("gymnasium", "pettingzoo", "safetensors"):
         try:

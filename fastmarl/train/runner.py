@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,9 +26,11 @@ from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
 from fastmarl.algos.tabular import TabularConfig, TabularQ
 from fastmarl.config import EVAL_SEED_OFFSET, ConfigError, TrainConfig, resolve
 from fastmarl.envs import make
+from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
+from fastmarl.envs.episodes import record_episode
+from fastmarl.envs.pettingzoo import from_pettingzoo
 from fastmarl.envs.wrappers import Discretizer
 from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
-from fastmarl.train.episodes import record_episode
 from fastmarl.train.loop import Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
 from fastmarl.train.rundir import RunDir
 
@@ -43,8 +45,6 @@ def _make_env(cfg: TrainConfig | QConfig, num_envs: int, seed: int, render: bool
     """The run's batched env: a registered id or ``pz:<module>``, with the PPO family's message
     channel and position wrappers when configured."""
     if cfg.env.startswith(PETTINGZOO_PREFIX):
-        from fastmarl.envs.pettingzoo import from_pettingzoo
-
         kwargs = dict(cfg.env_kwargs)
         if render:  # only the GIF's env draws frames (one pygame surface per env otherwise)
             kwargs.setdefault("render_mode", "rgb_array")
@@ -58,16 +58,12 @@ def _make_env(cfg: TrainConfig | QConfig, num_envs: int, seed: int, render: bool
 
 def _comm_wrappers(cfg: TrainConfig, env):
     if cfg.message_bits:
-        from fastmarl.envs.comm_wrappers import BroadcastChannel
-
         try:
             env = BroadcastChannel(env, vocab_size=2, message_length=cfg.message_bits, comm_range=cfg.comm_range,
                                    flip_prob=cfg.message_flip_prob, drop_prob=cfg.message_drop_prob)
         except ValueError as e:
             raise ConfigError(f"--message-bits {cfg.message_bits}: {e}") from None
     if cfg.comm_range is not None and cfg.ppo.comm != "none":  # the actors' receive masks need positions
-        from fastmarl.envs.comm_wrappers import AgentPositions
-
         try:
             env = AgentPositions(env)
         except ValueError as e:

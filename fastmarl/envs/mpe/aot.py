@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
+from fastmarl.version import __version__
+
+if TYPE_CHECKING:  # annotations only: core imports this module, and this one takes MPEState from the env it gets
     from fastmarl.envs.mpe.core import MPEEnv, MPEState
 
 
@@ -53,19 +55,17 @@ def _describe(t: Tensor) -> str:
 
 
 def _cache_key(env: MPEEnv, leaves: list[Tensor]) -> str:
-    import fastmarl
-    from fastmarl.envs.mpe import core
-
     h = hashlib.sha256()
     scenario = env.scenario
     settings = {k: v for k, v in sorted(vars(scenario).items()) if not k.startswith("_")}
     parts = [
-        torch.__version__, fastmarl.__version__, sys.version, type(scenario).__module__, repr(settings),
+        torch.__version__, __version__, sys.version, type(scenario).__module__, repr(settings),
         repr(env.world.wd), env.num_envs, str(env.dtype), str(env.device), env.continuous_actions, env.validate,
         env._env_last, env._store_in_graph, [_describe(t) for t in leaves],
         torch.get_num_threads(),  # inductor emits parallel loops only when compiling for > 1 thread
     ]
     h.update(repr(parts).encode())
+    core = inspect.getmodule(type(env.world_state))  # fastmarl.envs.mpe.core: MPEState and the step
     for module in (core, sys.modules[__name__], sys.modules[type(scenario).__module__]):
         h.update(inspect.getsource(module).encode())
     return h.hexdigest()[:32]
@@ -84,13 +84,12 @@ def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
 
 def aot_advance(env: MPEEnv) -> Callable[[MPEState, dict[str, Tensor]], tuple]:
     """A drop-in for ``env._advance`` (same inputs and outputs), compiled ahead of time."""
-    from fastmarl.envs.mpe.core import MPEState
-
     if env.device.type != "cpu":
         raise ValueError(f"compile='aot' supports CPU envs only (got device {env.device}); use compile=True on "
                          f"{env.device.type}")
     groups = list(env.spec.groups)
     s0 = env._state
+    state_type = type(s0)  # MPEState
     extra_keys = sorted(s0.extra)
     example_actions = {}
     for name, g in env.spec.groups.items():
@@ -105,7 +104,7 @@ def aot_advance(env: MPEEnv) -> Callable[[MPEState, dict[str, Tensor]], tuple]:
         return [s.pos, s.vel, s.comm, s.t, *(s.extra[k] for k in extra_keys)]
 
     def unpack_state(leaves) -> MPEState:
-        return MPEState(leaves[0], leaves[1], leaves[2], leaves[3], dict(zip(extra_keys, leaves[4:n_state])))
+        return state_type(leaves[0], leaves[1], leaves[2], leaves[3], dict(zip(extra_keys, leaves[4:n_state])))
 
     # State leaves the step returns unchanged (the same tensor object, e.g. an episode's goal in
     # ``extra``) are not outputs of the library: an output aliasing an input does not come back

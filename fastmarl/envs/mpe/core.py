@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -30,9 +30,18 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    ActionError, EnvSpec, GroupSpec, TimeStep, action_limits, action_range_violations, check_action_structure,
-    check_known_keys, reset_mask, validate_actions,
+    ActionError,
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    action_limits,
+    action_range_violations,
+    check_action_structure,
+    check_known_keys,
+    reset_mask,
+    validate_actions,
 )
+from fastmarl.envs.mpe.aot import aot_advance
 
 DIM_P = 2
 # Discrete movement actions (mpe2's): 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y), as unit
@@ -388,7 +397,6 @@ class MPEEnv:
         self._store_in_graph = self._env_last and self.device.type == "cpu"
         self._state = self._store(self._state)
         if compile == "aot":
-            from fastmarl.envs.mpe.aot import aot_advance
             self._advance_fn = aot_advance(self)
         elif compile:
             self._advance_fn = torch.compile(self._advance, dynamic=False, fullgraph=True,
@@ -600,6 +608,25 @@ class MPEEnv:
         """Jump to a curriculum stage (clamped to the valid range)."""
         self._curriculum_scenario().set_curriculum_stage(stage)
 
+    # -- checkpoints (the SavableEnv protocol of fastmarl.envs.api) -------------
+    def state_dict(self) -> dict[str, Any]:
+        """Copies of the world state, the generator's state and, with a curriculum, its stage."""
+        s = {"world": _map_tensors(self._state._asdict(), Tensor.clone), "generator": self._gen.get_state()}
+        if getattr(self.scenario, "curriculum", False):
+            s["curriculum_stage"] = self.scenario.curriculum_stage
+        return s
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`; ValueError (nothing changed) when the shapes or the curriculum differ."""
+        if "curriculum_stage" in state and not getattr(self.scenario, "curriculum", False):
+            raise ValueError(f"{self.spec.env_id}: the saved state has a curriculum stage, this env has no "
+                             "curriculum; create it with curriculum=True")
+        world = _map_tensors(state["world"], lambda t: t.to(self.device))
+        self.set_world_state(self._state._replace(**world))
+        self._gen.set_state(state["generator"])
+        if "curriculum_stage" in state:
+            self.set_curriculum_stage(state["curriculum_stage"])
+
     # -- direct state access (parity tests, scripted policies) ----------------
     @property
     def world_state(self) -> MPEState:
@@ -665,6 +692,15 @@ def _env_innermost(x: Tensor) -> Tensor:
     perm = list(range(1, x.dim())) + [0]
     inv = [x.dim() - 1] + list(range(x.dim() - 1))
     return x.permute(*perm).contiguous().permute(*inv)
+
+
+def _map_tensors(x: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` applied to every tensor in nested dicts (a world state's ``extra``); other values as they are."""
+    if isinstance(x, Tensor):
+        return fn(x)
+    if isinstance(x, dict):
+        return {k: _map_tensors(v, fn) for k, v in x.items()}
+    return x
 
 
 def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,15 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.mpe.core import (
-    MPEState, World, WorldDef, entity_pos, nearest_k, norm2, relative_to_self, reset_entities, uniform,
+    MPEState,
+    World,
+    WorldDef,
+    entity_pos,
+    nearest_k,
+    norm2,
+    relative_to_self,
+    reset_entities,
+    uniform,
 )
 
 KWARGS = dict(N=2, max_cycles=25, num_agent_neighbors=None, num_landmark_neighbors=None)

@@ -13,7 +13,14 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.mpe.core import (
-    MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, reset_entities, uniform,
+    MPEState,
+    World,
+    WorldDef,
+    nearest_k,
+    norm2,
+    relative_to_self,
+    reset_entities,
+    uniform,
 )
 
 KWARGS = dict(N=3, local_ratio=0.5, max_cycles=25, curriculum=False, terminate_on_success=False,

@@ -45,7 +45,14 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.mpe.core import (
-    MPEState, World, WorldDef, nearest_k, norm2, relative_to_self, reset_entities, uniform,
+    MPEState,
+    World,
+    WorldDef,
+    nearest_k,
+    norm2,
+    relative_to_self,
+    reset_entities,
+    uniform,
 )
 
 KWARGS = dict(num_good=1, num_adversaries=3, num_obstacles=2, max_cycles=25, curriculum=False,

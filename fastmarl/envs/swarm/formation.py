@@ -40,8 +40,18 @@ from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.mpe.core import (
-    MPEEnv, MPEState, World, WorldDef, check_kwargs, nearest_k, norm2, relative_to_self, reset_entities, uniform,
+    MPEEnv,
+    MPEState,
+    World,
+    WorldDef,
+    check_kwargs,
+    nearest_k,
+    norm2,
+    relative_to_self,
+    reset_entities,
+    uniform,
 )
+from fastmarl.envs.scripted import COAST, steer
 
 SHAPES = ("line", "wedge", "circle")
 KWARGS = dict(num_agents=4, formation=None, spacing=0.25, reference_speed=0.3, progress_weight=10.0,
@@ -216,8 +226,6 @@ class GoToSlot:
 
     def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
-        from fastmarl.scripted import COAST, steer
-
         o = ts.obs["agent"]
         vel, slot, ref_vel = o[..., 0:2], o[..., 4:6], o[..., 8:10]
         obst = o[..., o.shape[-1] - 2 * self.O:].reshape(*o.shape[:2], self.O, 2)  # (E, N, O, 2) rel pos

@@ -48,6 +48,7 @@ each transmitter within 0.3 of its receiver, jammers uniform in the arena.
 
 from __future__ import annotations
 
+import colorsys
 import math
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,7 +59,13 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
-    EnvSpec, GroupSpec, TimeStep, fields_state_dict, load_fields_state_dict, reset_mask, reset_timestep,
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    fields_state_dict,
+    load_fields_state_dict,
+    reset_mask,
+    reset_timestep,
     validate_actions,
 )
 from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, norm2, others_index
@@ -364,7 +371,6 @@ class JammerEnv:
 
 
 def _hue(h: float) -> tuple[float, float, float]:
-    import colorsys
     return colorsys.hsv_to_rgb(h, 0.8, 0.9)
 
 

@@ -36,8 +36,19 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, norm2, others_index, reset_entities, uniform
+from fastmarl.envs.mpe.core import (
+    MPEEnv,
+    MPEState,
+    World,
+    WorldDef,
+    check_kwargs,
+    norm2,
+    others_index,
+    reset_entities,
+    uniform,
+)
 from fastmarl.envs.mpe.simple_tag import boundary_penalty
+from fastmarl.envs.scripted import COAST, steer
 
 KWARGS = dict(num_pursuers=3, num_evaders=1, num_obstacles=2, scripted_evaders=False, sensing_radius=0.8,
               num_neighbors=None, capture_radius=0.15, max_cycles=50, terminate_on_capture=False,
@@ -226,8 +237,6 @@ class ScriptedPursuitEvasion:
 
     def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
-        from fastmarl.scripted import COAST, steer
-
         out = {}
         for name, g in self.spec.groups.items():
             o = ts.obs[name]
@@ -268,8 +277,6 @@ class PursuitEvasionEnv(MPEEnv):
 
 
 def make_pursuit_evasion(num_envs: int = 1, device="cpu", seed: int | None = None, **kwargs) -> PursuitEvasionEnv:
-    from fastmarl.envs.mpe.core import check_kwargs
-
     merged = check_kwargs(Scenario.env_id, kwargs, {**KWARGS, **ENV_KWARGS})
     env_kw = {k: merged.pop(k) for k in ENV_KWARGS}
     return PursuitEvasionEnv(Scenario(**merged), num_envs=num_envs, device=device, seed=seed, **env_kw)

@@ -45,9 +45,18 @@ from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.mpe.core import (
-    MPEEnv, MPEState, World, WorldDef, check_kwargs, nearest_k, norm2, relative_to_self, reset_entities,
+    MPEEnv,
+    MPEState,
+    World,
+    WorldDef,
+    check_kwargs,
+    nearest_k,
+    norm2,
+    relative_to_self,
+    reset_entities,
     uniform,
 )
+from fastmarl.envs.scripted import COAST, steer
 
 KWARGS = dict(num_relays=4, comm_range=0.5, remote_speed=0.3, num_neighbors=None, collision_penalty=0.1, shaping=1.0,
               max_cycles=50)
@@ -207,8 +216,6 @@ class EvenSpacing:
 
     def act(self, ts: TimeStep, carry: dict, deterministic: bool = True,
             generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], dict]:
-        from fastmarl.scripted import COAST, steer
-
         o = ts.obs["relay"]  # (E, R, obs_dim)
         vel, pos = o[..., 0:2], o[..., 2:4]
         base, remote = pos + o[..., 4:6], pos + o[..., 6:8]

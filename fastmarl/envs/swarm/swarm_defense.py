@@ -45,8 +45,8 @@ from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
 from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, check_kwargs, norm2, others_index, uniform
+from fastmarl.envs.scripted import COAST, steer
 from fastmarl.envs.swarm.jammer import nearest_slots
-from fastmarl.scripted import COAST, steer
 
 BASELINE = ("scripted: attackers fly straight at the zone; each defender intercepts its nearest seen attacker "
             "(pursuit of a lead point), else returns to the zone")

@@ -1,13 +1,13 @@
 """Reference policies: a scripted controller for simple_spread, and uniform random.
 
-Both follow the evaluation ``Policy`` protocol (:mod:`fastmarl.train.episodes`),
+Both follow the ``Policy`` protocol (:class:`fastmarl.envs.api.Policy`),
 so they are scored exactly like a trained policy::
 
     env = fastmarl.make("simple_spread_v3", num_envs=1000, seed=0)
     evaluate_policy(SpreadScripted(env.spec), env)   # return about -8 per agent
     evaluate_policy(RandomPolicy(env.spec), env)     # about -27
 
-``python -m fastmarl.scripted`` prints both.
+``python -m fastmarl.envs.scripted`` prints both.
 
 The scripted policy reads everything from the observations (no privileged
 state): each agent's own position and velocity, and the landmarks' positions
@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
-from fastmarl.envs.mpe.core import N_MOVES, axis_move
+from fastmarl.envs.episodes import evaluate_policy
+from fastmarl.envs.mpe import simple_spread
+from fastmarl.envs.mpe.core import N_MOVES, MPEEnv, axis_move
 
 # mpe2 physics of a spread agent: v' = (1 - damping) v + accel dt u;  p' = p + v dt
 _DAMPING, _DT = 0.25, 0.1
@@ -54,6 +55,10 @@ class SpreadScripted:
         N = self.N
         pos = obs[:, :, 2:4]  # (E, N, 2)
         landmarks = obs[:, 0, 2:4][:, None] + obs[:, 0, 4:4 + 2 * N].reshape(-1, N, 2)  # (E, L, 2)
+        # scipy.optimize takes ~0.3 s to import, and this module is imported with every swarm env (steer,
+        # COAST) and so with `import fastmarl`: loaded here, where the spread policy first needs it
+        from scipy.optimize import linear_sum_assignment
+
         dist = torch.linalg.vector_norm(pos[:, :, None] - landmarks[:, None], dim=-1).cpu().numpy()
         assign = np.empty((dist.shape[0], N), dtype=np.int64)
         for e in range(dist.shape[0]):  # reference policy, not a hot path
@@ -121,10 +126,9 @@ class RandomPolicy:
 
 
 def main() -> None:
-    import fastmarl
-    from fastmarl.train.episodes import evaluate_policy
-
-    env = fastmarl.make("simple_spread_v3", num_envs=1000, seed=0, N=3, local_ratio=0.5, max_cycles=25)
+    # the env is built without the registry, which imports this module (its swarm envs use steer and COAST);
+    # it is the env make("simple_spread_v3", num_envs=1000, seed=0, N=3, local_ratio=0.5, max_cycles=25) builds
+    env = MPEEnv(simple_spread.Scenario(N=3, local_ratio=0.5, max_cycles=25), num_envs=1000, seed=0)
     for name, policy in (("scripted", SpreadScripted(env.spec)), ("random", RandomPolicy(env.spec))):
         r = evaluate_policy(policy, env, deterministic=True, seed=0)
         print(f"simple_spread_v3 N=3, 1000 episodes, {name:>8}: return per agent {r['return']:.2f} "

@@ -1,5 +1,9 @@
 """Episode returns during training, evaluation of any policy, and episode GIFs.
 
+Everything here runs a :class:`~fastmarl.envs.api.Policy` on a batched env and
+needs nothing but the env API, so it serves every layer above (learners, the
+training loop, experiments) and the scripted reference policies alike.
+
 Return convention (mpe2's): an agent's return is its summed reward over the
 episode; an episode's return is the mean over agents (``return``), or over the
 agents of one group (``return/<group>``, the useful number on competitive tasks).
@@ -10,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import torch
 
@@ -111,8 +116,6 @@ def evaluate_policy(policy: Policy, env, deterministic: bool = True, seed: int =
 def record_episode(policy: Policy, env, path: str | Path, deterministic: bool = True, seed: int = 0,
                    fps: int = 10, max_steps: int | None = None) -> Path:
     """Render the first episode of env 0 to a GIF (``env.render(0)`` frames)."""
-    import imageio.v3 as iio
-
     spec: EnvSpec = env.spec
     max_steps = max_steps or spec.max_episode_steps or 1000
     gen = torch.Generator(device=env.device)

@@ -3,8 +3,8 @@
 :class:`TagPreyScripted` drives the prey (group ``agent``) away from the
 predators; :class:`TagChaserScripted` drives the predators (group
 ``adversary``) straight at the prey (a greedy-pursuit reference). Both read only
-the agent's own observation and follow the evaluation ``Policy`` protocol
-(:mod:`fastmarl.train.episodes`), so they can play one side of the env
+the agent's own observation and follow the ``Policy`` protocol
+(:class:`fastmarl.envs.api.Policy`), so they can play one side of the env
 (:class:`fastmarl.envs.wrappers.ScriptedGroups`) while the other side learns::
 
     env = fastmarl.make("simple_tag_v3", num_envs=64)
