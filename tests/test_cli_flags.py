@@ -43,7 +43,7 @@ FILE_COMMAND = {
     "docs/mappo_vs_ippo.md": "python experiments/mappo_vs_ippo.py",
     "docs/credit_assignment.md": "python experiments/credit_assignment.py",
     "fastmarl/config.py": "fastmarl train",
-    "fastmarl/train/cli.py": "fastmarl train",
+    "fastmarl/cli/train.py": "fastmarl train",
     "fastmarl/train/runner.py": "fastmarl train",
     "fastmarl/train/rundir.py": "fastmarl train",
     "fastmarl/train/checkpoint.py": "fastmarl train",
