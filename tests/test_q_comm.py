@@ -11,8 +11,8 @@ import torch
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.algos.q_learning import GroupQNet, QConfig, validate_q_config
-from fastmarl.config import ConfigError
+from fastmarl.algos.q_learning import GroupQNet
+from fastmarl.config import ConfigError, QConfig, validate_q_config
 from fastmarl.nn.comm import CommNet, TarMAC
 from fastmarl.train.runner import train as train_q
 

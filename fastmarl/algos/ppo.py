@@ -61,7 +61,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fastmarl.config import ALGOS, Derived, PPOConfig, TrainConfig
+from fastmarl.config import ALGORITHMS, Derived, PPOConfig, TrainConfig
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.envs.comm import range_mask
 from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
@@ -344,7 +344,7 @@ class PPO:
     def __init__(self, spec: EnvSpec, cfg: TrainConfig, derived: Derived, device: torch.device | str = "cpu"):
         self.spec, self.cfg, self.p, self.derived = spec, cfg, cfg.ppo, derived
         self.device = torch.device(device)
-        self.centralized = ALGOS[cfg.algo].centralized_critic
+        self.centralized = ALGORITHMS[cfg.algo].centralized_critic
         self.nets = nn.ModuleDict({
             name: GroupActorCritic(g, spec.state_dim, cfg.ppo, self.centralized) for name, g in spec.groups.items()
         }).to(self.device)
