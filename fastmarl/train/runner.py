@@ -38,7 +38,7 @@ from fastmarl.config import (
 from fastmarl.envs import make
 from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
 from fastmarl.envs.episodes import record_episode
-from fastmarl.envs.pettingzoo import from_pettingzoo
+from fastmarl.envs.pz_vecenv import from_pettingzoo
 from fastmarl.envs.wrappers import Discretizer
 from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
 from fastmarl.train.loop import Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
