@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
+from fastmarl.train.loop import LoopSettings, run_loop
+from fastmarl.train.runner import build_learner
 
 TARGET = torch.tensor([[0.6, -0.2], [-0.4, 0.3]])  # (agent, action dim): the optimal joint action
 
@@ -74,3 +76,16 @@ def test_peak_reward_is_one_at_the_target_only():
     env.reset()
     torch.testing.assert_close(env.step({"agent": (TARGET + 1.0)[None].expand(3, 2, 2)}).reward["agent"],
                                torch.ones(3, 2))
+
+
+def train_on(env_factory, cfg):
+    """Train ``cfg``'s learner (a SACConfig / DDPGConfig; its ``env`` is only a name) on
+    ``env_factory(num_envs)`` through the one loop, without files; returns the TrainResult."""
+    env = env_factory(cfg.num_envs)
+    learner = build_learner(cfg, env.spec, "cpu")
+    return run_loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: env_factory(n))
+
+
+# a fast, small setting for the toy games: ~600 gradient steps of 128 transitions
+TOY = dict(env="peak_v0", total_steps=5000, num_envs=8, learning_starts=256, update_interval=8, batch_size=128,
+           hidden_size=64, log_interval=2500, eval_episodes=8, progress=False)
