@@ -109,7 +109,7 @@ def test_temperature_update():
 
 @pytest.mark.parametrize("algo", ["masac", "isac"])
 def test_learns_the_continuous_peak_game(algo):
-    """Random joint actions score about -1.7; the optimum (TARGET) scores 1."""
+    """Random joint actions score about -1.7; the optimum (TARGET) scores 1 (seeds 0-2 reach 0.97-0.998)."""
     res = train_on(PeakGame, SACConfig(algo=algo, **TOY))
     assert res.final_eval["return_det"] > 0.9
     a, _ = res.learner.act(PeakGame(1).reset(), {}, deterministic=True)
