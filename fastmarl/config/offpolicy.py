@@ -38,7 +38,8 @@ class OffPolicyConfig:
     """What MASAC/ISAC and MADDPG/IDDPG share (build a SACConfig or a DDPGConfig)."""
 
     env: str = "simple_spread_v3"
-    """env id (see `fastmarl envs`), e.g. simple_spread_v3 with `--env-kwargs continuous_actions=True`"""
+    """env id, e.g. simple_spread_v3 (box actions: `--env-kwargs continuous_actions=True`); `fastmarl envs` lists
+    them"""
     env_kwargs: EnvKwargs = field(default_factory=dict)
     """env keyword arguments, e.g. `--env-kwargs N=3 continuous_actions=True`"""
     total_steps: StepCount = 1_000_000
