@@ -156,7 +156,8 @@ def test_every_option_combination_updates_every_agent(recurrent, share):
     moved = [not torch.equal(w[head][k], before[head][k]) for k in range(w[head].shape[0])]
     assert all(moved) and len(moved) == (1 if share else 2)
     assert not torch.equal(w["box.log_std"], before["box.log_std"])  # the continuous group's actor
-    assert all(not torch.equal(w[f"{g}.critic_head.weight"], before[f"{g}.critic_head.weight"]) for g in ("agent", "box"))
+    critic = "critic_head.weight"
+    assert all(not torch.equal(w[f"{g}.{critic}"], before[f"{g}.{critic}"]) for g in ("agent", "box"))
 
 
 # -- the order ------------------------------------------------------------------------
