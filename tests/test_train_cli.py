@@ -79,8 +79,8 @@ def test_train_help_lists_every_algorithm_as_one_choice(capsys):
 
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--algo {mappo,ippo,iql,vdn,qmix}" in out
-    assert set(TRAIN_ALGOS) == {"mappo", "ippo", "iql", "vdn", "qmix"}
+    assert "--algo {mappo,ippo,happo,iql,vdn,qmix}" in out
+    assert set(TRAIN_ALGOS) == {"mappo", "ippo", "happo", "iql", "vdn", "qmix"}
 
 
 @pytest.mark.parametrize("algo,own,foreign", [("qmix", "--mixer-embed", "--clip-coef"),
