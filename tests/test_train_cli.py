@@ -80,7 +80,7 @@ def test_train_help_lists_every_algorithm_as_one_choice(capsys):
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--algo {" + ",".join(TRAIN_ALGOS) + "}" in out
-    assert {"mappo", "ippo", "iql", "vdn", "qmix", "masac", "isac", "maddpg", "iddpg"} <= set(TRAIN_ALGOS)
+    assert {"mappo", "ippo", "happo", "iql", "vdn", "qmix", "masac", "isac", "maddpg", "iddpg"} <= set(TRAIN_ALGOS)
 
 
 @pytest.mark.parametrize("algo,own,foreign", [("qmix", "--mixer-embed", "--clip-coef"),

@@ -100,27 +100,44 @@ def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     return (x * m).sum() / m.sum().clamp_min(1.0)
 
 
-def ppo_losses(new_logp: Tensor, old_logp: Tensor, advantages: Tensor, new_values: Tensor, old_values: Tensor,
-               returns: Tensor, clip_coef: float, clip_vloss: bool, mask: Tensor | None = None) -> dict[str, Tensor]:
-    """The clipped surrogate and value losses, elementwise over any shape.
+def clipped_surrogate(new_logp: Tensor, old_logp: Tensor, advantages: Tensor, clip_coef: float,
+                      mask: Tensor | None = None) -> dict[str, Tensor]:
+    """PPO's clipped policy loss, elementwise over any shape, with its diagnostics.
 
-    ``policy = mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps)))`` with
-    ``r = exp(new_logp - old_logp)``; ``value = 0.5 * mean(max((V - R)^2,
-    (V_old + clip(V - V_old, -eps, eps) - R)^2))`` (or the plain squared error).
-    Values and returns must be on the same (normalised) scale.
+    ``policy = mean(max(-A * r, -A * clip(r, 1 - eps, 1 + eps)))`` with ``r = exp(new_logp - old_logp)``
+    (HAPPO passes ``A`` already weighted by the earlier agents' ratios).
     """
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
     pg = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
+    with torch.no_grad():
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)  # Schulman's k3 estimator
+        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).to(ratio.dtype), mask)
+    return {"policy_loss": masked_mean(pg, mask), "approx_kl": approx_kl, "clipfrac": clipfrac}
+
+
+def value_loss(new_values: Tensor, old_values: Tensor, returns: Tensor, clip_coef: float, clip_vloss: bool,
+               mask: Tensor | None = None) -> Tensor:
+    """``0.5 * mean(max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2))`` (or the plain squared
+    error); values and returns on the same (normalised) scale."""
     v_err = (new_values - returns) ** 2
     if clip_vloss:
         v_clipped = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
         v_err = torch.maximum(v_err, (v_clipped - returns) ** 2)
-    with torch.no_grad():
-        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)  # Schulman's k3 estimator
-        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).to(ratio.dtype), mask)
-    return {"policy_loss": masked_mean(pg, mask), "value_loss": 0.5 * masked_mean(v_err, mask),
-            "approx_kl": approx_kl, "clipfrac": clipfrac}
+    return 0.5 * masked_mean(v_err, mask)
+
+
+def ppo_losses(new_logp: Tensor, old_logp: Tensor, advantages: Tensor, new_values: Tensor, old_values: Tensor,
+               returns: Tensor, clip_coef: float, clip_vloss: bool, mask: Tensor | None = None) -> dict[str, Tensor]:
+    """The clipped surrogate and value losses (:func:`clipped_surrogate`, :func:`value_loss`)."""
+    out = clipped_surrogate(new_logp, old_logp, advantages, clip_coef, mask)
+    out["value_loss"] = value_loss(new_values, old_values, returns, clip_coef, clip_vloss, mask)
+    return {k: out[k] for k in ("policy_loss", "value_loss", "approx_kl", "clipfrac")}
+
+
+def normalize_advantages(adv: Tensor, alive: Tensor | None) -> Tensor:
+    """Standardise a minibatch's advantages (over the alive entries where agents can die)."""
+    return (adv - masked_mean(adv, alive)) / (adv[alive] if alive is not None else adv).std().clamp_min(1e-8)
 
 
 # -- the learner ----------------------------------------------------------------
@@ -371,34 +388,84 @@ class PPO:
         return adv, adv + values
 
     # -- the update ---------------------------------------------------------------
-    def update(self, progress: float) -> dict[str, float]:
-        """One PPO update on the collected rollout; ``progress`` in [0, 1) sets the
-        annealed learning rate. Returns mean losses and diagnostics per group."""
-        p, b = self.p, self.buffer
+    # The pieces below are shared with HAPPO (fastmarl.algos.happo), which updates the same
+    # networks from the same rollout, one agent after another.
+    def set_lr(self, progress: float) -> float:
+        """The annealed learning rate at ``progress`` in [0, 1), set on every optimizer."""
+        p = self.p
         lr = p.lr * (1.0 - progress) if p.anneal_lr else p.lr
         for opt in self.optimizers.values():
             for pg in opt.param_groups:
                 pg["lr"] = lr
-        T, E = b.terminated.shape
+        return lr
+
+    @torch.no_grad()
+    def targets(self) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+        """group -> (advantages, returns, rollout values), each (T, E, A_g): GAE of the collected
+        rollout; with value normalisation the returns fold into the running statistics first and
+        returns and values are on the normalised scale."""
         targets = {}
-        with torch.no_grad():
-            for name, net in self.nets.items():
-                adv, ret = self.advantages(name)
-                alive = b.alive.get(name)
-                if p.value_norm:
-                    net.value_norm.update(ret, alive)
-                    targets[name] = (adv, net.value_norm.normalize(ret), net.value_norm.normalize(b.values[name]))
-                else:
-                    targets[name] = (adv, ret, b.values[name])
+        for name, net in self.nets.items():
+            adv, ret = self.advantages(name)
+            if self.p.value_norm:
+                net.value_norm.update(ret, self.buffer.alive.get(name))
+                targets[name] = (adv, net.value_norm.normalize(ret), net.value_norm.normalize(self.buffer.values[name]))
+            else:
+                targets[name] = (adv, ret, self.buffer.values[name])
+        return targets
+
+    def minibatches(self) -> tuple[Tensor, ...]:
+        """One epoch's minibatch indices, a fresh permutation from the learner's generator: env indices
+        (recurrent: whole sequences) or flat (t, env) sample indices."""
+        T, E = self.buffer.terminated.shape
+        if self.p.recurrent:
+            order = torch.randperm(E, generator=self.generator, device=self.device)
+            return order.split(self.derived.envs_per_minibatch)
+        order = torch.randperm(T * E, generator=self.generator, device=self.device)
+        return order.split(self.derived.samples_per_minibatch)
+
+    def picker(self, idx: Tensor):
+        """``pick(x)``: minibatch ``idx`` of a rollout buffer (T, E, ...): (T, B, ...) whole sequences
+        (recurrent) or (B, ...) independent samples."""
+        if self.p.recurrent:
+            return lambda x: x[:, idx]
+        return lambda x: x.flatten(0, 1)[idx]
+
+    def policy_logp(self, name: str, net: GroupActorCritic, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """(log-probability of the stored actions, entropy) under the current actor of group ``name``
+        on minibatch ``idx``, each (T, B, A_g) or (B, A_g)."""
+        b, pick = self.buffer, self.picker(idx)
+        h0, starts = (b.h0[name][0][idx], pick(b.starts)) if self.p.recurrent else (None, None)
+        noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
+        cmask = pick(b.comm_mask[name]) if name in b.comm_mask else None
+        out = net.actor_seq(net.actor_input(pick(b.obs[name])), h0, starts, noise, cmask)
+        mask = pick(b.masks[name]) if name in b.masks else None
+        return logp_entropy(out, net.log_std, mask, pick(b.actions[name]))
+
+    def value_pred(self, name: str, net: GroupActorCritic, idx: Tensor) -> Tensor:
+        """The current critic's (normalised) values on minibatch ``idx``, (T, B, A_g) or (B, A_g)."""
+        b, pick = self.buffer, self.picker(idx)
+        h0, starts = (b.h0[name][1][idx], pick(b.starts)) if self.p.recurrent else (None, None)
+        state = pick(b.state) if b.state is not None else None
+        return net.critic_seq(net.critic_input(pick(b.obs[name]), state), h0, starts)
+
+    def explained_variance(self, targets: dict[str, tuple[Tensor, Tensor, Tensor]]) -> dict[str, float]:
+        """Share of the return variance each group's critic explains."""
+        out = {}
+        for name, (adv, _, _) in targets.items():
+            ret = adv + self.buffer.values[name]
+            out[f"explained_variance/{name}"] = (1 - adv.var() / ret.var().clamp_min(1e-8)).item()
+        return out
+
+    def update(self, progress: float) -> dict[str, float]:
+        """One PPO update on the collected rollout; ``progress`` in [0, 1) sets the
+        annealed learning rate. Returns mean losses and diagnostics per group."""
+        p = self.p
+        lr = self.set_lr(progress)
+        targets = self.targets()
         stats: dict[str, list[Tensor]] = {}
         for _ in range(p.num_epochs):
-            if p.recurrent:
-                order = torch.randperm(E, generator=self.generator, device=self.device)
-                chunks = order.split(self.derived.envs_per_minibatch)
-            else:
-                order = torch.randperm(T * E, generator=self.generator, device=self.device)
-                chunks = order.split(self.derived.samples_per_minibatch)
-            for idx in chunks:
+            for idx in self.minibatches():
                 for name, net in self.nets.items():
                     out = self._minibatch_loss(name, net, idx, targets[name])
                     opt = self.optimizers[name]
@@ -411,40 +478,19 @@ class PPO:
                         stats.setdefault(f"{k}/{name}", []).append(v.detach())
         metrics = {k: torch.stack(v).mean().item() for k, v in stats.items()}
         metrics["lr"] = lr
-        for name, (adv, _, _) in targets.items():  # share of the return variance the critic explains
-            ret = adv + b.values[name]
-            metrics[f"explained_variance/{name}"] = (1 - adv.var() / ret.var().clamp_min(1e-8)).item()
+        metrics.update(self.explained_variance(targets))
         return metrics
 
     def _minibatch_loss(self, name: str, net: GroupActorCritic, idx: Tensor,
                         targets: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
-        p, b = self.p, self.buffer
+        p, b, pick = self.p, self.buffer, self.picker(idx)
         adv, ret, old_v = targets
-        mask_buf = b.masks.get(name)
-        alive_buf = b.alive.get(name)
-        if p.recurrent:  # whole sequences of the envs in idx: (T, B, A, ...)
-            pick = lambda x: x[:, idx]  # noqa: E731
-            h0a, h0c = b.h0[name]
-            obs, starts = pick(b.obs[name]), pick(b.starts)
-            state = pick(b.state) if b.state is not None else None
-            noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
-            cmask = pick(b.comm_mask[name]) if name in b.comm_mask else None
-            out = net.actor_seq(net.actor_input(obs), h0a[idx], starts, noise, cmask)
-            v = net.critic_seq(net.critic_input(obs, state), h0c[idx], starts)
-        else:  # independent (t, env) samples: (B, A, ...)
-            pick = lambda x: x.flatten(0, 1)[idx]  # noqa: E731
-            obs = pick(b.obs[name])
-            state = pick(b.state) if b.state is not None else None
-            noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
-            cmask = pick(b.comm_mask[name]) if name in b.comm_mask else None
-            out = net.actor_seq(net.actor_input(obs), None, None, noise, cmask)
-            v = net.critic_seq(net.critic_input(obs, state), None, None)
-        mask = pick(mask_buf) if mask_buf is not None else None
-        alive = pick(alive_buf) if alive_buf is not None else None
-        new_logp, entropy = logp_entropy(out, net.log_std, mask, pick(b.actions[name]))
+        alive = pick(b.alive[name]) if name in b.alive else None
+        new_logp, entropy = self.policy_logp(name, net, idx)
+        v = self.value_pred(name, net, idx)
         a = pick(adv)
         if p.norm_adv:
-            a = (a - masked_mean(a, alive)) / (a[alive] if alive is not None else a).std().clamp_min(1e-8)
+            a = normalize_advantages(a, alive)
         losses = ppo_losses(new_logp, pick(b.logp[name]), a, v, pick(old_v), pick(ret), p.clip_coef, p.clip_vloss,
                             alive)
         losses["entropy"] = masked_mean(entropy, alive)

@@ -22,7 +22,8 @@ from fastmarl.envs.api import EnvSpec, check_known_keys
 class AlgoSpec:
     name: str
     family: str
-    """the config family: "ppo" (TrainConfig), "q" (QConfig), "sac" (SACConfig), "ddpg" (DDPGConfig)"""
+    """the config family: "ppo" (TrainConfig), "happo" (HAPPOTrainConfig), "q" (QConfig), "sac" (SACConfig) or
+    "ddpg" (DDPGConfig)"""
     help: str
     """one line for `fastmarl train --help`"""
     needs_state: bool
@@ -41,6 +42,9 @@ ALGORITHMS: dict[str, AlgoSpec] = {spec.name: spec for spec in [
     AlgoSpec("mappo", "ppo", "PPO with a centralized critic on the global state (on-policy; discrete or continuous)",
              needs_state=True, centralized_critic=True),
     AlgoSpec("ippo", "ppo", "independent PPO: each critic sees its agent's observation", needs_state=False),
+    AlgoSpec("happo", "happo", "heterogeneous-agent PPO: per-agent actors updated one after another in a random "
+             "order, each on its advantage times the already-updated agents' probability ratios (on-policy)",
+             needs_state=True, centralized_critic=True),
     AlgoSpec("iql", "q", "independent Q-learning, recurrent by default (off-policy; discrete actions)",
              needs_state=False, continuous=False, off_policy=True),
     AlgoSpec("vdn", "q", "value decomposition: Q_tot = sum of the agents' utilities", needs_state=False,
@@ -59,7 +63,8 @@ ALGORITHMS: dict[str, AlgoSpec] = {spec.name: spec for spec in [
              needs_state=False, off_policy=True, action_masks=False),
 ]}
 DEFAULT_ALGO = "mappo"
-CONFIG_NAMES = {"ppo": "TrainConfig", "q": "QConfig", "sac": "SACConfig", "ddpg": "DDPGConfig"}
+CONFIG_CLASS_NAMES = {"ppo": "TrainConfig", "happo": "HAPPOTrainConfig", "q": "QConfig", "sac": "SACConfig",
+                      "ddpg": "DDPGConfig"}  # for error messages
 
 
 def algo_spec(name: str, family: str | None = None) -> AlgoSpec:
@@ -68,7 +73,7 @@ def algo_spec(name: str, family: str | None = None) -> AlgoSpec:
     if name not in names and name in ALGORITHMS:
         other = ALGORITHMS[name].family
         raise ConfigError(f"algo {name!r} belongs to the {other!r} config family, not {family!r}: configure it with "
-                          f"{CONFIG_NAMES.get(other, other)}(algo={name!r}, ...)")
+                          f"{CONFIG_CLASS_NAMES.get(other, other)}(algo={name!r}, ...)")
     check_known_keys([name], names, "algo", ConfigError)
     return ALGORITHMS[name]
 

@@ -192,10 +192,12 @@ def _check_dial(p: PPOConfig) -> None:
         check_unit(f"ppo.{name}", getattr(p, name), "is a probability in [0, 1]")
 
 
-def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
-    """Validate ``cfg`` against ``spec``; return derived sizes. Raises ConfigError."""
+def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
+    """Validate ``cfg`` against ``spec``; return derived sizes. Raises ConfigError. ``family``: the
+    algorithm's config family (HAPPO's validation, :func:`fastmarl.config.happo.resolve_happo`, adds its own
+    checks to these)."""
     p = cfg.ppo
-    algo = algo_spec(cfg.algo, "ppo")
+    algo = algo_spec(cfg.algo, family)
     check_run(cfg)
     for name, low in [("num_steps", 1), ("num_epochs", 1), ("num_minibatches", 1), ("hidden_size", 1),
                       ("num_layers", 0), ("comm_rounds", 1)]:

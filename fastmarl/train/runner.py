@@ -1,6 +1,6 @@
 """``train``, the Python API of every algorithm, and loading a run.
 
-``train(TrainConfig(...))`` (IPPO/MAPPO), ``train(QConfig(...))`` (IQL/VDN/QMIX),
+``train(TrainConfig(...))`` (IPPO/MAPPO), ``train(HAPPOTrainConfig(...))``, ``train(QConfig(...))`` (IQL/VDN/QMIX),
 ``train(SACConfig(...))`` (MASAC/ISAC) or ``train(DDPGConfig(...))`` (MADDPG/IDDPG)
 builds the env and the config's learner and runs the one training loop
 (:mod:`fastmarl.train.loop`), writing a run directory (:mod:`fastmarl.train.rundir`)
@@ -23,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 from fastmarl.algos.ddpg import DDPGLearner
+from fastmarl.algos.happo import HAPPO
 from fastmarl.algos.ppo import PPO
 from fastmarl.algos.q_learning import QLearner
 from fastmarl.algos.sac import SACLearner
@@ -36,6 +37,7 @@ from fastmarl.config import (
     TabularConfig,
     TrainConfig,
     resolve,
+    resolve_happo,
     validate_offpolicy,
     validate_q_config,
 )
@@ -88,6 +90,7 @@ def _comm_wrappers(cfg: TrainConfig, env):
 # config family (fastmarl.config.ALGORITHMS[algo].family) -> (its validator, its learner class)
 LEARNERS: dict[str, tuple[Callable, type]] = {
     "ppo": (resolve, PPO),
+    "happo": (resolve_happo, HAPPO),
     "q": (validate_q_config, QLearner),
     "sac": (validate_offpolicy, SACLearner),
     "ddpg": (validate_offpolicy, DDPGLearner),
@@ -98,7 +101,7 @@ assert {a.family for a in ALGORITHMS.values()} <= set(LEARNERS), "every algorith
 def build_learner(cfg: RunConfig, spec, device: torch.device | str):
     """The config's learner for an env of ``spec``, its networks initialised from ``cfg.seed``.
     Raises ConfigError (every config error surfaces before anything is written)."""
-    family = next((f for f, cls in FAMILIES.items() if isinstance(cfg, cls)), None)
+    family = next((f for f, cls in FAMILIES.items() if type(cfg) is cls), None)  # HAPPO's config extends PPO's
     if family is None:
         raise ConfigError(f"train() takes one of {[c.__name__ for c in FAMILIES.values()]}, got {type(cfg).__name__}")
     validate, learner = LEARNERS[family]
@@ -138,7 +141,7 @@ def _check_resume_config(saved: TrainConfig, new: TrainConfig) -> None:
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict) and k == "ppo":
+        if isinstance(v, dict) and k in ("ppo", "happo"):
             out.update(_flat(v, f"{k}."))
         else:
             out[prefix + k] = v
