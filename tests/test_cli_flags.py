@@ -46,6 +46,7 @@ FILE_COMMAND = {
     "fastmarl/config/ppo.py": "fastmarl train",
     "fastmarl/config/q.py": "fastmarl train --algo qmix",
     "fastmarl/config/happo.py": "fastmarl train --algo happo",
+    "fastmarl/config/offpolicy.py": "fastmarl train --algo masac",
     "fastmarl/cli/train.py": "fastmarl train",
     "fastmarl/train/runner.py": "fastmarl train",
     "fastmarl/train/rundir.py": "fastmarl train",

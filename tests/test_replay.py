@@ -104,3 +104,27 @@ def test_errors():
         _buffer().sample(4)
     with pytest.raises(ValueError, match="unique"):
         EpisodeBuffer(4, 4, 1, {"x": ((), torch.float32)}, {"x": ((), torch.float32)})
+
+
+def test_sample_steps_draws_every_stored_transition_uniformly():
+    """Episodes of lengths 1 and 3 (env 0 / env 1): a transition of either is equally likely, so the
+    short episodes' single step is drawn as often as each step of the long ones; every draw pairs
+    the step with its own next observation (the final one at the episode's end)."""
+    buf = _buffer(capacity=50)
+    _feed(buf, [1, 3], steps=30)  # 30 one-step episodes, 10 three-step ones: 60 transitions
+    assert int(buf.length[:buf.size].sum()) == 60
+    gen = torch.Generator().manual_seed(0)
+    b = buf.sample_steps(60_000, gen)
+    assert b["obs"].shape == (60_000, 2, 1) and b["action"].shape == (60_000,) and b["reward"].shape == (60_000, 2)
+    # obs = 100 * episode + t, action = t: the pair is (obs at t, obs at t + 1) of one episode
+    torch.testing.assert_close(b["obs"][:, 1, 0] - b["obs"][:, 0, 0], torch.ones(60_000))
+    assert torch.equal(b["obs"][:, 0, 0].long() % 100, b["action"])
+    assert torch.equal(b["reward"][:, 0].long(), b["action"])
+    # half the stored steps are the short episodes' (t = 0 of length 1: obs id < 1000 * 1 means env 0)
+    short = (b["obs"][:, 0, 0] < 100_000).float().mean().item()
+    assert abs(short - 0.5) < 0.01
+    t = b["action"][b["obs"][:, 0, 0] >= 100_000]
+    counts = torch.bincount(t, minlength=3).float() / t.numel()
+    torch.testing.assert_close(counts, torch.full((3,), 1 / 3), atol=0.01, rtol=0)
+    with pytest.raises(RuntimeError, match="empty"):
+        _buffer().sample_steps(1)

@@ -79,12 +79,14 @@ def test_train_help_lists_every_algorithm_as_one_choice(capsys):
 
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--algo {mappo,ippo,happo,iql,vdn,qmix}" in out
-    assert set(TRAIN_ALGOS) == {"mappo", "ippo", "happo", "iql", "vdn", "qmix"}
+    assert "--algo {" + ",".join(TRAIN_ALGOS) + "}" in out
+    assert {"mappo", "ippo", "happo", "iql", "vdn", "qmix", "masac", "isac", "maddpg", "iddpg"} <= set(TRAIN_ALGOS)
 
 
 @pytest.mark.parametrize("algo,own,foreign", [("qmix", "--mixer-embed", "--clip-coef"),
-                                              ("mappo", "--clip-coef", "--mixer-embed")])
+                                              ("mappo", "--clip-coef", "--mixer-embed"),
+                                              ("masac", "--alpha-init", "--exploration-noise"),
+                                              ("maddpg", "--exploration-noise", "--alpha-init")])
 def test_train_algo_help_shows_that_algorithms_options(capsys, algo, own, foreign):
     with pytest.raises(SystemExit) as e:
         main(["train", "--algo", algo, "--help"])

@@ -26,6 +26,34 @@ from torch import Tensor
 
 from fastmarl.envs.api import TimeStep
 
+
+class NonFiniteLoss(RuntimeError):
+    """A learner's loss became NaN or infinite: training cannot go on from these weights. The loop
+    adds the last good checkpoint (``with_checkpoint``) before it stops the run."""
+
+    def __init__(self, step: int, loss: str, value: float, checkpoint: str | None = None):
+        self.step, self.loss, self.value, self.checkpoint = step, loss, value, checkpoint
+        where = (f"the last good checkpoint is {checkpoint} (resume from it with `fastmarl train --resume`, or "
+                 "start again with a lower learning rate)") if checkpoint else "no checkpoint was saved before it"
+        super().__init__(f"loss {loss!r} is {value} at env step {step:,}; the run stopped: {where}")
+
+    def with_checkpoint(self, checkpoint: str | None) -> "NonFiniteLoss":
+        return NonFiniteLoss(self.step, self.loss, self.value, checkpoint)
+
+
+def check_finite(metrics: dict[str, list[Tensor]], step: int, keys: tuple[str, ...] = ("loss",)) -> None:
+    """Raise :class:`NonFiniteLoss` if a metric whose name starts with one of ``keys`` (e.g.
+    ``critic_loss/agent``) holds a NaN or infinite value; one device sync for all of them."""
+    names = [k for k in metrics if k.startswith(keys) and metrics[k]]
+    if not names:
+        return
+    values = torch.stack([torch.stack([torch.as_tensor(v) for v in metrics[k]]).float() for k in names])
+    if bool(torch.isfinite(values).all()):
+        return
+    i, j = (~torch.isfinite(values)).nonzero()[0].tolist()
+    raise NonFiniteLoss(step, names[i], values[i, j].item())
+
+
 # reads one extra tensor file of the checkpoint being restored: (file name, what it holds) -> tensors
 ExtraReader = Callable[[str, str], dict[str, Tensor]]
 

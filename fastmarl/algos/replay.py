@@ -24,6 +24,13 @@ observation as its final entry and *without* ``done``, and the next chunk starts
 from that observation (a recurrent learner then starts the chunk with a zero
 hidden state: ``chunk_start`` (capacity,) tells which stored sequences begin an
 episode).
+
+Feed-forward off-policy learners (the actor-critics of :mod:`fastmarl.algos.sac`
+and :mod:`fastmarl.algos.ddpg`) train on single transitions instead:
+``sample_steps`` draws stored steps uniformly (every real step of every stored
+episode equally likely) and returns each with the observation fields at ``t``
+and ``t + 1``. Continuous actions are just float step fields, e.g.
+``"action/agent": ((A, D), torch.float32)``.
 """
 
 from __future__ import annotations
@@ -147,6 +154,22 @@ class EpisodeBuffer:
             raise RuntimeError("the replay buffer is empty; add episodes before sampling")
         idx = torch.randint(0, self.size, (batch_size,), generator=generator, device=self.device)
         return self.gather(idx, trim)
+
+    def sample_steps(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """``batch_size`` stored transitions drawn uniformly over every real step of the buffer
+        (with replacement): step fields ``(B, ...)``, obs fields ``(B, 2, ...)`` (entry 0 at the
+        step, entry 1 after it: the next observation, or the final one where the episode ended)."""
+        if self.size == 0:
+            raise RuntimeError("the replay buffer is empty; add episodes before sampling")
+        length = self.length[:self.size]
+        ends = torch.cumsum(length, 0)  # step k of the buffer lies in the episode whose end is the first > k
+        k = torch.randint(0, int(ends[-1]), (batch_size,), generator=generator, device=self.device)
+        ep = torch.searchsorted(ends, k, right=True)
+        t = k - (ends[ep] - length[ep])
+        out = {name: self.data[name][ep, t] for name in self.step_fields}
+        t2 = torch.stack([t, t + 1], 1)  # (B, 2)
+        out.update({name: self.data[name][ep[:, None], t2] for name in self.obs_fields})
+        return out
 
     def gather(self, idx: Tensor, trim: bool = True) -> dict[str, Tensor]:
         """The stored sequences ``idx`` (B,), as ``sample`` returns them."""

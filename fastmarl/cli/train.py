@@ -2,6 +2,7 @@
 
 ``fastmarl train --algo mappo --env simple_spread_v3 --total-steps 2e6``
 ``fastmarl train --algo qmix --env simple_spread_v3 --total-steps 2e6``
+``fastmarl train --algo masac --env simple_spread_v3 --env-kwargs continuous_actions=True``
 ``fastmarl train --algo qmix --help`` (that algorithm's own options)
 ``fastmarl train --resume runs/NAME [--total-steps 4e6]`` (any algorithm's run)
 ``fastmarl eval runs/NAME [--episodes 100]``
@@ -21,6 +22,7 @@ from typing import Callable
 
 import tyro
 
+from fastmarl.algos.learner import NonFiniteLoss
 from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, config_class
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.rundir import RunDir
@@ -35,7 +37,7 @@ TRAIN_ALGOS: dict[str, tuple[type, str]] = {name: (config_class(name), a.help) f
 def _run(cmd: str, fn: Callable[[], int]) -> int:
     try:
         return fn()
-    except (ConfigError, CheckpointError, KeyError, TypeError, ValueError) as e:
+    except (ConfigError, CheckpointError, NonFiniteLoss, KeyError, TypeError, ValueError) as e:
         # config, checkpoint and env-construction errors carry their own instructions
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"fastmarl {cmd}: error: {msg}", file=sys.stderr)

@@ -8,6 +8,8 @@
 - :mod:`~fastmarl.config.ppo`: ``TrainConfig`` / ``PPOConfig`` and ``resolve`` (IPPO, MAPPO);
 - :mod:`~fastmarl.config.happo`: ``HAPPOTrainConfig`` / ``HAPPOConfig`` and ``resolve_happo`` (HAPPO);
 - :mod:`~fastmarl.config.q`: ``QConfig`` and ``validate_q_config`` (IQL, VDN, QMIX);
+- :mod:`~fastmarl.config.offpolicy`: ``SACConfig`` / ``DDPGConfig`` and ``validate_offpolicy`` (MASAC,
+  ISAC, MADDPG, IDDPG);
 - :mod:`~fastmarl.config.tabular`: ``TabularConfig`` (tabular IQL).
 
 ``config_class(algo)`` is the config class of an algorithm and ``config_from_saved(d)``
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastmarl.config.algorithms import ALGORITHMS, DEFAULT_ALGO, AlgoSpec, algo_spec
+from fastmarl.config.algorithms import ALGORITHMS, DEFAULT_ALGO, AlgoSpec, algo_spec, applicable_algorithms
 from fastmarl.config.base import (
     EVAL_SEED_OFFSET,
     ConfigError,
@@ -33,15 +35,17 @@ from fastmarl.config.base import (
     parse_env_kwargs,
 )
 from fastmarl.config.happo import HAPPOConfig, HAPPOTrainConfig, resolve_happo
+from fastmarl.config.offpolicy import DDPGConfig, OffPolicyConfig, OffPolicyDerived, SACConfig, validate_offpolicy
 from fastmarl.config.ppo import Derived, PPOConfig, TrainConfig, resolve
 from fastmarl.config.q import ALGO_DEFAULTS, QConfig, QDerived, validate_q_config
 from fastmarl.config.tabular import TabularConfig
 
 # config family (AlgoSpec.family) -> its config class
-FAMILIES: dict[str, type] = {"ppo": TrainConfig, "happo": HAPPOTrainConfig, "q": QConfig}
+FAMILIES: dict[str, type] = {"ppo": TrainConfig, "happo": HAPPOTrainConfig, "q": QConfig, "sac": SACConfig,
+                             "ddpg": DDPGConfig}
 assert {s.family for s in ALGORITHMS.values()} <= set(FAMILIES), "every algorithm's family needs a config class"
 
-RunConfig = TrainConfig | HAPPOTrainConfig | QConfig  # the configs of a `fastmarl train` run
+RunConfig = TrainConfig | HAPPOTrainConfig | QConfig | SACConfig | DDPGConfig  # the configs of a `fastmarl train` run
 
 
 def config_class(algo: str) -> type:
@@ -60,8 +64,9 @@ def config_from_saved(d: Any) -> RunConfig:
 
 __all__ = [
     "ALGORITHMS", "ALGO_DEFAULTS", "DEFAULT_ALGO", "EVAL_SEED_OFFSET", "FAMILIES", "AlgoSpec", "ConfigError",
-    "Derived", "EnvKwargs", "HAPPOConfig", "HAPPOTrainConfig", "PPOConfig", "QConfig", "QDerived", "RunConfig",
-    "StepCount", "TabularConfig",
+    "DDPGConfig", "Derived", "EnvKwargs", "HAPPOConfig", "HAPPOTrainConfig", "OffPolicyConfig", "OffPolicyDerived",
+    "PPOConfig", "QConfig", "QDerived", "RunConfig", "SACConfig", "StepCount", "TabularConfig", "applicable_algorithms",
+    "validate_offpolicy",
     "TrainConfig", "algo_spec", "check_int", "check_positive", "check_run", "check_unit", "config_class",
     "config_from_dict", "config_from_saved", "config_key_kind", "parse_env_kwargs", "resolve", "resolve_happo",
     "validate_q_config",

@@ -1,8 +1,11 @@
 """Every algorithm ``fastmarl train --algo`` offers, and what each can do.
 
 ``ALGORITHMS[name]`` is an :class:`AlgoSpec`: its config family (``"ppo"``:
-:class:`~fastmarl.config.ppo.TrainConfig`; ``"q"``: :class:`~fastmarl.config.q.QConfig`),
-one line of help and its capabilities, which the validators check against the env.
+:class:`~fastmarl.config.ppo.TrainConfig`; ``"q"``: :class:`~fastmarl.config.q.QConfig`; ``"sac"`` /
+``"ddpg"``: :class:`~fastmarl.config.offpolicy.SACConfig` / ``DDPGConfig``),
+one line of help and its capabilities, which the validators check against the env
+(``applicable_algorithms(spec)`` lists the algorithms that fit an env, for the
+messages that refuse one).
 Adding an algorithm: its config (a dataclass in this package), one entry here, its
 learner in :mod:`fastmarl.algos` and one line in ``fastmarl.train.runner.LEARNERS``.
 """
@@ -12,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastmarl.config.base import ConfigError
-from fastmarl.envs.api import check_known_keys
+from fastmarl.envs.api import EnvSpec, check_known_keys
 
 
 @dataclass(frozen=True)
 class AlgoSpec:
     name: str
     family: str
-    """the config family: "ppo" (TrainConfig), "happo" (HAPPOTrainConfig) or "q" (QConfig)"""
+    """the config family: "ppo" (TrainConfig), "happo" (HAPPOTrainConfig), "q" (QConfig), "sac" (SACConfig) or
+    "ddpg" (DDPGConfig)"""
     help: str
     """one line for `fastmarl train --help`"""
     needs_state: bool
@@ -30,6 +34,8 @@ class AlgoSpec:
     continuous: bool = True
     """supports continuous (Box) action spaces"""
     off_policy: bool = False
+    action_masks: bool = True
+    """applies the env's action masks (False: refuses envs that have them)"""
 
 
 ALGORITHMS: dict[str, AlgoSpec] = {spec.name: spec for spec in [
@@ -45,9 +51,20 @@ ALGORITHMS: dict[str, AlgoSpec] = {spec.name: spec for spec in [
              continuous=False, off_policy=True),
     AlgoSpec("qmix", "q", "monotonic mixing of the utilities, conditioned on the global state", needs_state=True,
              continuous=False, off_policy=True),
+    AlgoSpec("masac", "sac", "soft actor-critic, twin critics on the global state and joint action (off-policy; "
+             "continuous or discrete)", needs_state=True, centralized_critic=True, off_policy=True,
+             action_masks=False),
+    AlgoSpec("isac", "sac", "independent soft actor-critic: each critic sees its agent's observation and action",
+             needs_state=False, off_policy=True, action_masks=False),
+    AlgoSpec("maddpg", "ddpg", "deterministic actors, a critic per agent on the global state and joint action "
+             "(off-policy; continuous, or discrete via Gumbel-softmax)", needs_state=True, centralized_critic=True,
+             off_policy=True, action_masks=False),
+    AlgoSpec("iddpg", "ddpg", "independent DDPG: each critic sees its agent's observation and action",
+             needs_state=False, off_policy=True, action_masks=False),
 ]}
 DEFAULT_ALGO = "mappo"
-CONFIG_CLASS_NAMES = {"ppo": "TrainConfig", "happo": "HAPPOTrainConfig", "q": "QConfig"}  # for error messages
+CONFIG_CLASS_NAMES = {"ppo": "TrainConfig", "happo": "HAPPOTrainConfig", "q": "QConfig", "sac": "SACConfig",
+                      "ddpg": "DDPGConfig"}  # for error messages
 
 
 def algo_spec(name: str, family: str | None = None) -> AlgoSpec:
@@ -59,3 +76,12 @@ def algo_spec(name: str, family: str | None = None) -> AlgoSpec:
                           f"{CONFIG_CLASS_NAMES.get(other, other)}(algo={name!r}, ...)")
     check_known_keys([name], names, "algo", ConfigError)
     return ALGORITHMS[name]
+
+
+def applicable_algorithms(spec: EnvSpec) -> list[str]:
+    """The algorithms whose capabilities fit an env of ``spec`` (its action spaces, its state and action
+    masks), in ``ALGORITHMS`` order."""
+    def fits(a: AlgoSpec) -> bool:
+        return (all(a.discrete if g.discrete else a.continuous for g in spec.groups.values())
+                and (spec.state_dim > 0 or not a.needs_state) and (a.action_masks or not spec.has_action_mask))
+    return [n for n, a in ALGORITHMS.items() if fits(a)]

@@ -15,7 +15,9 @@ until the run's env-step budget is spent, and does once, for every algorithm:
 - ``callback(info)`` after every collect/update; returning True stops the run
   (after a checkpoint, so it can be resumed); an exception it raises ends the
   run as a crash would;
-- a GIF of a deterministic evaluation episode at the end.
+- a GIF of a deterministic evaluation episode at the end;
+- a NaN or infinite loss (``NonFiniteLoss`` from ``update``) stops the run, naming the
+  env step, the loss and the last good checkpoint.
 
 Without a run directory (``run=None``) nothing is written: the result holds the
 log rows and evaluations.
@@ -31,12 +33,13 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from fastmarl.algos.learner import Learner
+from fastmarl.algos.learner import Learner, NonFiniteLoss
 from fastmarl.config import EVAL_SEED_OFFSET
 from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy, record_episode
 from fastmarl.train.checkpoint import (
     CheckpointError,
     env_state_dict,
+    latest_checkpoint,
     load_checkpoint,
     load_env_state_dict,
     load_extra_tensors,
@@ -209,6 +212,15 @@ class Loop:
         save_checkpoint(self.run_dir.checkpoints, self.step, a.weights(), trainer, info, keep=self.s.keep_checkpoints,
                         extra=a.extra_tensors() or None)
 
+    def last_checkpoint(self) -> str | None:
+        """The latest checkpoint on disk (None without a run directory or before the first)."""
+        if self.run_dir is None:
+            return None
+        try:
+            return str(latest_checkpoint(self.run_dir.checkpoints))
+        except (CheckpointError, FileNotFoundError, ValueError):
+            return None
+
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
 
@@ -233,7 +245,11 @@ class Loop:
             while self.step < total:
                 prev, t_train = self.step, time.perf_counter()
                 taken = learner.collect(self.env, self.tracker)
-                for k, v in learner.update(prev / total).items():  # a value, or a list (one per gradient step)
+                try:
+                    metrics = learner.update(prev / total)
+                except NonFiniteLoss as e:  # name the last good checkpoint: where to go on from
+                    raise e.with_checkpoint(self.last_checkpoint()) from None
+                for k, v in metrics.items():  # a value, or a list (one per gradient step)
                     acc = self.metrics_acc.setdefault(k, [])
                     acc.extend(v) if isinstance(v, list) else acc.append(v)
                 self._train_time += time.perf_counter() - t_train

@@ -1,6 +1,7 @@
 """``train``, the Python API of every algorithm, and loading a run.
 
-``train(TrainConfig(...))`` (IPPO/MAPPO), ``train(HAPPOTrainConfig(...))`` or ``train(QConfig(...))`` (IQL/VDN/QMIX)
+``train(TrainConfig(...))`` (IPPO/MAPPO), ``train(HAPPOTrainConfig(...))``, ``train(QConfig(...))`` (IQL/VDN/QMIX),
+``train(SACConfig(...))`` (MASAC/ISAC) or ``train(DDPGConfig(...))`` (MADDPG/IDDPG)
 builds the env and the config's learner and runs the one training loop
 (:mod:`fastmarl.train.loop`), writing a run directory (:mod:`fastmarl.train.rundir`)
 unless ``runs_dir`` is None; ``train(resume="runs/NAME")`` continues a run from its
@@ -21,9 +22,11 @@ from typing import Any, Callable
 
 import torch
 
+from fastmarl.algos.ddpg import DDPGLearner
 from fastmarl.algos.happo import HAPPO
 from fastmarl.algos.ppo import PPO
 from fastmarl.algos.q_learning import QLearner
+from fastmarl.algos.sac import SACLearner
 from fastmarl.algos.tabular import TabularQ
 from fastmarl.config import (
     ALGORITHMS,
@@ -35,6 +38,7 @@ from fastmarl.config import (
     TrainConfig,
     resolve,
     resolve_happo,
+    validate_offpolicy,
     validate_q_config,
 )
 from fastmarl.envs import make
@@ -88,6 +92,8 @@ LEARNERS: dict[str, tuple[Callable, type]] = {
     "ppo": (resolve, PPO),
     "happo": (resolve_happo, HAPPO),
     "q": (validate_q_config, QLearner),
+    "sac": (validate_offpolicy, SACLearner),
+    "ddpg": (validate_offpolicy, DDPGLearner),
 }
 assert {a.family for a in ALGORITHMS.values()} <= set(LEARNERS), "every algorithm's family needs a learner"
 
@@ -160,7 +166,7 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
         _check_resume_config(saved, cfg)
     else:
         if config is None:
-            raise ConfigError("train() needs a TrainConfig or QConfig, or resume=<run directory>")
+            raise ConfigError("train() needs a TrainConfig, QConfig, SACConfig or DDPGConfig, or resume=<run directory>")
         cfg = copy.deepcopy(config)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
