@@ -15,11 +15,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import inspect
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from pettingzoo.utils.deprecated_module import DeprecatedEnv, DeprecatedModule
 
 from fastmarl.algos.ppo import PPO
 from fastmarl.algos.q_learning import QLearner
@@ -36,6 +39,7 @@ from fastmarl.config import (
     validate_q_config,
 )
 from fastmarl.envs import make
+from fastmarl.envs.api import check_known_keys
 from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
 from fastmarl.envs.episodes import record_episode
 from fastmarl.envs.pz_vecenv import from_pettingzoo
@@ -58,7 +62,8 @@ def _make_env(cfg: RunConfig, num_envs: int, seed: int, render: bool = False):
         kwargs = dict(cfg.env_kwargs)
         if render:  # only the GIF's env draws frames (one pygame surface per env otherwise)
             kwargs.setdefault("render_mode", "rgb_array")
-        env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed)
+        env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed,
+                              need_state=ALGORITHMS[cfg.algo].needs_state)
     else:
         env = make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
     if isinstance(cfg, TrainConfig):
@@ -111,13 +116,54 @@ def pettingzoo_factory(env: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
+        parent, _, leaf = module.rpartition(".")
+        hint = _deprecated_hint(parent, leaf) if parent else None
+        if hint:  # PettingZoo's own message for an old version: "pursuit_v4 is now deprecated, use pursuit_v5 ..."
+            raise ConfigError(f"env {env!r}: {hint}") from None
         raise ConfigError(f"env {env!r}: cannot import {module!r} ({e}); check the name ({example}) or install "
                           "the package that provides it (mpe2 for the MPE tasks)") from None
     fn = getattr(mod, "parallel_env", None) or getattr(mod, "env", None)
     if not callable(fn):
         raise ConfigError(f"env {env!r}: module {module!r} has no parallel_env() or env() factory; name a "
                           f"PettingZoo environment module, {example}")
+    known = _constructor_kwargs(mod)
+    if known is not None:
+        check_known_keys(kwargs, known, f"keyword argument of {module} (env_kwargs)", ConfigError)
     return lambda: fn(**kwargs)
+
+
+def _deprecated_hint(parent: str, leaf: str) -> str | None:
+    """PettingZoo's message for ``parent.leaf`` when it is an old version of an env that
+    PettingZoo still knows (its package ``__getattr__`` returns a DeprecatedModule), else None."""
+    try:
+        found = getattr(importlib.import_module(parent), leaf, None)
+    except (ImportError, AttributeError):
+        return None
+    if not isinstance(found, DeprecatedModule):
+        return None
+    try:
+        found.env()
+    except DeprecatedEnv as e:
+        return str(e)
+    return None
+
+
+def _constructor_kwargs(mod: Any) -> list[str] | None:
+    """Keyword names of a PettingZoo env module's constructor: ``raw_env``'s signature, or, when it
+    passes ``**kwargs`` on, that of the ``_env`` class it wraps (the SISL envs); None if unknown."""
+    raw = getattr(mod, "raw_env", None)
+    candidates = [raw, vars(sys.modules.get(getattr(raw, "__module__", ""), mod)).get("_env")] if raw else []
+    for c in candidates:
+        if not callable(c):
+            continue
+        try:
+            params = inspect.signature(c).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            continue
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return None
 
 
 def _check_resume_config(saved: TrainConfig, new: TrainConfig) -> None:
