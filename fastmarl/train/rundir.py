@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmarl.config import ConfigError, RunConfig, config_from_saved
-from fastmarl.train.checkpoint import atomic_write_text
+from fastmarl.train.checkpoint import atomic_write_text, temporary_name
 from fastmarl.version import __version__
 
 
@@ -142,7 +142,7 @@ class CSVLog:
             self._rewrite([r for r in self.rows() if float(r.get("step") or 0) <= step])
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp = temporary_name(self.path)
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, self.columns)
             w.writeheader()
@@ -206,8 +206,8 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
     axes[0].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = run.curve_png.with_name(".learning_curve.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    tmp = temporary_name(run.curve_png)
+    fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     os.replace(tmp, run.curve_png)
     return run.curve_png

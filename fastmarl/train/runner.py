@@ -44,7 +44,13 @@ from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
 from fastmarl.envs.episodes import record_episode
 from fastmarl.envs.pz_vecenv import from_pettingzoo
 from fastmarl.envs.wrappers import Discretizer
-from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
+from fastmarl.train.checkpoint import (
+    MODEL,
+    load_checkpoint,
+    newest_valid_checkpoint,
+    remove_stale_temporaries,
+    set_aside,
+)
 from fastmarl.train.loop import Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
 from fastmarl.train.rundir import RunDir
 
@@ -215,11 +221,40 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
     loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
                 callback)
     if resume is not None:
-        loop.restore(latest_checkpoint(run.checkpoints), device)
+        loop.restore(_resume_checkpoint(run), device)
         run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
     else:
         loop.start()
     return loop.run()
+
+
+def _resume_checkpoint(run: RunDir) -> Path:
+    """The checkpoint a resume continues from: the newest valid one. First removes what killed
+    writes left in the run directory and its checkpoints folder; a damaged newer checkpoint is
+    renamed ``damaged-step_*`` (kept, never deleted; the resumed run writes that step anew), and
+    stderr says which checkpoints were skipped, why, and which one the run continues from."""
+    for folder in (run.path, run.checkpoints):
+        for p in remove_stale_temporaries(folder):
+            print(f"resume: removed {p}, left by a write that was interrupted", file=sys.stderr)
+    ckpt, skipped = newest_valid_checkpoint(run.checkpoints)
+    for path, why in skipped:
+        kept = f"; kept as {set_aside(path)}" if path is not None else ""
+        print(f"warning: resume: skipped a damaged checkpoint: {why}{kept}", file=sys.stderr)
+    if skipped:
+        print(f"resume: continuing from {ckpt}, the newest valid checkpoint", file=sys.stderr)
+    return ckpt
+
+
+def _policy_checkpoint(run: RunDir, checkpoint: str | Path | None) -> Path:
+    """The checkpoint to evaluate or render: ``checkpoint`` if given, else the newest whose model
+    file verifies (a damaged trainer state does not matter here; a skipped checkpoint is named on
+    stderr)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    ckpt, skipped = newest_valid_checkpoint(run.checkpoints, only=(MODEL,))
+    for _, why in skipped:
+        print(f"warning: skipped a damaged checkpoint: {why}; using {ckpt.name}", file=sys.stderr)
+    return ckpt
 
 
 @dataclass
@@ -255,7 +290,7 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_e
     algorithm with the checkpoint's weights (a Q-learner's epsilon as at that step)."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
-    ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run.checkpoints)
+    ckpt = _policy_checkpoint(run, checkpoint)
     env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET, render)
     learner = build_learner(cfg, env.spec, cfg.device)
     weights, _, manifest = load_checkpoint(ckpt, trainer=False, map_location=cfg.device)
