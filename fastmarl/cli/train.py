@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import tyro
 
-from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, config_class
+from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, check_int, config_class
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.rundir import RunDir
 from fastmarl.train.runner import evaluate_run, render_run, train
@@ -32,12 +34,38 @@ _FLAT = (tyro.conf.OmitArgPrefixes,)  # --lr rather than --ppo.lr
 TRAIN_ALGOS: dict[str, tuple[type, str]] = {name: (config_class(name), a.help) for name, a in ALGORITHMS.items()}
 
 
-def _run(cmd: str, fn: Callable[[], int]) -> int:
+def flags(cls: type) -> dict[str, str]:
+    """Config field (dotted, as ``ConfigError.fields`` names it: ``"ppo.num_steps"``) -> its flag on
+    the command line of ``cls`` (``"--num-steps"``), read from the parser tyro builds for it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tyro 1.0 deprecates get_parser, not its parser
+        parser = tyro.extras.get_parser(cls, config=_FLAT)
+    return {a.dest.replace("-", "_"): a.option_strings[-1] if a.option_strings[0].startswith("--no-")
+            else a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def with_flags(e: ConfigError, names: dict[str, str]) -> str:
+    """``e``'s message with each field it names written as its flag: every occurrence of a dotted or
+    snake_case name, the first of a plain word (``device``: the message starts with it)."""
+    msg = str(e)
+    for field in e.fields:
+        if field in names:
+            msg = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w-])", names[field], msg,
+                         count=0 if "." in field or "_" in field else 1)
+    return msg
+
+
+def _run(cmd: str, fn: Callable[[], int], cli_class: Callable[[], type | None] = lambda: None) -> int:
+    """``fn()``, with its config, checkpoint and env-construction errors (which carry their own
+    instructions) printed in one line; a config error names the settings by the flags of
+    ``cli_class()``, the dataclass that the command line was parsed into."""
     try:
         return fn()
     except (ConfigError, CheckpointError, KeyError, TypeError, ValueError) as e:
-        # config, checkpoint and env-construction errors carry their own instructions
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        cls = cli_class() if isinstance(e, ConfigError) and e.fields else None
+        if cls is not None:
+            msg = with_flags(e, flags(cls))
         print(f"fastmarl {cmd}: error: {msg}", file=sys.stderr)
         return 2
 
@@ -67,6 +95,7 @@ def train_main(argv: list[str]) -> int:
         return 0
     if known.help:
         rest.append("--help")
+    parsed_into: list[type] = []
 
     def go() -> int:
         default = RunDir.open(known.resume).read_config() if known.resume else None
@@ -75,6 +104,7 @@ def train_main(argv: list[str]) -> int:
                               "(leave --algo out)")
         algo = default.algo if default is not None else (known.algo or DEFAULT_ALGO)
         cls, help_ = TRAIN_ALGOS[algo]
+        parsed_into.append(cls)
         if default is None:
             default = cls(algo=algo, runs_dir="runs")
         cfg = tyro.cli(cls, args=rest, default=default, prog=f"fastmarl train --algo {algo}", config=_FLAT,
@@ -94,7 +124,7 @@ def train_main(argv: list[str]) -> int:
         print(summary)
         return 0
 
-    return _run("train", go)
+    return _run("train", go, lambda: parsed_into[-1] if parsed_into else None)
 
 
 @dataclass
@@ -117,6 +147,7 @@ def eval_main(argv: list[str]) -> int:
     args = tyro.cli(EvalArgs, args=list(argv), prog="fastmarl eval")
 
     def go() -> int:
+        _check_episode_args(args)
         res = evaluate_run(args.run, args.episodes, args.checkpoint, args.seed)
         if args.json:
             print(json.dumps(res))
@@ -128,7 +159,14 @@ def eval_main(argv: list[str]) -> int:
                       f"± {res[f'return_std_{mode}']:.2f}  {extra}")
         return 0
 
-    return _run("eval", go)
+    return _run("eval", go, lambda: EvalArgs)
+
+
+def _check_episode_args(args: "EvalArgs | RenderArgs") -> None:
+    if hasattr(args, "episodes"):
+        check_int("episodes", args.episodes, 1)
+    if args.seed is not None:
+        check_int("seed", args.seed, 0)
 
 
 @dataclass
@@ -151,8 +189,9 @@ def render_main(argv: list[str]) -> int:
     args = tyro.cli(RenderArgs, args=list(argv), prog="fastmarl render")
 
     def go() -> int:
+        _check_episode_args(args)
         path = render_run(args.run, args.out, args.checkpoint, deterministic=not args.stochastic, seed=args.seed)
         print(f"wrote {path}")
         return 0
 
-    return _run("render", go)
+    return _run("render", go, lambda: RenderArgs)

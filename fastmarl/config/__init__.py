@@ -23,6 +23,9 @@ from fastmarl.config.base import (
     ConfigError,
     EnvKwargs,
     StepCount,
+    check_at_least,
+    check_env_settings,
+    check_finite,
     check_int,
     check_positive,
     check_run,
@@ -59,6 +62,7 @@ def config_from_saved(d: Any) -> RunConfig:
 __all__ = [
     "ALGORITHMS", "ALGO_DEFAULTS", "DEFAULT_ALGO", "EVAL_SEED_OFFSET", "FAMILIES", "AlgoSpec", "ConfigError",
     "Derived", "EnvKwargs", "PPOConfig", "QConfig", "QDerived", "RunConfig", "StepCount", "TabularConfig",
-    "TrainConfig", "algo_spec", "check_int", "check_positive", "check_run", "check_unit", "config_class",
+    "TrainConfig", "algo_spec", "check_at_least", "check_env_settings", "check_finite", "check_int",
+    "check_positive", "check_run", "check_unit", "config_class",
     "config_from_dict", "config_from_saved", "config_key_kind", "parse_env_kwargs", "resolve", "validate_q_config",
 ]

@@ -13,18 +13,26 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
 import typing
 from typing import Annotated, Any
 
 import tyro
 
-from fastmarl.envs.api import check_known_keys
+from fastmarl.envs.api import check_device, check_known_keys
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
 
 
 class ConfigError(ValueError):
-    """An invalid setting or combination of settings; the message says how to fix it."""
+    """An invalid setting or combination of settings; the message says how to fix it.
+
+    ``fields``: the config fields the message names (dotted, e.g. ``"ppo.num_steps"``), so that
+    the command line can name them by their flags instead (``--num-steps``)."""
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.fields = tuple(fields)
 
 
 def _parse_count(args: list[str]) -> int:
@@ -83,30 +91,55 @@ def config_from_dict(cls: type, d: Any, where: str = ""):
 
 # -- checks ---------------------------------------------------------------------------
 
+# Each check names the field (``name``, dotted for nested configs) first in its message and in
+# ConfigError.fields: ``fastmarl train`` shows the field's flag there instead.
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def check_int(name: str, value: Any, low: int) -> None:
     """``value`` is an int (not a bool) >= ``low``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", (name,))
 
 
 def check_unit(name: str, value: Any, what: str = "must be in [0, 1]") -> None:
     """``value`` is a number in [0, 1] (a probability, a discount, a mixing weight)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} {what}, got {value!r}")
+    if not _number(value) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} {what}, got {value!r}", (name,))
 
 
 def check_positive(name: str, value: Any, what: str = "must be > 0") -> None:
-    """``value`` is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{name} {what}, got {value!r}")
+    """``value`` is a finite number > 0."""
+    if not _number(value) or not value > 0:
+        raise ConfigError(f"{name} {what}, got {value!r}", (name,))
 
 
-def check_run(cfg: Any, log_interval_low: int = 0) -> None:
-    """The settings every run has (``env_kwargs``, ``num_envs``, ``total_steps``, the intervals,
-    ``eval_episodes``, ``keep_checkpoints``, ``threads``), for every algorithm's config."""
-    for name, low in [("num_envs", 1), ("total_steps", 1), ("eval_episodes", 1), ("keep_checkpoints", 1),
-                      ("eval_interval", 0), ("log_interval", log_interval_low), ("checkpoint_interval", 0)]:
-        check_int(name, getattr(cfg, name), low)
+def check_at_least(name: str, value: Any, low: float) -> None:
+    """``value`` is a finite number >= ``low``."""
+    if not _number(value) or not value >= low:
+        raise ConfigError(f"{name} must be a finite number >= {low}, got {value!r}", (name,))
+
+
+def check_finite(name: str, value: Any) -> None:
+    """``value`` is a finite number."""
+    if not _number(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}", (name,))
+
+
+def check_env_settings(cfg: Any) -> None:
+    """What setting up the run uses before its learner is validated (``threads``, ``num_envs``,
+    ``seed``, ``device``, ``env_kwargs``): checked first, so that a bad value is named as the
+    setting it is rather than failing inside torch or the env."""
+    if cfg.threads is not None:
+        check_int("threads", cfg.threads, 1)
+    check_int("num_envs", cfg.num_envs, 1)
+    check_int("seed", cfg.seed, 0)
+    try:
+        check_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(str(e), ("device",)) from None
     if not isinstance(cfg.env_kwargs, dict):
         raise ConfigError(f"env_kwargs must be a mapping of keyword arguments, got {cfg.env_kwargs!r}")
     for k, v in cfg.env_kwargs.items():
@@ -115,5 +148,12 @@ def check_run(cfg: Any, log_interval_low: int = 0) -> None:
         except TypeError:
             raise ConfigError(f"env kwarg {k}={v!r} cannot be saved in the run's config.json; use JSON values "
                               "(numbers, strings, booleans, None, lists)") from None
-    if cfg.threads is not None:
-        check_int("threads", cfg.threads, 1)
+
+
+def check_run(cfg: Any, log_interval_low: int = 0) -> None:
+    """The settings every run has (``check_env_settings``, ``total_steps``, the intervals,
+    ``eval_episodes``, ``keep_checkpoints``), for every algorithm's config."""
+    check_env_settings(cfg)
+    for name, low in [("total_steps", 1), ("eval_episodes", 1), ("keep_checkpoints", 1),
+                      ("eval_interval", 0), ("log_interval", log_interval_low), ("checkpoint_interval", 0)]:
+        check_int(name, getattr(cfg, name), low)

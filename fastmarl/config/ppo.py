@@ -21,6 +21,8 @@ from fastmarl.config.base import (
     ConfigError,
     EnvKwargs,
     StepCount,
+    check_at_least,
+    check_finite,
     check_int,
     check_positive,
     check_run,
@@ -183,7 +185,7 @@ def _check_dial(p: PPOConfig) -> None:
         changed = [f"ppo.{k}" for k in DIAL_FIELDS if getattr(p, k) != getattr(PPOConfig, k)]
         if changed:
             raise ConfigError(f"{', '.join(changed)} configure the DIAL channel, but ppo.comm={p.comm!r}; use "
-                              "--comm dial (or leave them at their defaults)")
+                              "ppo.comm='dial' (or leave them at their defaults)", (*changed, "ppo.comm"))
         return
     check_int("ppo.dial_vocab_size", p.dial_vocab_size, 2)
     check_int("ppo.dial_message_length", p.dial_message_length, 1)
@@ -203,7 +205,8 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     check_int("message_bits", cfg.message_bits, 0)
     if not cfg.message_bits and (cfg.message_flip_prob or cfg.message_drop_prob):
         raise ConfigError("message_flip_prob / message_drop_prob describe the env's message channel, "
-                          "which is off; add one with --message-bits 1 (or more)")
+                          "which is off; add one with message_bits 1 (or more)",
+                          ("message_flip_prob", "message_drop_prob", "message_bits"))
     if cfg.comm_range is not None:
         check_positive("comm_range", cfg.comm_range, "must be a positive distance or None")
         if not cfg.message_bits and p.comm == "none":
@@ -216,8 +219,9 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
         check_positive(f"ppo.{name}", getattr(p, name))
     for name in ("gamma", "gae_lambda"):
         check_unit(f"ppo.{name}", getattr(p, name))
-    if p.vf_coef < 0 or p.ent_coef < 0:
-        raise ConfigError("ppo.vf_coef and ppo.ent_coef must be >= 0")
+    for name in ("vf_coef", "ent_coef"):
+        check_at_least(f"ppo.{name}", getattr(p, name), 0.0)
+    check_finite("ppo.log_std_init", p.log_std_init)
 
     if algo.needs_state and spec.state_dim == 0:
         raise ConfigError(f"{cfg.algo} needs a global state for its centralized critic, but {spec.env_id} has "

@@ -17,7 +17,17 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from fastmarl.config.algorithms import algo_spec
-from fastmarl.config.base import ConfigError, EnvKwargs, StepCount, check_int, check_run, config_from_dict
+from fastmarl.config.base import (
+    ConfigError,
+    EnvKwargs,
+    StepCount,
+    check_at_least,
+    check_int,
+    check_positive,
+    check_run,
+    check_unit,
+    config_from_dict,
+)
 from fastmarl.envs.api import EnvSpec
 
 
@@ -185,24 +195,23 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
                       ("num_layers", 0), ("mixer_embed", 1), ("hypernet_embed", 1), ("comm_rounds", 1)]:
         check_int(name, getattr(cfg, name), low)
     if cfg.hypernet_layers not in (1, 2):
-        raise ConfigError(f"hypernet_layers must be 1 or 2, got {cfg.hypernet_layers}")
+        raise ConfigError(f"hypernet_layers must be 1 or 2, got {cfg.hypernet_layers!r}", ("hypernet_layers",))
     for name in ("gamma", "epsilon_start", "epsilon_end", "td_lambda"):
-        v = getattr(cfg, name)
-        if v is not None and not 0.0 <= v <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {v}")
-    if not cfg.lr > 0 or not cfg.grad_clip > 0:
-        raise ConfigError(f"lr and grad_clip must be > 0, got {cfg.lr}, {cfg.grad_clip}")
-    if cfg.state_clip is not None and (isinstance(cfg.state_clip, bool) or not cfg.state_clip >= 0.0):
-        raise ConfigError(f"state_clip must be >= 0 (0: the raw state) or None (the algo's default), got "
-                          f"{cfg.state_clip!r}")
-    if cfg.target_update == "soft" and not 0.0 < cfg.tau <= 1.0:
-        raise ConfigError(f"tau must be in (0, 1] for soft target updates, got {cfg.tau}")
+        if getattr(cfg, name) is not None:
+            check_unit(name, getattr(cfg, name))
+    for name in ("lr", "grad_clip"):
+        check_positive(name, getattr(cfg, name))
+    if cfg.state_clip is not None:
+        check_at_least("state_clip", cfg.state_clip, 0.0)  # 0: the raw state; None: the algo's default
+    if not (isinstance(cfg.tau, (int, float)) and 0.0 < cfg.tau <= 1.0):  # also with hard updates: a typo is a typo
+        raise ConfigError(f"tau must be in (0, 1] (the soft target update rate), got {cfg.tau!r}", ("tau",))
     if cfg.target_update not in ("hard", "soft") or cfg.optimizer not in ("adam", "rmsprop") or \
             cfg.team_reward not in ("mean", "sum"):
         raise ConfigError("target_update must be 'hard' or 'soft', optimizer 'adam' or 'rmsprop', team_reward "
                           "'mean' or 'sum'")
     if cfg.buffer_size < cfg.batch_size:
-        raise ConfigError(f"buffer_size ({cfg.buffer_size}) must hold at least one batch ({cfg.batch_size} episodes)")
+        raise ConfigError(f"buffer_size ({cfg.buffer_size}) must hold at least one batch (batch_size "
+                          f"{cfg.batch_size} episodes)", ("buffer_size", "batch_size"))
     for g in spec.groups.values():
         if not g.discrete:
             raise ConfigError(f"{cfg.algo} needs discrete actions, but group {g.name!r} of {spec.env_id} has "
@@ -223,7 +232,7 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
         raise ConfigError(f"{spec.env_id} has no episode limit (max_episode_steps None): set max_seq_len to the "
                           "length of the stored sequences (longer episodes are cut into chunks)")
     if not isinstance(T, int) or T < 1:
-        raise ConfigError(f"max_seq_len must be a positive int, got {T!r}")
+        raise ConfigError(f"max_seq_len must be a positive int, got {T!r}", ("max_seq_len",))
     masks = {n: bool(spec.has_action_mask and cfg.action_masks is not False) for n in spec.groups}
     algo_default = ALGO_DEFAULTS[cfg.algo]
     lam = float(cfg.td_lambda if cfg.td_lambda is not None else algo_default["td_lambda"])

@@ -142,6 +142,62 @@ class ActionError(ValueError):
     """An action given to ``step`` is malformed; the env state is unchanged."""
 
 
+def available_devices() -> list[str]:
+    """The torch devices this machine can use: cpu, each CUDA GPU (cuda:0, ...), mps."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; ValueError in one line, naming the device, why it cannot
+    be used and the devices that can, when this machine or this PyTorch build lacks it (instead
+    of torch's assertion from deep inside the first tensor made there)."""
+    avail = ", ".join(available_devices())
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({str(e).splitlines()[0]}); available: {avail}") \
+            from None
+    why = None
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            why = f"this PyTorch ({torch.__version__}) was built without CUDA"
+        elif not torch.cuda.is_available():
+            why = "no CUDA GPU is visible (driver missing, or CUDA_VISIBLE_DEVICES hides them)"
+        elif dev.index is not None and dev.index >= torch.cuda.device_count():
+            why = f"this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_built():
+            why = f"this PyTorch ({torch.__version__}) was built without MPS (Apple GPUs)"
+        elif not torch.backends.mps.is_available():
+            why = "MPS needs an Apple-silicon Mac with macOS 12.3 or later"
+    elif dev.type not in ("cpu", "meta"):
+        backend = getattr(torch, dev.type, None)
+        is_available = getattr(backend, "is_available", None)
+        if callable(is_available) and not is_available():
+            why = f"torch.{dev.type}.is_available() is False"
+    if why is not None:
+        raise ValueError(f"device {str(device)!r} is not available: {why}; available: {avail}")
+    return dev
+
+
+class ResetNeeded(RuntimeError):
+    """``step`` was called before the env's first ``reset`` (or ``load_state_dict``)."""
+
+
+def require_reset(env: Any) -> None:
+    """Raise ResetNeeded unless ``env`` was reset (``env._was_reset``, set by its ``reset`` and
+    ``load_state_dict``): a constructor's placeholder state is not a seeded episode start, and
+    stepping it would give a run that no seed reproduces. (Wrappers rely on the env they wrap.)"""
+    if not getattr(env, "_was_reset", False):
+        raise ResetNeeded(f"{env.spec.env_id}: step() was called before reset(); call env.reset(seed=...) first "
+                          "(it returns the first observations), then step()")
+
+
 def check_known_keys(given: Iterable[str], known: Iterable[str], what: str,
                      error: type[Exception] = ValueError) -> None:
     """Raise ``error`` if a name of ``given`` is not in ``known`` (a typo never

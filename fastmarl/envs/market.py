@@ -76,6 +76,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -162,7 +163,8 @@ class MarketEnv:
         self.own = torch.zeros(E, self.M, 2, **f)  # their distances below / above the reference
         self.best, self.flow = torch.zeros(E, 2, **f), torch.zeros(E, 2, **f)  # last fb, fa; buys, sells
         self.t = torch.zeros(E, **li)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     @property
     def reference(self) -> Tensor:
@@ -226,6 +228,7 @@ class MarketEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def _ladder(self, quote: Tensor, capacity: Tensor, priority: Tensor, limit_price: Tensor,
@@ -286,6 +289,7 @@ class MarketEnv:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         E, M = self.num_envs, self.M
@@ -354,6 +358,7 @@ class MarketEnv:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
 
     def close(self) -> None:
         pass

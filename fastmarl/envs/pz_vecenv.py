@@ -20,7 +20,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel, turn_based_aec_to_parallel
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_device, require_reset, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import group_of_name
 
 __all__ = ["from_pettingzoo", "PettingZooVecEnv", "sub_seed"]
@@ -132,7 +132,7 @@ class PettingZooVecEnv:
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = num_envs
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.need_state = need_state
         self._last_state: dict[int, np.ndarray] = {}  # env index -> its last state() that did not raise
         self._warned_state = False
@@ -263,6 +263,7 @@ class PettingZooVecEnv:
         for e in idx:
             obs, infos = self.envs[e].reset(seed=None if seed is None else sub_seed(seed, e))
             self._load_env(e, obs, infos, self.envs[e].agents)
+        self._was_reset = True
         obs_t = self._tensors(self._obs)
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         zeros = {g: torch.zeros(E, s.num_agents, device=self.device) for g, s in self.spec.groups.items()}
@@ -272,6 +273,7 @@ class PettingZooVecEnv:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env (a Python loop); auto-resets the envs whose episode ended."""
+        require_reset(self)
         validate_actions(self.spec, actions, self.num_envs, self.device)
         acts = {g: a.detach().cpu().numpy() for g, a in actions.items()}
         E = self.num_envs

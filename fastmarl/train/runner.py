@@ -35,6 +35,8 @@ from fastmarl.config import (
     RunConfig,
     TabularConfig,
     TrainConfig,
+    check_env_settings,
+    check_int,
     resolve,
     validate_q_config,
 )
@@ -211,6 +213,7 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
         if config is None:
             raise ConfigError("train() needs a TrainConfig or QConfig, or resume=<run directory>")
         cfg = copy.deepcopy(config)
+    check_env_settings(cfg)  # first: a bad thread count, num_envs or device is named as the setting it is
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -303,6 +306,7 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_e
 def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Path | None = None,
                  seed: int | None = None) -> dict[str, float]:
     """Deterministic and stochastic evaluation of a run's checkpoint (default: latest)."""
+    check_int("episodes", episodes, 1)
     algo, cfg, env, manifest = load_policy(run_dir, checkpoint, num_envs=episodes)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     return {"step": manifest["step"], **evaluate(algo, env, ("det", "stoch"), seed)}

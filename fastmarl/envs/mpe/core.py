@@ -38,6 +38,7 @@ from fastmarl.envs.api import (
     action_range_violations,
     check_action_structure,
     check_known_keys,
+    require_reset,
     reset_mask,
     validate_actions,
 )
@@ -475,6 +476,7 @@ class MPEEnv:
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Invalid actions raise ActionError
         before anything changes."""
+        require_reset(self)
         if self.validate:
             check_action_structure(self.spec, actions, self.num_envs, self.device)
         s, rew, term, trunc, obs, flags = self._advance_fn(self._state, actions)
@@ -517,6 +519,7 @@ class MPEEnv:
         self._state = s = self._store(s)
         obs = self.scenario.observations(self.world, s)
         self._obs = obs
+        self._was_reset = True
         zeros = torch.zeros(E, self.world.A, device=self.device, dtype=self.dtype)
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         return TimeStep(obs=obs, reward=self._split(zeros), terminated=f, truncated=f.clone(), final_obs=obs)
@@ -590,6 +593,7 @@ class MPEEnv:
         self._state = self._store(s)
         self._cam_range0 = torch.where(s.t == 0, _cam_range(s.pos), self._cam_range0)  # envs set to a start
         self._obs = self.scenario.observations(self.world, s)
+        self._was_reset = True  # a state set whole (a checkpoint, a parity test) is a start like a reset's
 
     # -- rendering ------------------------------------------------------------
     def render(self, env_index: int = 0, size: int = 700) -> np.ndarray:

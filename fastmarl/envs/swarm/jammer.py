@@ -64,6 +64,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -216,7 +217,8 @@ class JammerEnv:
         self.tx, self.rx, self.rx_vel, self.jam = z(E, T, 2), z(E, T, 2), z(E, T, 2), z(E, J, 2)
         self.tx_ch, self.jam_ch, self.jam_level = (torch.zeros(E, n, **li) for n in (T, J, J))
         self.sinr, self.t = z(E, T), torch.zeros(E, **li)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     # -- physics and observations --------------------------------------------------
     def _links(self) -> tuple[Tensor, Tensor]:
@@ -296,10 +298,12 @@ class JammerEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(self._links()[0]), self.dtype)
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         c, S = self.cfg, self.cfg.arena_size
@@ -336,6 +340,7 @@ class JammerEnv:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
 
     def render(self, env_index: int = 0, size: int = 360) -> np.ndarray:
         """RGB (size, size, 3) uint8: receivers as squares and transmitters as discs in their
