@@ -24,6 +24,7 @@ from typing import Callable
 import tyro
 
 from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, check_int, config_class
+from fastmarl.envs.episodes import format_headline, headline
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.rundir import RunDir
 from fastmarl.train.runner import evaluate_run, render_run, train
@@ -118,8 +119,8 @@ def train_main(argv: list[str]) -> int:
         ev = res.final_eval
         if ev:
             names = {"det": "deterministic", "stoch": "stochastic"}
-            modes = [m for m in names if f"return_{m}" in ev]
-            summary += "\nfinal eval return per agent: " + ", ".join(f"{names[m]} {ev[f'return_{m}']:.2f}"
+            modes = [m for m in names if headline(ev, f"return_{m}")]
+            summary += "\nfinal eval return per agent: " + "; ".join(f"{names[m]} {format_headline(ev, f'return_{m}')}"
                                                                      for m in modes)
         print(summary)
         return 0
@@ -154,9 +155,14 @@ def eval_main(argv: list[str]) -> int:
         else:
             print(f"{args.run} @ step {int(res['step']):,}, {args.episodes} episodes, return per agent:")
             for mode in ("det", "stoch"):
-                extra = "  ".join(f"{k}={v:.2f}" for k, v in res.items() if k.startswith(f"return_{mode}/"))
-                print(f"  {'deterministic' if mode == 'det' else 'stochastic':<13} {res[f'return_{mode}']:8.2f} "
-                      f"± {res[f'return_std_{mode}']:.2f}  {extra}")
+                label = "deterministic" if mode == "det" else "stochastic"
+                if f"return_{mode}" in res:
+                    extra = "  ".join(f"{k}={v:.2f}" for k, v in res.items() if k.startswith(f"return_{mode}/"))
+                    print(f"  {label:<13} {res[f'return_{mode}']:8.2f} ± {res[f'return_std_{mode}']:.2f}  {extra}")
+                else:  # a competitive env: each group's own return, never their mean
+                    print(f"  {label:<13} " + "  ".join(
+                        f"{k.partition('/')[2]} {v:.2f} ± {res.get(f'return_std_{mode}/' + k.partition('/')[2], 0.0):.2f}"
+                        for k, v in headline(res, f"return_{mode}").items()))
         return 0
 
     return _run("eval", go, lambda: EvalArgs)

@@ -28,7 +28,7 @@ from fastmarl.config.base import (
     check_unit,
     config_from_dict,
 )
-from fastmarl.envs.api import EnvSpec
+from fastmarl.envs.api import EnvSpec, check_known_keys
 
 
 @dataclass
@@ -84,6 +84,10 @@ class QConfig:
     """soft target update rate: target <- tau * online + (1 - tau) * target"""
     team_reward: Literal["mean", "sum"] = "mean"
     """VDN/QMIX: the team reward of a group is the mean (or sum) of its agents' rewards"""
+    mixer_groups: list[str] | None = None
+    """VDN/QMIX: the groups whose agents' utilities are mixed (one mixer per group, trained on the group's team
+    reward); the other groups learn independently, as IQL. None: every group, on a cooperative env; on a
+    competitive env (opposing teams, e.g. simple_tag's adversary and agent) they must be named"""
     standardise_rewards: bool | None = None
     """train on (r - mean) / std with running statistics of the rewards (EPyMARL's option); the shift changes
     the optimal policy where episodes can end early. None: the algo's default (ALGO_DEFAULTS: on for qmix,
@@ -170,6 +174,7 @@ class QDerived:
     td_lambda: float = 0.0
     standardise_rewards: bool = False
     state_clip: float = 0.0  # 0: the mixer sees the raw state
+    mixed_groups: tuple[str, ...] = ()  # the groups with a mixer (VDN/QMIX); the others are IQL
 
 
 # per-algo values of the settings left None in QConfig. QMIX on simple_spread_v3 (N=3), 1M env steps, seed 0,
@@ -240,4 +245,34 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
     clip = float(cfg.state_clip if cfg.state_clip is not None else algo_default["state_clip"])
     if not algo.needs_state:
         clip = 0.0  # only QMIX's mixer reads the state
-    return QDerived(max_seq_len=T, action_masks=masks, td_lambda=lam, standardise_rewards=std, state_clip=clip)
+    return QDerived(max_seq_len=T, action_masks=masks, td_lambda=lam, standardise_rewards=std, state_clip=clip,
+                    mixed_groups=_mixed_groups(cfg, spec))
+
+
+def _mixed_groups(cfg: QConfig, spec: EnvSpec) -> tuple[str, ...]:
+    """The groups that get a mixer: ``mixer_groups``, or every group of a cooperative env. A
+    competitive env needs them named: one mixer per group there trains each team on its own
+    reward, which is a choice (e.g. a QMIX team against IQL opponents), not a default."""
+    if cfg.algo == "iql":
+        if cfg.mixer_groups is not None:
+            raise ConfigError("mixer_groups names the groups that VDN/QMIX mix, but iql has no mixer; leave "
+                              "mixer_groups unset, or use algo vdn or qmix", ("mixer_groups",))
+        return ()
+    if cfg.mixer_groups is None:
+        if spec.competitive:
+            teams = " vs ".join("+".join(t) for t in spec.team_groups)
+            raise ConfigError(
+                f"{cfg.algo} on {spec.env_id}: its groups are opposing teams ({teams}), and a mixer learns the joint "
+                f"value of one team's reward; say which groups the mixer serves with mixer_groups (e.g. "
+                f"{spec.team_groups[0][0]}: the other groups then learn independently, as IQL; naming every group "
+                "mixes each team on its own reward), or use algo iql. Returns are reported per group",
+                ("mixer_groups",))
+        return tuple(spec.groups)
+    if isinstance(cfg.mixer_groups, str) or not cfg.mixer_groups:
+        raise ConfigError(f"mixer_groups must be a non-empty list of group names of {spec.env_id} "
+                          f"({list(spec.groups)}), got {cfg.mixer_groups!r}", ("mixer_groups",))
+    try:
+        check_known_keys(cfg.mixer_groups, spec.groups, f"group of {spec.env_id} in mixer_groups", ConfigError)
+    except ConfigError as e:
+        raise ConfigError(str(e), ("mixer_groups",)) from None
+    return tuple(g for g in spec.groups if g in cfg.mixer_groups)

@@ -94,6 +94,10 @@ class EnvSpec:
         max_episode_steps: episode length limit (truncation), or None.
         has_action_mask: whether TimeStep.action_mask is provided.
         has_alive_mask: whether TimeStep.alive is provided (agents can die).
+        teams: the groups that share an objective, one tuple of group names per team, every
+            group in exactly one; None: one team of every group (a cooperative env). More than
+            one team (``competitive``): returns are reported per group, never averaged over
+            opposing teams, and a value-mixing learner must be told which groups it mixes.
     """
 
     env_id: str
@@ -102,6 +106,24 @@ class EnvSpec:
     max_episode_steps: int | None
     has_action_mask: bool = False
     has_alive_mask: bool = False
+    teams: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self):
+        if self.teams is not None:
+            flat = [g for team in self.teams for g in team]
+            if sorted(flat) != sorted(self.groups) or any(not team for team in self.teams):
+                raise ValueError(f"{self.env_id}: teams {self.teams} must put every group of {list(self.groups)} "
+                                 "in exactly one (non-empty) team")
+
+    @property
+    def team_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The teams (``teams``, or one team of every group)."""
+        return self.teams if self.teams is not None else (tuple(self.groups),)
+
+    @property
+    def competitive(self) -> bool:
+        """More than one team: the groups do not all share one objective."""
+        return len(self.team_groups) > 1
 
     @property
     def agents(self) -> tuple[str, ...]:
@@ -116,6 +138,16 @@ class EnvSpec:
         check_known_keys([agent], self.agents, f"agent of {self.env_id}", KeyError)
         g = next(g for g in self.groups.values() if agent in g.agents)
         return g.name, g.agents.index(agent)
+
+
+def restrict_teams(teams: tuple[tuple[str, ...], ...] | None, groups: Iterable[str]
+                   ) -> tuple[tuple[str, ...], ...] | None:
+    """``teams`` with only the groups in ``groups`` (the others scripted away or absent), empty teams
+    dropped; None stays None."""
+    if teams is None:
+        return None
+    keep = set(groups)
+    return tuple(t for t in (tuple(g for g in team if g in keep) for team in teams) if t)
 
 
 @dataclass

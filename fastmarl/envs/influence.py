@@ -177,7 +177,7 @@ class InfluenceEnv:
         act = gym.spaces.Box(0.0, 1.0, (K * L,), np.float32) if self.continuous_actions else gym.spaces.Discrete(K * L)
         self.spec = EnvSpec(env_id, {side: GroupSpec(side, tuple(f"{side}_{i}" for i in range(A)), box,
                                                      act) for side in ("blue", "red")},
-                            state_dim=5 * N + 2 * A + 1, max_episode_steps=self.T)
+                            state_dim=5 * N + 2 * A + 1, max_episode_steps=self.T, teams=(("blue",), ("red",)))
         self.side = torch.cat([torch.ones(A), -torch.ones(A)]).to(self.device, self.dtype)  # (2A,) blue then red
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))

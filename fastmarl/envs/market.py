@@ -151,7 +151,9 @@ class MarketEnv:
         if self.NT:
             groups["trader"] = GroupSpec("trader", tuple(f"trader_{i}" for i in range(self.NT)),
                                          gym.spaces.Box(-np.inf, np.inf, (6,), np.float32), act(3))
-        self.spec = EnvSpec(env_id, groups, state_dim=9 + 4 * self.M + 2 * self.NT, max_episode_steps=self.T)
+        # makers and traders are paid by each other's trades, with different objectives (general-sum)
+        self.spec = EnvSpec(env_id, groups, state_dim=9 + 4 * self.M + 2 * self.NT, max_episode_steps=self.T,
+                            teams=tuple((g,) for g in groups))
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
         E, P, li = num_envs, self.M + self.NT, dict(dtype=torch.long, device=self.device)

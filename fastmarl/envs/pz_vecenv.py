@@ -128,7 +128,8 @@ class PettingZooVecEnv:
     """
 
     def __init__(self, env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
-                 seed: int | None = None, group_fn: Callable[[str], str] | None = None, need_state: bool = True):
+                 seed: int | None = None, group_fn: Callable[[str], str] | None = None, need_state: bool = True,
+                 teams: tuple[tuple[str, ...], ...] | None = None):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = num_envs
@@ -191,7 +192,8 @@ class PettingZooVecEnv:
         name = e0.metadata.get("name", type(e0.unwrapped).__name__) if hasattr(e0, "metadata") else type(e0).__name__
         self.spec = EnvSpec(env_id=str(name), groups=groups, state_dim=state_dim,
                             max_episode_steps=max_cycles if isinstance(max_cycles, int) else None,
-                            has_action_mask=has_mask, has_alive_mask=True)
+                            has_action_mask=has_mask, has_alive_mask=True,
+                            teams=tuple(tuple(t) for t in teams) if teams is not None else None)
 
         # numpy buffers (E, A_g, ...) filled in place by the per-env loop
         E = num_envs
@@ -354,7 +356,7 @@ class PettingZooVecEnv:
 
 def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
                     seed: int | None = None, group_fn: Callable[[str], str] | None = None,
-                    need_state: bool = True) -> PettingZooVecEnv:
+                    need_state: bool = True, teams: tuple[tuple[str, ...], ...] | None = None) -> PettingZooVecEnv:
     """Batched fastmarl env over ``num_envs`` copies of a PettingZoo env.
 
     Args:
@@ -367,7 +369,11 @@ def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torc
         group_fn: agent name -> group name; default: the name without ``_<index>``.
         need_state: fill ``final_state`` from the finished env's ``state()`` (False for
             learners that never read the state: IPPO, IQL, VDN).
+        teams: the groups that share an objective (``EnvSpec.teams``), e.g.
+            ``(("adversary",), ("agent",))`` for mpe2's simple_tag; PettingZoo does not say,
+            so the default (None) is one team: returns then average over every agent.
 
     See :class:`PettingZooVecEnv` for masks, dead agents and episode ends.
     """
-    return PettingZooVecEnv(env_fn, num_envs, device=device, seed=seed, group_fn=group_fn, need_state=need_state)
+    return PettingZooVecEnv(env_fn, num_envs, device=device, seed=seed, group_fn=group_fn, need_state=need_state,
+                            teams=teams)

@@ -40,6 +40,7 @@ from fastmarl.envs.api import (
     check_known_keys,
     require_reset,
     reset_mask,
+    restrict_teams,
     validate_actions,
 )
 from fastmarl.envs.mpe.aot import aot_advance
@@ -173,7 +174,8 @@ def entity_pos(s: MPEState, index: Tensor) -> Tensor:
 
 
 class Scenario(Protocol):
-    """What a scenario file provides. All functions are batched over envs."""
+    """What a scenario file provides. All functions are batched over envs. A competitive
+    scenario also names its teams (``teams``: tuples of group names, as ``EnvSpec.teams``)."""
 
     env_id: str
     max_cycles: int
@@ -396,7 +398,7 @@ class MPEEnv:
         if hasattr(self.scenario, "global_state"):
             state_dim = int(self.scenario.global_state(self._state).shape[-1])
         return EnvSpec(env_id=self.scenario.env_id, groups=groups, state_dim=state_dim,
-                       max_episode_steps=self.max_cycles)
+                       max_episode_steps=self.max_cycles, teams=restrict_teams(getattr(self.scenario, "teams", None), groups))
 
     # -- actions --------------------------------------------------------------
     def _decode(self, actions: dict[str, Tensor], accel_all: Tensor | None = None) -> tuple[Tensor, Tensor]:

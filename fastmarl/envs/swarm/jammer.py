@@ -206,7 +206,8 @@ class JammerEnv:
             "jammer": GroupSpec("jammer", tuple(f"jammer_{i}" for i in range(J)),
                                 box(3 + C + Cj + k * (5 + C) + k * (3 + Cj)), gym.spaces.Discrete(N_MOVES * Cj * L)),
         }
-        self.spec = EnvSpec(ENV_ID, groups, state_dim=T * (7 + C) + J * (3 + Cj), max_episode_steps=cfg.max_cycles)
+        self.spec = EnvSpec(ENV_ID, groups, state_dim=T * (7 + C) + J * (3 + Cj), max_episode_steps=cfg.max_cycles,
+                            teams=(("target",), ("jammer",)))
         f = dict(device=self.device, dtype=dtype)
         self._moves = torch.tensor(MOVES, **f)
         self._levels = cfg.max_jammer_power * torch.arange(1, L + 1, **f) / L
