@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import tyro
 
-from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, check_int, config_class
+from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, check_int, config_class, flag_names, with_flags
 from fastmarl.envs.episodes import format_headline, headline
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.rundir import RunDir
@@ -36,24 +34,8 @@ TRAIN_ALGOS: dict[str, tuple[type, str]] = {name: (config_class(name), a.help) f
 
 
 def flags(cls: type) -> dict[str, str]:
-    """Config field (dotted, as ``ConfigError.fields`` names it: ``"ppo.num_steps"``) -> its flag on
-    the command line of ``cls`` (``"--num-steps"``), read from the parser tyro builds for it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # tyro 1.0 deprecates get_parser, not its parser
-        parser = tyro.extras.get_parser(cls, config=_FLAT)
-    return {a.dest.replace("-", "_"): a.option_strings[-1] if a.option_strings[0].startswith("--no-")
-            else a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
-
-
-def with_flags(e: ConfigError, names: dict[str, str]) -> str:
-    """``e``'s message with each field it names written as its flag: every occurrence of a dotted or
-    snake_case name, the first of a plain word (``device``: the message starts with it)."""
-    msg = str(e)
-    for field in e.fields:
-        if field in names:
-            msg = re.sub(rf"(?<![\w.-]){re.escape(field)}(?![\w-])", names[field], msg,
-                         count=0 if "." in field or "_" in field else 1)
-    return msg
+    """Config field -> its flag on the command line of ``cls`` (``fastmarl.config.flag_names``)."""
+    return flag_names(cls, _FLAT)
 
 
 def _run(cmd: str, fn: Callable[[], int], cli_class: Callable[[], type | None] = lambda: None) -> int:

@@ -32,7 +32,9 @@ from fastmarl.config.base import (
     check_unit,
     config_from_dict,
     config_key_kind,
+    flag_names,
     parse_env_kwargs,
+    with_flags,
 )
 from fastmarl.config.ppo import Derived, PPOConfig, TrainConfig, resolve
 from fastmarl.config.q import ALGO_DEFAULTS, QConfig, QDerived, validate_q_config
@@ -64,5 +66,6 @@ __all__ = [
     "Derived", "EnvKwargs", "PPOConfig", "QConfig", "QDerived", "RunConfig", "StepCount", "TabularConfig",
     "TrainConfig", "algo_spec", "check_at_least", "check_env_settings", "check_finite", "check_int",
     "check_positive", "check_run", "check_unit", "config_class",
-    "config_from_dict", "config_from_saved", "config_key_kind", "parse_env_kwargs", "resolve", "validate_q_config",
+    "config_from_dict", "config_from_saved", "config_key_kind", "flag_names", "parse_env_kwargs", "resolve",
+    "validate_q_config", "with_flags",
 ]

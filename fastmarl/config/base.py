@@ -14,10 +14,13 @@ import ast
 import dataclasses
 import json
 import math
+import re
 import typing
+import warnings
 from typing import Annotated, Any
 
 import tyro
+import tyro.extras
 
 from fastmarl.envs.api import check_device, check_known_keys
 
@@ -87,6 +90,29 @@ def config_from_dict(cls: type, d: Any, where: str = ""):
             v = config_from_dict(sub, v, f"{where}{k}.")
         kw[k] = v
     return cls(**kw)
+
+
+def flag_names(cls: type, config: tuple = ()) -> dict[str, str]:
+    """Config field (dotted, as ``ConfigError.fields`` names it: ``"ppo.num_steps"``) -> its flag on
+    a command line parsed into ``cls`` by tyro with ``config`` (``"--num-steps"``), read from the
+    parser tyro builds for it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tyro 1.0 deprecates get_parser, not its parser
+        parser = tyro.extras.get_parser(cls, config=config)
+    return {a.dest.replace("-", "_"): a.option_strings[-1] if a.option_strings[0].startswith("--no-")
+            else a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def with_flags(e: ConfigError, names: dict[str, str]) -> str:
+    """``e``'s message with each field it names written as its flag (``names``: ``flag_names``):
+    every occurrence of a dotted or snake_case name, the first of a plain word (``device``: the
+    message starts with it)."""
+    msg = str(e)
+    for name in getattr(e, "fields", ()):
+        if name in names:
+            msg = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", names[name], msg,
+                         count=0 if "." in name or "_" in name else 1)
+    return msg
 
 
 # -- checks ---------------------------------------------------------------------------
