@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import tyro
 import tyro.extras
 
-from fastmarl.envs.api import check_device, check_known_keys
+from fastmarl.envs.api import EnvSpec, check_device, check_known_keys, memory_available
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
 
@@ -152,6 +152,30 @@ def check_finite(name: str, value: Any) -> None:
     """``value`` is a finite number."""
     if not _number(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}", (name,))
+
+
+GiB = 2 ** 30
+MEMORY_MARGIN = 0.8  # a run may plan on this share of the free memory (the env, torch and Python need the rest)
+
+
+def check_memory(what: str, need: int, per_env: int, cfg: Any, spec: EnvSpec, advice: str = "") -> None:
+    """Refuse, before anything is allocated, a run whose estimated memory ``need`` (bytes, of which
+    ``per_env`` per env of ``num_envs``) exceeds MEMORY_MARGIN of what ``cfg.device`` has free,
+    in one line naming the settings that fit; a run on an env with image observations says that
+    they are flattened into MLP inputs."""
+    avail = memory_available(cfg.device)
+    if avail is None or need <= MEMORY_MARGIN * avail:
+        return
+    budget = MEMORY_MARGIN * avail
+    fit = int((budget - (need - per_env * cfg.num_envs)) // per_env) if per_env else 0
+    sizes = {g.name: g.obs_dim for g in spec.groups.values()}
+    images = [g.name for g in spec.groups.values() if g.image_observations]
+    hint = f"--num-envs {fit} fits" if fit >= 1 else "even one env does not fit"
+    seen = (f"; the observations of {images} are images flattened into MLP inputs ({sizes} floats per agent)"
+            if images else f"; observation floats per agent: {sizes}")
+    raise ConfigError(f"{what} needs about {need / GiB:.1f} GiB, more than {MEMORY_MARGIN:.0%} of the "
+                      f"{avail / GiB:.1f} GiB free on {cfg.device} (num_envs={cfg.num_envs}): {hint}{advice}{seen}",
+                      ("num_envs",))
 
 
 def check_env_settings(cfg: Any) -> None:

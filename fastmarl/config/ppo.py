@@ -24,6 +24,7 @@ from fastmarl.config.base import (
     check_at_least,
     check_finite,
     check_int,
+    check_memory,
     check_positive,
     check_run,
     check_unit,
@@ -194,6 +195,22 @@ def _check_dial(p: PPOConfig) -> None:
         check_unit(f"ppo.{name}", getattr(p, name), "is a probability in [0, 1]")
 
 
+def _check_ppo_memory(cfg: TrainConfig, spec: EnvSpec, centralized: bool) -> None:
+    """A lower bound of a PPO run's memory, float32 throughout: the rollout's observations (and
+    global states), one minibatch's critic inputs (each agent's copy of the state, and its
+    gradient) and the first layers' weights with their Adam moments and gradients."""
+    p, f = cfg.ppo, 4
+    per_step = sum(g.num_agents * g.obs_dim for g in spec.groups.values()) + (spec.state_dim if centralized else 0)
+    critic_in = {g.name: (spec.state_dim + (g.obs_dim if p.critic_obs else 0)) if centralized else g.obs_dim
+                 for g in spec.groups.values()}
+    per_env = f * p.num_steps * (per_step + 2 * sum(g.num_agents * critic_in[g.name] for g in spec.groups.values())
+                                 // p.num_minibatches)
+    nets = 1 if p.share_params else max(g.num_agents for g in spec.groups.values())
+    weights = f * 4 * nets * p.hidden_size * sum(g.obs_dim + critic_in[g.name] for g in spec.groups.values())
+    advice = ", or --algo ippo (its critics see each agent's observation, not the global state)" if centralized else ""
+    check_memory(f"{cfg.algo} on {spec.env_id}", per_env * cfg.num_envs + weights, per_env, cfg, spec, advice)
+
+
 def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     """Validate ``cfg`` against ``spec``; return derived sizes. Raises ConfigError."""
     p = cfg.ppo
@@ -256,6 +273,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     elif steps_per_iteration % p.num_minibatches:
         raise ConfigError(f"num_envs * num_steps = {steps_per_iteration} must be divisible by "
                           f"num_minibatches={p.num_minibatches}")
+    _check_ppo_memory(cfg, spec, algo.centralized_critic)
     num_iterations = -(-cfg.total_steps // steps_per_iteration)
     return Derived(
         steps_per_iteration=steps_per_iteration,

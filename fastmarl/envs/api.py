@@ -62,6 +62,14 @@ class GroupSpec:
     agents: tuple[str, ...]
     observation_space: gym.spaces.Box
     action_space: gym.spaces.Space
+    source_shape: tuple[int, ...] | None = None
+    """the shape of the observation before it was flattened into ``observation_space`` (a
+    PettingZoo env's image, e.g. (H, W, C)); None: not flattened"""
+
+    @property
+    def image_observations(self) -> bool:
+        """The observations are images (their own shape, or the one they were flattened from)."""
+        return is_image_shape(self.source_shape or self.observation_space.shape)
 
     @property
     def num_agents(self) -> int:
@@ -182,6 +190,32 @@ def available_devices() -> list[str]:
     if torch.backends.mps.is_available():
         out.append("mps")
     return out
+
+
+def memory_available(device: str | torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: the GPU's free memory (CUDA), the system's
+    ``MemAvailable`` (cpu, Linux); None where it cannot be read."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(dev)[0])
+    if dev.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def is_image_shape(shape: tuple[int, ...]) -> bool:
+    """Shaped like an image: (H, W) or (H, W, C) / (C, H, W) with C <= 4, H and W >= 8."""
+    if len(shape) not in (2, 3):
+        return False
+    dims = sorted(shape)
+    return dims[-2] >= 8 and (len(shape) == 2 or dims[0] <= 4)
 
 
 def check_device(device: str | torch.device) -> torch.device:

@@ -179,7 +179,8 @@ class PettingZooVecEnv:
                     raise TypeError(f"group {g!r}: action masks need a Discrete action space, got {a0}")
                 self._mask_groups.append(g)
             self._codec[g] = codec
-            groups[g] = GroupSpec(name=g, agents=tuple(names), observation_space=codec.space, action_space=act_space)
+            groups[g] = GroupSpec(name=g, agents=tuple(names), observation_space=codec.space, action_space=act_space,
+                                  source_shape=tuple(codec.inner.shape) if codec.kind == "box" else None)
 
         self._where = {a: (g.name, i) for g in groups.values() for i, a in enumerate(g.agents)}
         state_dim = 0
