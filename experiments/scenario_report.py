@@ -213,7 +213,9 @@ def read_curve(run_dir: Path, groups: list[str]) -> dict[str, np.ndarray]:
     """metrics.csv -> {"step", "time", group...} arrays over the iterations that completed episodes.
     A single-group env's group column is the ``return`` column."""
     with open(run_dir / "metrics.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("return")]
+        # rows with completed episodes (a competitive env's rows have per-group returns only)
+        key = "return" if len(groups) == 1 else f"return/{groups[0]}"
+        rows = [r for r in csv.DictReader(f) if r.get(key)]
     out = {k: np.array([float(r[k]) for r in rows]) for k in ("step", "time")}
     for g in groups:
         key = "return" if len(groups) == 1 else f"return/{g}"

@@ -97,6 +97,7 @@ def test_bad_actions_raise_and_leave_env_unchanged(continuous):
 
 def test_validation_is_on_by_default():
     env = fastmarl.make("simple_spread_v3", num_envs=2, seed=0)
+    env.reset(seed=0)
     assert env.validate
     with pytest.raises(ActionError):
         env.step({"agent": torch.full((2, 3), 9)})
@@ -177,3 +178,41 @@ def test_reset_mask_validated_everywhere(env_id):
             env.reset(mask=bad)
     ts = env.reset(mask=torch.tensor([True, False, True]))
     assert all(o.shape[0] == 3 for o in ts.obs.values())
+
+
+def _missing_devices() -> list[str]:
+    """Devices this machine lacks: a CUDA index past the last GPU, and mps off Apple silicon."""
+    out = [f"cuda:{torch.cuda.device_count()}"]
+    if not torch.cuda.is_available():
+        out.append("cuda")
+    if not torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+@pytest.mark.parametrize("device", _missing_devices())
+def test_a_missing_device_is_one_line_naming_what_is_available(device, tmp_path):
+    from mpe2 import simple_spread_v3
+
+    from fastmarl.config import ConfigError, TrainConfig
+    from fastmarl.envs.api import available_devices
+    from fastmarl.envs.pz_vecenv import from_pettingzoo
+    from fastmarl.train import train
+
+    avail = ", ".join(available_devices())
+    assert avail.startswith("cpu")
+    want = rf"^device '{device}' is not available: .+; available: {avail}$"
+    with pytest.raises(ValueError, match=want):
+        fastmarl.make("simple_spread_v3", num_envs=2, device=device)
+    with pytest.raises(ValueError, match=want):
+        from_pettingzoo(lambda: simple_spread_v3.parallel_env(), 2, device=device)
+    with pytest.raises(ConfigError, match=want) as info:
+        train(TrainConfig(device=device, num_envs=2, runs_dir=str(tmp_path)))
+    assert info.value.fields == ("device",) and not any(tmp_path.iterdir())
+    if device.startswith("cuda") and not torch.backends.cuda.is_built():
+        assert f"this PyTorch ({torch.__version__}) was built without CUDA" in str(info.value)
+
+
+def test_a_device_torch_does_not_know_is_named():
+    with pytest.raises(ValueError, match=r"^device 'gpu' is not a torch device \(.*\); available: cpu"):
+        fastmarl.make("simple_spread_v3", device="gpu")

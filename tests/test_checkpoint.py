@@ -20,9 +20,10 @@ from fastmarl.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
 )
-from fastmarl.train.runner import train
+from fastmarl.train.runner import evaluate_run, train
 
 
 def _save(folder: Path, step: int) -> Path:
@@ -139,10 +140,94 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     assert len(rb) == 40 and ra == rb
 
 
-def test_resume_refuses_a_corrupted_latest_checkpoint(tmp_path):
+def _dead_pid() -> int:
+    """A process id that no process has now."""
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid -= 1
+
+
+def test_resume_falls_back_to_the_newest_valid_checkpoint(tmp_path, capsys):
+    full = train(_cfg(tmp_path, "full"))
+    with pytest.raises(Crash):  # checkpoints at 320 and 640, then dies
+        train(_cfg(tmp_path, "run"), callback=crash_after(5))
+    ckdir = tmp_path / "run" / "checkpoints"
+    bad = latest_checkpoint(ckdir)
+    assert bad.name == "step_000000000640"
+    data = (bad / "trainer.pt").read_bytes()
+    (bad / "trainer.pt").write_bytes(data[: len(data) // 3])  # truncated
+    capsys.readouterr()
+    resumed = train(resume=tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "skipped a damaged checkpoint" in err and "step_000000000640 is corrupted: trainer.pt" in err
+    assert "continuing from" in err and "step_000000000320" in err
+    # the damaged checkpoint is kept, renamed; the resumed run wrote step 640 anew
+    kept = ckdir / "damaged-step_000000000640"
+    assert kept.is_dir() and (kept / "trainer.pt").read_bytes() == data[: len(data) // 3]
+    assert resumed.global_step == full.global_step == 960
+    _assert_same_run(tmp_path / "full", tmp_path / "run")  # from step 320 it is the same run
+
+
+def test_resume_with_no_valid_checkpoint_names_every_damaged_one(tmp_path):
     with pytest.raises(Crash):
-        train(_cfg(tmp_path, "run"), callback=crash_after(2))
-    ck = latest_checkpoint(tmp_path / "run" / "checkpoints")
-    (ck / "trainer.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="trainer.pt"):
+        train(_cfg(tmp_path, "run"), callback=crash_after(5))
+    ckdir = tmp_path / "run" / "checkpoints"
+    (ckdir / "step_000000000640" / "manifest.json").unlink()
+    (ckdir / "step_000000000320" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match=r"no valid checkpoint in .*step_000000000640 is incomplete: it has no "
+                                              r"manifest.json.*step_000000000320 is corrupted: model.safetensors"):
         train(resume=tmp_path / "run")
+    assert sorted(p.name for p in ckdir.iterdir()) == ["latest", "step_000000000320", "step_000000000640"]
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    dead, alive = _dead_pid(), os.getppid()
+    stale = [f".tmp-step_000000000960-{dead}", f".latest.tmp-{dead}", f".metrics.csv.tmp-{dead}",
+             f".learning_curve.png.tmp-{dead}"]
+    kept = [f".tmp-step_000000000960-{alive}",  # a live process may still be writing it
+            ".notes.tmp", "notes.tmp-12", "step_000000000320", "latest"]
+    for name in stale + kept:
+        if "step_" in name:
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "model.safetensors").write_bytes(b"x")
+        else:
+            (tmp_path / name).write_text("x")
+    removed = remove_stale_temporaries(tmp_path)
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_resume_removes_what_killed_writes_left(tmp_path, capsys):
+    with pytest.raises(Crash):
+        train(_cfg(tmp_path, "run"), callback=crash_after(3))
+    run, dead = tmp_path / "run", _dead_pid()
+    (run / "checkpoints" / f".tmp-step_000000000640-{dead}").mkdir()
+    (run / "checkpoints" / f".tmp-step_000000000640-{dead}" / "model.safetensors").write_bytes(b"half")
+    (run / "checkpoints" / f".latest.tmp-{dead}").write_text("step_000000000640")
+    (run / f".config.json.tmp-{dead}").write_text("{")
+    train(resume=run)
+    err = capsys.readouterr().err
+    assert err.count("left by a write that was interrupted") == 3
+    assert not [p for p in [*run.iterdir(), *(run / "checkpoints").iterdir()] if ".tmp" in p.name]
+
+
+def test_eval_needs_only_a_valid_model(tmp_path, capsys):
+    with pytest.raises(Crash):
+        train(_cfg(tmp_path, "run"), callback=crash_after(5))
+    ckdir = tmp_path / "run" / "checkpoints"
+    (ckdir / "step_000000000640" / "trainer.pt").write_bytes(b"garbage")  # eval does not read it
+    assert evaluate_run(tmp_path / "run", episodes=4)["step"] == 640
+    assert capsys.readouterr().err == ""
+    (ckdir / "step_000000000640" / "model.safetensors").write_bytes(b"garbage")
+    assert evaluate_run(tmp_path / "run", episodes=4)["step"] == 320  # the newest valid model
+    err = capsys.readouterr().err
+    assert "skipped a damaged checkpoint" in err and "step_000000000640 is corrupted: model.safetensors" in err
+    assert "using step_000000000320" in err
+    with pytest.raises(CheckpointError, match="model.safetensors"):  # a checkpoint named explicitly is not replaced
+        evaluate_run(tmp_path / "run", episodes=4, checkpoint=ckdir / "step_000000000640")

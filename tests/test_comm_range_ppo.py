@@ -220,6 +220,7 @@ def test_one_radius_serves_the_env_channel_and_the_learned_comm():
     env = _make_env(cfg, 2, 0)
     assert isinstance(env, AgentPositions) and isinstance(env.env, BroadcastChannel)
     assert env.env.comm_range == 0.5
+    env.reset(seed=0)
     ts = env.step({"agent": torch.zeros(2, 3, dtype=torch.long)})
     # the positions found through both wrappers are the MPE world's, and match the observations
     torch.testing.assert_close(ts.info["positions"]["agent"], env.env.env.world_state.pos[:, :3], rtol=0, atol=0)

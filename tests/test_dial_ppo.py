@@ -191,7 +191,7 @@ def test_dial_config_validation():
         return str(e.value)
 
     assert "ppo.dial_vocab_size" in err(comm="tarmac", dial_vocab_size=3)
-    assert "--comm dial" in err(dial_drop_prob=0.5)
+    assert "use ppo.comm='dial'" in err(dial_drop_prob=0.5)
     assert "ppo.dial_vocab_size must be an integer >= 2" in err(comm="dial", dial_vocab_size=1)
     assert "ppo.dial_message_length" in err(comm="dial", dial_message_length=0)
     assert "dial_temperature" in err(comm="dial", dial_temperature=0.0)

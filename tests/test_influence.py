@@ -172,6 +172,7 @@ def test_baseline_beats_random_on_both_sides():
 
 def test_state_dict_resumes_exactly():
     env = fastmarl.make("influence_v0", num_envs=4, seed=0, max_cycles=5, view_size=8)
+    env.reset(seed=0)
     gen = torch.Generator().manual_seed(0)
     acts = [{g: torch.randint(0, 8, (4, 2), generator=gen) for g in ("blue", "red")} for _ in range(12)]
     for a in acts[:3]:

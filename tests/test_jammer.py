@@ -132,6 +132,7 @@ def test_power_levels_and_cost():
 
 def test_zero_sum_up_to_power_cost():
     env = fastmarl.make("jammer_v0", num_envs=8, seed=3, num_pairs=3, num_jammers=2, power_cost=0.2, num_channels=4)
+    env.reset(seed=3)
     gen = torch.Generator().manual_seed(0)
     C, Cj, L = 4, 5, 3
     for _ in range(30):
@@ -168,6 +169,7 @@ def test_observations_sense_channels_and_opponents():
 
 def test_state_dict_resume_is_exact():
     env = fastmarl.make("jammer_v0", num_envs=4, seed=1, receiver_speed=0.05, num_channels=4)
+    env.reset(seed=1)
     gen = torch.Generator().manual_seed(0)
     acts = [{"target": torch.randint(0, 20, (4, 2), generator=gen),
              "jammer": torch.randint(0, 75, (4, 2), generator=gen)}

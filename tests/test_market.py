@@ -128,6 +128,7 @@ def test_fixed_spread_baseline_beats_random_makers():
 
 def test_state_dict_resumes_exactly():
     env = fastmarl.make("market_v0", num_envs=4, seed=0, num_traders=1, max_cycles=5)
+    env.reset(seed=0)
     gen = torch.Generator().manual_seed(0)
     acts = [{"maker": torch.randint(0, 9, (4, 2), generator=gen), "trader": torch.randint(0, 3, (4, 1), generator=gen)}
             for _ in range(12)]

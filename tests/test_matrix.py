@@ -104,6 +104,7 @@ def test_mixed_strategies():
 def test_custom_three_agent_game_and_render():
     payoff = np.arange(8.0).reshape(2, 2, 2)
     env = MatrixGame(payoff, num_envs=2)
+    env.reset()
     assert env.spec.groups["agent"].num_agents == 3
     ts = env.step({"agent": torch.tensor([[1, 0, 1], [0, 1, 1]])})
     assert ts.reward["agent"][:, 0].tolist() == [5.0, 3.0]

@@ -292,6 +292,7 @@ def test_from_pettingzoo_butterfly_kaz():
     kaz = pytest.importorskip("pettingzoo.butterfly.knights_archers_zombies_v11")
     E, T = 2, 30
     vec = from_pettingzoo(lambda: kaz.parallel_env(max_cycles=T), E, seed=0)
+    vec.reset(seed=0)
     refs = [kaz.parallel_env(max_cycles=T) for _ in range(E)]
     for e, r in enumerate(refs):
         r.reset(seed=sub_seed(0, e))

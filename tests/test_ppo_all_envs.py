@@ -10,7 +10,7 @@ import fastmarl
 from fastmarl.algos.ppo import PPO
 from fastmarl.config import PPOConfig, TrainConfig, resolve
 from fastmarl.envs import list_envs
-from fastmarl.envs.episodes import evaluate_policy
+from fastmarl.envs.episodes import evaluate_policy, headline
 
 CASES = [(e.env_id, algo, cont) for e in list_envs() for algo in ("ippo", "mappo") for cont in (False, True)]
 
@@ -33,4 +33,6 @@ def test_ppo_runs_on_every_env(env_id, algo, continuous):
     assert all(math.isfinite(v) for v in metrics.values()), metrics
     assert {f"policy_loss/{g}" for g in env.spec.groups} <= set(metrics)
     res = evaluate_policy(ppo, fastmarl.make(env_id, num_envs=2, seed=1, continuous_actions=continuous))
-    assert math.isfinite(res["return"]) and res["episodes"] == 2
+    rets = headline(res)  # per group on a competitive env
+    assert rets and all(math.isfinite(v) for v in rets.values()) and res["episodes"] == 2
+    assert ("return" in res) != env.spec.competitive

@@ -73,7 +73,7 @@ def test_python_api_dispatches_on_the_config_type():
 
 @pytest.mark.parametrize("argv,message", [
     (["--algo", "vdn", "--env-kwargs", "continuous_actions=True"], "vdn needs discrete actions"),
-    (["--algo", "qmix", "--total-steps", "0"], "total_steps must be an integer >= 1"),
+    (["--algo", "qmix", "--total-steps", "0"], "--total-steps must be an integer >= 1"),
 ])
 def test_q_cli_errors_say_what_to_do(tmp_path, capsys, argv, message):
     assert main(["train", *argv, "--runs-dir", str(tmp_path)]) == 2

@@ -238,7 +238,7 @@ def test_smoke_spread_recurrent_qmix_with_run_dir(tmp_path):
 def test_iql_on_a_two_group_env_trains_each_group():
     cfg = QConfig(algo="vdn", env="simple_tag_v3", num_envs=4, total_steps=4 * 25 * 2, batch_size=4, buffer_size=8,
                   learning_starts=4, update_interval=25, recurrent=False, hidden_size=16, log_interval=200,
-                  eval_episodes=2)
+                  eval_episodes=2, mixer_groups=["adversary", "agent"])  # each team mixed on its own reward
     res = train_q(cfg)
     assert set(res.learner.agents) == {"adversary", "agent"}
     assert res.metrics["updates"] == 5  # from step 100: 1 + 100 / 25

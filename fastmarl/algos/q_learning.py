@@ -21,9 +21,11 @@ Illegal actions (env action masks) are never taken nor bootstrapped from.
 With ``comm`` (commnet, tarmac, tarmac_broadcast) the agents of a group talk every
 step before the GRU (:class:`GroupQNet`), so ``Q_i`` also sees what the others said.
 
-Groups: every group of the env (e.g. predators and prey) is its own team with
-its own networks, mixer, optimizer and team reward (``team_reward`` of the
-group's agents' rewards), so mixed cooperative-competitive envs train too.
+Groups: every group of the env (e.g. predators and prey) has its own networks,
+optimizer and, for the groups in ``QDerived.mixed_groups`` (``mixer_groups``), its
+own mixer on its team reward (``team_reward`` of the group's agents' rewards); the
+other groups learn as IQL. On a competitive env the mixed groups must be named
+(``fastmarl.config.q``), so that a mixer is a choice there, not a default.
 
 Episode storage (:class:`fastmarl.algos.replay.EpisodeBuffer`), per group ``g``
 with ``A`` agents, ``T`` steps, ``n`` actions, ``D`` observation features:
@@ -221,7 +223,8 @@ class QLearner:
         self.device = torch.device(device)
         self.use_state = cfg.algo == "qmix"
         self.agents = nn.ModuleDict({n: GroupQNet(g, cfg) for n, g in spec.groups.items()}).to(self.device)
-        mixers = {n: make_mixer(cfg, g, spec.state_dim) for n, g in spec.groups.items()}
+        mixers = {n: make_mixer(cfg, g, spec.state_dim) if n in derived.mixed_groups else None
+                  for n, g in spec.groups.items()}
         self.mixers = nn.ModuleDict({n: m for n, m in mixers.items() if m is not None}).to(self.device)
         # running reward statistics per group (standardise_rewards), saved with the weights
         self.reward_norm = nn.ModuleDict({n: RunningMeanStd() for n in spec.groups}).to(self.device)

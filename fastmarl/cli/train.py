@@ -23,7 +23,8 @@ from typing import Callable
 import tyro
 
 from fastmarl.algos.learner import NonFiniteLoss
-from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, config_class
+from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, check_int, config_class, flag_names, with_flags
+from fastmarl.envs.episodes import format_headline, headline
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.rundir import RunDir
 from fastmarl.train.runner import evaluate_run, render_run, train
@@ -34,12 +35,23 @@ _FLAT = (tyro.conf.OmitArgPrefixes,)  # --lr rather than --ppo.lr
 TRAIN_ALGOS: dict[str, tuple[type, str]] = {name: (config_class(name), a.help) for name, a in ALGORITHMS.items()}
 
 
-def _run(cmd: str, fn: Callable[[], int]) -> int:
+def flags(cls: type) -> dict[str, str]:
+    """Config field -> its flag on the command line of ``cls`` (``fastmarl.config.flag_names``)."""
+    return flag_names(cls, _FLAT)
+
+
+def _run(cmd: str, fn: Callable[[], int], cli_class: Callable[[], type | None] = lambda: None) -> int:
+    """``fn()``, with its config, checkpoint and env-construction errors (which carry their own
+    instructions) printed in one line; a config error names the settings by the flags of
+    ``cli_class()``, the dataclass that the command line was parsed into."""
     try:
         return fn()
     except (ConfigError, CheckpointError, NonFiniteLoss, KeyError, TypeError, ValueError) as e:
         # config, checkpoint and env-construction errors carry their own instructions
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        cls = cli_class() if isinstance(e, ConfigError) and e.fields else None
+        if cls is not None:
+            msg = with_flags(e, flags(cls))
         print(f"fastmarl {cmd}: error: {msg}", file=sys.stderr)
         return 2
 
@@ -69,6 +81,7 @@ def train_main(argv: list[str]) -> int:
         return 0
     if known.help:
         rest.append("--help")
+    parsed_into: list[type] = []
 
     def go() -> int:
         default = RunDir.open(known.resume).read_config() if known.resume else None
@@ -77,6 +90,7 @@ def train_main(argv: list[str]) -> int:
                               "(leave --algo out)")
         algo = default.algo if default is not None else (known.algo or DEFAULT_ALGO)
         cls, help_ = TRAIN_ALGOS[algo]
+        parsed_into.append(cls)
         if default is None:
             default = cls(algo=algo, runs_dir="runs")
         cfg = tyro.cli(cls, args=rest, default=default, prog=f"fastmarl train --algo {algo}", config=_FLAT,
@@ -90,13 +104,13 @@ def train_main(argv: list[str]) -> int:
         ev = res.final_eval
         if ev:
             names = {"det": "deterministic", "stoch": "stochastic"}
-            modes = [m for m in names if f"return_{m}" in ev]
-            summary += "\nfinal eval return per agent: " + ", ".join(f"{names[m]} {ev[f'return_{m}']:.2f}"
+            modes = [m for m in names if headline(ev, f"return_{m}")]
+            summary += "\nfinal eval return per agent: " + "; ".join(f"{names[m]} {format_headline(ev, f'return_{m}')}"
                                                                      for m in modes)
         print(summary)
         return 0
 
-    return _run("train", go)
+    return _run("train", go, lambda: parsed_into[-1] if parsed_into else None)
 
 
 @dataclass
@@ -119,18 +133,31 @@ def eval_main(argv: list[str]) -> int:
     args = tyro.cli(EvalArgs, args=list(argv), prog="fastmarl eval")
 
     def go() -> int:
+        _check_episode_args(args)
         res = evaluate_run(args.run, args.episodes, args.checkpoint, args.seed)
         if args.json:
             print(json.dumps(res))
         else:
             print(f"{args.run} @ step {int(res['step']):,}, {args.episodes} episodes, return per agent:")
             for mode in ("det", "stoch"):
-                extra = "  ".join(f"{k}={v:.2f}" for k, v in res.items() if k.startswith(f"return_{mode}/"))
-                print(f"  {'deterministic' if mode == 'det' else 'stochastic':<13} {res[f'return_{mode}']:8.2f} "
-                      f"± {res[f'return_std_{mode}']:.2f}  {extra}")
+                label = "deterministic" if mode == "det" else "stochastic"
+                if f"return_{mode}" in res:
+                    extra = "  ".join(f"{k}={v:.2f}" for k, v in res.items() if k.startswith(f"return_{mode}/"))
+                    print(f"  {label:<13} {res[f'return_{mode}']:8.2f} ± {res[f'return_std_{mode}']:.2f}  {extra}")
+                else:  # a competitive env: each group's own return, never their mean
+                    print(f"  {label:<13} " + "  ".join(
+                        f"{k.partition('/')[2]} {v:.2f} ± {res.get(f'return_std_{mode}/' + k.partition('/')[2], 0.0):.2f}"
+                        for k, v in headline(res, f"return_{mode}").items()))
         return 0
 
-    return _run("eval", go)
+    return _run("eval", go, lambda: EvalArgs)
+
+
+def _check_episode_args(args: "EvalArgs | RenderArgs") -> None:
+    if hasattr(args, "episodes"):
+        check_int("episodes", args.episodes, 1)
+    if args.seed is not None:
+        check_int("seed", args.seed, 0)
 
 
 @dataclass
@@ -153,8 +180,9 @@ def render_main(argv: list[str]) -> int:
     args = tyro.cli(RenderArgs, args=list(argv), prog="fastmarl render")
 
     def go() -> int:
+        _check_episode_args(args)
         path = render_run(args.run, args.out, args.checkpoint, deterministic=not args.stochastic, seed=args.seed)
         print(f"wrote {path}")
         return 0
 
-    return _run("render", go)
+    return _run("render", go, lambda: RenderArgs)

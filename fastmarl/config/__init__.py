@@ -26,13 +26,18 @@ from fastmarl.config.base import (
     ConfigError,
     EnvKwargs,
     StepCount,
+    check_at_least,
+    check_env_settings,
+    check_finite,
     check_int,
     check_positive,
     check_run,
     check_unit,
     config_from_dict,
     config_key_kind,
+    flag_names,
     parse_env_kwargs,
+    with_flags,
 )
 from fastmarl.config.happo import HAPPOConfig, HAPPOTrainConfig, resolve_happo
 from fastmarl.config.offpolicy import DDPGConfig, OffPolicyConfig, OffPolicyDerived, SACConfig, validate_offpolicy
@@ -66,8 +71,7 @@ __all__ = [
     "ALGORITHMS", "ALGO_DEFAULTS", "DEFAULT_ALGO", "EVAL_SEED_OFFSET", "FAMILIES", "AlgoSpec", "ConfigError",
     "DDPGConfig", "Derived", "EnvKwargs", "HAPPOConfig", "HAPPOTrainConfig", "OffPolicyConfig", "OffPolicyDerived",
     "PPOConfig", "QConfig", "QDerived", "RunConfig", "SACConfig", "StepCount", "TabularConfig", "applicable_algorithms",
-    "validate_offpolicy",
-    "TrainConfig", "algo_spec", "check_int", "check_positive", "check_run", "check_unit", "config_class",
-    "config_from_dict", "config_from_saved", "config_key_kind", "parse_env_kwargs", "resolve", "resolve_happo",
-    "validate_q_config",
+    "validate_offpolicy", "TrainConfig", "algo_spec", "check_at_least", "check_env_settings", "check_finite",
+    "check_int", "check_positive", "check_run", "check_unit", "config_class", "config_from_dict", "config_from_saved",
+    "config_key_kind", "flag_names", "parse_env_kwargs", "resolve", "resolve_happo", "validate_q_config", "with_flags",
 ]

@@ -13,18 +13,29 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import re
 import typing
+import warnings
 from typing import Annotated, Any
 
 import tyro
+import tyro.extras
 
-from fastmarl.envs.api import check_known_keys
+from fastmarl.envs.api import EnvSpec, check_device, check_known_keys, memory_available
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
 
 
 class ConfigError(ValueError):
-    """An invalid setting or combination of settings; the message says how to fix it."""
+    """An invalid setting or combination of settings; the message says how to fix it.
+
+    ``fields``: the config fields the message names (dotted, e.g. ``"ppo.num_steps"``), so that
+    the command line can name them by their flags instead (``--num-steps``)."""
+
+    def __init__(self, message: str, fields: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.fields = tuple(fields)
 
 
 def _parse_count(args: list[str]) -> int:
@@ -81,32 +92,104 @@ def config_from_dict(cls: type, d: Any, where: str = ""):
     return cls(**kw)
 
 
+def flag_names(cls: type, config: tuple = ()) -> dict[str, str]:
+    """Config field (dotted, as ``ConfigError.fields`` names it: ``"ppo.num_steps"``) -> its flag on
+    a command line parsed into ``cls`` by tyro with ``config`` (``"--num-steps"``), read from the
+    parser tyro builds for it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tyro 1.0 deprecates get_parser, not its parser
+        parser = tyro.extras.get_parser(cls, config=config)
+    return {a.dest.replace("-", "_"): a.option_strings[-1] if a.option_strings[0].startswith("--no-")
+            else a.option_strings[0] for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def with_flags(e: ConfigError, names: dict[str, str]) -> str:
+    """``e``'s message with each field it names written as its flag (``names``: ``flag_names``):
+    every occurrence of a dotted or snake_case name, the first of a plain word (``device``: the
+    message starts with it)."""
+    msg = str(e)
+    for name in getattr(e, "fields", ()):
+        if name in names:
+            msg = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w-])", names[name], msg,
+                         count=0 if "." in name or "_" in name else 1)
+    return msg
+
+
 # -- checks ---------------------------------------------------------------------------
+
+# Each check names the field (``name``, dotted for nested configs) first in its message and in
+# ConfigError.fields: ``fastmarl train`` shows the field's flag there instead.
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def check_int(name: str, value: Any, low: int) -> None:
     """``value`` is an int (not a bool) >= ``low``."""
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}", (name,))
 
 
 def check_unit(name: str, value: Any, what: str = "must be in [0, 1]") -> None:
     """``value`` is a number in [0, 1] (a probability, a discount, a mixing weight)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(f"{name} {what}, got {value!r}")
+    if not _number(value) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} {what}, got {value!r}", (name,))
 
 
 def check_positive(name: str, value: Any, what: str = "must be > 0") -> None:
-    """``value`` is a number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{name} {what}, got {value!r}")
+    """``value`` is a finite number > 0."""
+    if not _number(value) or not value > 0:
+        raise ConfigError(f"{name} {what}, got {value!r}", (name,))
 
 
-def check_run(cfg: Any, log_interval_low: int = 0) -> None:
-    """The settings every run has (``env_kwargs``, ``num_envs``, ``total_steps``, the intervals,
-    ``eval_episodes``, ``keep_checkpoints``, ``threads``), for every algorithm's config."""
-    for name, low in [("num_envs", 1), ("total_steps", 1), ("eval_episodes", 1), ("keep_checkpoints", 1),
-                      ("eval_interval", 0), ("log_interval", log_interval_low), ("checkpoint_interval", 0)]:
-        check_int(name, getattr(cfg, name), low)
+def check_at_least(name: str, value: Any, low: float) -> None:
+    """``value`` is a finite number >= ``low``."""
+    if not _number(value) or not value >= low:
+        raise ConfigError(f"{name} must be a finite number >= {low}, got {value!r}", (name,))
+
+
+def check_finite(name: str, value: Any) -> None:
+    """``value`` is a finite number."""
+    if not _number(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}", (name,))
+
+
+GiB = 2 ** 30
+MEMORY_MARGIN = 0.8  # a run may plan on this share of the free memory (the env, torch and Python need the rest)
+
+
+def check_memory(what: str, need: int, per_env: int, cfg: Any, spec: EnvSpec, advice: str = "") -> None:
+    """Refuse, before anything is allocated, a run whose estimated memory ``need`` (bytes, of which
+    ``per_env`` per env of ``num_envs``) exceeds MEMORY_MARGIN of what ``cfg.device`` has free,
+    in one line naming the settings that fit; a run on an env with image observations says that
+    they are flattened into MLP inputs."""
+    avail = memory_available(cfg.device)
+    if avail is None or need <= MEMORY_MARGIN * avail:
+        return
+    budget = MEMORY_MARGIN * avail
+    fit = int((budget - (need - per_env * cfg.num_envs)) // per_env) if per_env else 0
+    sizes = {g.name: g.obs_dim for g in spec.groups.values()}
+    images = [g.name for g in spec.groups.values() if g.image_observations]
+    hint = f"--num-envs {fit} fits" if fit >= 1 else "even one env does not fit"
+    seen = (f"; the observations of {images} are images flattened into MLP inputs ({sizes} floats per agent)"
+            if images else f"; observation floats per agent: {sizes}")
+    raise ConfigError(f"{what} needs about {need / GiB:.1f} GiB, more than {MEMORY_MARGIN:.0%} of the "
+                      f"{avail / GiB:.1f} GiB free on {cfg.device} (num_envs={cfg.num_envs}): {hint}{advice}{seen}",
+                      ("num_envs",))
+
+
+def check_env_settings(cfg: Any) -> None:
+    """What setting up the run uses before its learner is validated (``threads``, ``num_envs``,
+    ``seed``, ``device``, ``env_kwargs``): checked first, so that a bad value is named as the
+    setting it is rather than failing inside torch or the env."""
+    if cfg.threads is not None:
+        check_int("threads", cfg.threads, 1)
+    check_int("num_envs", cfg.num_envs, 1)
+    check_int("seed", cfg.seed, 0)
+    try:
+        check_device(cfg.device)
+    except ValueError as e:
+        raise ConfigError(str(e), ("device",)) from None
     if not isinstance(cfg.env_kwargs, dict):
         raise ConfigError(f"env_kwargs must be a mapping of keyword arguments, got {cfg.env_kwargs!r}")
     for k, v in cfg.env_kwargs.items():
@@ -115,5 +198,12 @@ def check_run(cfg: Any, log_interval_low: int = 0) -> None:
         except TypeError:
             raise ConfigError(f"env kwarg {k}={v!r} cannot be saved in the run's config.json; use JSON values "
                               "(numbers, strings, booleans, None, lists)") from None
-    if cfg.threads is not None:
-        check_int("threads", cfg.threads, 1)
+
+
+def check_run(cfg: Any, log_interval_low: int = 0) -> None:
+    """The settings every run has (``check_env_settings``, ``total_steps``, the intervals,
+    ``eval_episodes``, ``keep_checkpoints``), for every algorithm's config."""
+    check_env_settings(cfg)
+    for name, low in [("total_steps", 1), ("eval_episodes", 1), ("keep_checkpoints", 1),
+                      ("eval_interval", 0), ("log_interval", log_interval_low), ("checkpoint_interval", 0)]:
+        check_int(name, getattr(cfg, name), low)

@@ -21,7 +21,10 @@ from fastmarl.config.base import (
     ConfigError,
     EnvKwargs,
     StepCount,
+    check_at_least,
+    check_finite,
     check_int,
+    check_memory,
     check_positive,
     check_run,
     check_unit,
@@ -183,13 +186,29 @@ def _check_dial(p: PPOConfig) -> None:
         changed = [f"ppo.{k}" for k in DIAL_FIELDS if getattr(p, k) != getattr(PPOConfig, k)]
         if changed:
             raise ConfigError(f"{', '.join(changed)} configure the DIAL channel, but ppo.comm={p.comm!r}; use "
-                              "--comm dial (or leave them at their defaults)")
+                              "ppo.comm='dial' (or leave them at their defaults)", (*changed, "ppo.comm"))
         return
     check_int("ppo.dial_vocab_size", p.dial_vocab_size, 2)
     check_int("ppo.dial_message_length", p.dial_message_length, 1)
     check_positive("ppo.dial_temperature", p.dial_temperature)
     for name in ("dial_flip_prob", "dial_drop_prob"):
         check_unit(f"ppo.{name}", getattr(p, name), "is a probability in [0, 1]")
+
+
+def _check_ppo_memory(cfg: TrainConfig, spec: EnvSpec, centralized: bool) -> None:
+    """A lower bound of a PPO run's memory, float32 throughout: the rollout's observations (and
+    global states), one minibatch's critic inputs (each agent's copy of the state, and its
+    gradient) and the first layers' weights with their Adam moments and gradients."""
+    p, f = cfg.ppo, 4
+    per_step = sum(g.num_agents * g.obs_dim for g in spec.groups.values()) + (spec.state_dim if centralized else 0)
+    critic_in = {g.name: (spec.state_dim + (g.obs_dim if p.critic_obs else 0)) if centralized else g.obs_dim
+                 for g in spec.groups.values()}
+    per_env = f * p.num_steps * (per_step + 2 * sum(g.num_agents * critic_in[g.name] for g in spec.groups.values())
+                                 // p.num_minibatches)
+    nets = 1 if p.share_params else max(g.num_agents for g in spec.groups.values())
+    weights = f * 4 * nets * p.hidden_size * sum(g.obs_dim + critic_in[g.name] for g in spec.groups.values())
+    advice = ", or --algo ippo (its critics see each agent's observation, not the global state)" if centralized else ""
+    check_memory(f"{cfg.algo} on {spec.env_id}", per_env * cfg.num_envs + weights, per_env, cfg, spec, advice)
 
 
 def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
@@ -205,7 +224,8 @@ def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
     check_int("message_bits", cfg.message_bits, 0)
     if not cfg.message_bits and (cfg.message_flip_prob or cfg.message_drop_prob):
         raise ConfigError("message_flip_prob / message_drop_prob describe the env's message channel, "
-                          "which is off; add one with --message-bits 1 (or more)")
+                          "which is off; add one with message_bits 1 (or more)",
+                          ("message_flip_prob", "message_drop_prob", "message_bits"))
     if cfg.comm_range is not None:
         check_positive("comm_range", cfg.comm_range, "must be a positive distance or None")
         if not cfg.message_bits and p.comm == "none":
@@ -218,8 +238,9 @@ def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
         check_positive(f"ppo.{name}", getattr(p, name))
     for name in ("gamma", "gae_lambda"):
         check_unit(f"ppo.{name}", getattr(p, name))
-    if p.vf_coef < 0 or p.ent_coef < 0:
-        raise ConfigError("ppo.vf_coef and ppo.ent_coef must be >= 0")
+    for name in ("vf_coef", "ent_coef"):
+        check_at_least(f"ppo.{name}", getattr(p, name), 0.0)
+    check_finite("ppo.log_std_init", p.log_std_init)
 
     if algo.needs_state and spec.state_dim == 0:
         raise ConfigError(f"{cfg.algo} needs a global state for its centralized critic, but {spec.env_id} has "
@@ -254,6 +275,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
     elif steps_per_iteration % p.num_minibatches:
         raise ConfigError(f"num_envs * num_steps = {steps_per_iteration} must be divisible by "
                           f"num_minibatches={p.num_minibatches}")
+    _check_ppo_memory(cfg, spec, algo.centralized_critic)
     num_iterations = -(-cfg.total_steps // steps_per_iteration)
     return Derived(
         steps_per_iteration=steps_per_iteration,

@@ -17,8 +17,18 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from fastmarl.config.algorithms import algo_spec
-from fastmarl.config.base import ConfigError, EnvKwargs, StepCount, check_int, check_run, config_from_dict
-from fastmarl.envs.api import EnvSpec
+from fastmarl.config.base import (
+    ConfigError,
+    EnvKwargs,
+    StepCount,
+    check_at_least,
+    check_int,
+    check_positive,
+    check_run,
+    check_unit,
+    config_from_dict,
+)
+from fastmarl.envs.api import EnvSpec, check_known_keys
 
 
 @dataclass
@@ -74,6 +84,10 @@ class QConfig:
     """soft target update rate: target <- tau * online + (1 - tau) * target"""
     team_reward: Literal["mean", "sum"] = "mean"
     """VDN/QMIX: the team reward of a group is the mean (or sum) of its agents' rewards"""
+    mixer_groups: list[str] | None = None
+    """VDN/QMIX: the groups whose agents' utilities are mixed (one mixer per group, trained on the group's team
+    reward); the other groups learn independently, as IQL. None: every group, on a cooperative env; on a
+    competitive env (opposing teams, e.g. simple_tag's adversary and agent) they must be named"""
     standardise_rewards: bool | None = None
     """train on (r - mean) / std with running statistics of the rewards (EPyMARL's option); the shift changes
     the optimal policy where episodes can end early. None: the algo's default (ALGO_DEFAULTS: on for qmix,
@@ -160,6 +174,7 @@ class QDerived:
     td_lambda: float = 0.0
     standardise_rewards: bool = False
     state_clip: float = 0.0  # 0: the mixer sees the raw state
+    mixed_groups: tuple[str, ...] = ()  # the groups with a mixer (VDN/QMIX); the others are IQL
 
 
 # per-algo values of the settings left None in QConfig. QMIX on simple_spread_v3 (N=3), 1M env steps, seed 0,
@@ -185,24 +200,23 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
                       ("num_layers", 0), ("mixer_embed", 1), ("hypernet_embed", 1), ("comm_rounds", 1)]:
         check_int(name, getattr(cfg, name), low)
     if cfg.hypernet_layers not in (1, 2):
-        raise ConfigError(f"hypernet_layers must be 1 or 2, got {cfg.hypernet_layers}")
+        raise ConfigError(f"hypernet_layers must be 1 or 2, got {cfg.hypernet_layers!r}", ("hypernet_layers",))
     for name in ("gamma", "epsilon_start", "epsilon_end", "td_lambda"):
-        v = getattr(cfg, name)
-        if v is not None and not 0.0 <= v <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {v}")
-    if not cfg.lr > 0 or not cfg.grad_clip > 0:
-        raise ConfigError(f"lr and grad_clip must be > 0, got {cfg.lr}, {cfg.grad_clip}")
-    if cfg.state_clip is not None and (isinstance(cfg.state_clip, bool) or not cfg.state_clip >= 0.0):
-        raise ConfigError(f"state_clip must be >= 0 (0: the raw state) or None (the algo's default), got "
-                          f"{cfg.state_clip!r}")
-    if cfg.target_update == "soft" and not 0.0 < cfg.tau <= 1.0:
-        raise ConfigError(f"tau must be in (0, 1] for soft target updates, got {cfg.tau}")
+        if getattr(cfg, name) is not None:
+            check_unit(name, getattr(cfg, name))
+    for name in ("lr", "grad_clip"):
+        check_positive(name, getattr(cfg, name))
+    if cfg.state_clip is not None:
+        check_at_least("state_clip", cfg.state_clip, 0.0)  # 0: the raw state; None: the algo's default
+    if not (isinstance(cfg.tau, (int, float)) and 0.0 < cfg.tau <= 1.0):  # also with hard updates: a typo is a typo
+        raise ConfigError(f"tau must be in (0, 1] (the soft target update rate), got {cfg.tau!r}", ("tau",))
     if cfg.target_update not in ("hard", "soft") or cfg.optimizer not in ("adam", "rmsprop") or \
             cfg.team_reward not in ("mean", "sum"):
         raise ConfigError("target_update must be 'hard' or 'soft', optimizer 'adam' or 'rmsprop', team_reward "
                           "'mean' or 'sum'")
     if cfg.buffer_size < cfg.batch_size:
-        raise ConfigError(f"buffer_size ({cfg.buffer_size}) must hold at least one batch ({cfg.batch_size} episodes)")
+        raise ConfigError(f"buffer_size ({cfg.buffer_size}) must hold at least one batch (batch_size "
+                          f"{cfg.batch_size} episodes)", ("buffer_size", "batch_size"))
     for g in spec.groups.values():
         if not g.discrete:
             raise ConfigError(f"{cfg.algo} needs discrete actions, but group {g.name!r} of {spec.env_id} has "
@@ -223,7 +237,7 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
         raise ConfigError(f"{spec.env_id} has no episode limit (max_episode_steps None): set max_seq_len to the "
                           "length of the stored sequences (longer episodes are cut into chunks)")
     if not isinstance(T, int) or T < 1:
-        raise ConfigError(f"max_seq_len must be a positive int, got {T!r}")
+        raise ConfigError(f"max_seq_len must be a positive int, got {T!r}", ("max_seq_len",))
     masks = {n: bool(spec.has_action_mask and cfg.action_masks is not False) for n in spec.groups}
     algo_default = ALGO_DEFAULTS[cfg.algo]
     lam = float(cfg.td_lambda if cfg.td_lambda is not None else algo_default["td_lambda"])
@@ -231,4 +245,34 @@ def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
     clip = float(cfg.state_clip if cfg.state_clip is not None else algo_default["state_clip"])
     if not algo.needs_state:
         clip = 0.0  # only QMIX's mixer reads the state
-    return QDerived(max_seq_len=T, action_masks=masks, td_lambda=lam, standardise_rewards=std, state_clip=clip)
+    return QDerived(max_seq_len=T, action_masks=masks, td_lambda=lam, standardise_rewards=std, state_clip=clip,
+                    mixed_groups=_mixed_groups(cfg, spec))
+
+
+def _mixed_groups(cfg: QConfig, spec: EnvSpec) -> tuple[str, ...]:
+    """The groups that get a mixer: ``mixer_groups``, or every group of a cooperative env. A
+    competitive env needs them named: one mixer per group there trains each team on its own
+    reward, which is a choice (e.g. a QMIX team against IQL opponents), not a default."""
+    if cfg.algo == "iql":
+        if cfg.mixer_groups is not None:
+            raise ConfigError("mixer_groups names the groups that VDN/QMIX mix, but iql has no mixer; leave "
+                              "mixer_groups unset, or use algo vdn or qmix", ("mixer_groups",))
+        return ()
+    if cfg.mixer_groups is None:
+        if spec.competitive:
+            teams = " vs ".join("+".join(t) for t in spec.team_groups)
+            raise ConfigError(
+                f"{cfg.algo} on {spec.env_id}: its groups are opposing teams ({teams}), and a mixer learns the joint "
+                f"value of one team's reward; say which groups the mixer serves with mixer_groups (e.g. "
+                f"{spec.team_groups[0][0]}: the other groups then learn independently, as IQL; naming every group "
+                "mixes each team on its own reward), or use algo iql. Returns are reported per group",
+                ("mixer_groups",))
+        return tuple(spec.groups)
+    if isinstance(cfg.mixer_groups, str) or not cfg.mixer_groups:
+        raise ConfigError(f"mixer_groups must be a non-empty list of group names of {spec.env_id} "
+                          f"({list(spec.groups)}), got {cfg.mixer_groups!r}", ("mixer_groups",))
+    try:
+        check_known_keys(cfg.mixer_groups, spec.groups, f"group of {spec.env_id} in mixer_groups", ConfigError)
+    except ConfigError as e:
+        raise ConfigError(str(e), ("mixer_groups",)) from None
+    return tuple(g for g in spec.groups if g in cfg.mixer_groups)

@@ -62,6 +62,14 @@ class GroupSpec:
     agents: tuple[str, ...]
     observation_space: gym.spaces.Box
     action_space: gym.spaces.Space
+    source_shape: tuple[int, ...] | None = None
+    """the shape of the observation before it was flattened into ``observation_space`` (a
+    PettingZoo env's image, e.g. (H, W, C)); None: not flattened"""
+
+    @property
+    def image_observations(self) -> bool:
+        """The observations are images (their own shape, or the one they were flattened from)."""
+        return is_image_shape(self.source_shape or self.observation_space.shape)
 
     @property
     def num_agents(self) -> int:
@@ -94,6 +102,10 @@ class EnvSpec:
         max_episode_steps: episode length limit (truncation), or None.
         has_action_mask: whether TimeStep.action_mask is provided.
         has_alive_mask: whether TimeStep.alive is provided (agents can die).
+        teams: the groups that share an objective, one tuple of group names per team, every
+            group in exactly one; None: one team of every group (a cooperative env). More than
+            one team (``competitive``): returns are reported per group, never averaged over
+            opposing teams, and a value-mixing learner must be told which groups it mixes.
     """
 
     env_id: str
@@ -102,6 +114,24 @@ class EnvSpec:
     max_episode_steps: int | None
     has_action_mask: bool = False
     has_alive_mask: bool = False
+    teams: tuple[tuple[str, ...], ...] | None = None
+
+    def __post_init__(self):
+        if self.teams is not None:
+            flat = [g for team in self.teams for g in team]
+            if sorted(flat) != sorted(self.groups) or any(not team for team in self.teams):
+                raise ValueError(f"{self.env_id}: teams {self.teams} must put every group of {list(self.groups)} "
+                                 "in exactly one (non-empty) team")
+
+    @property
+    def team_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The teams (``teams``, or one team of every group)."""
+        return self.teams if self.teams is not None else (tuple(self.groups),)
+
+    @property
+    def competitive(self) -> bool:
+        """More than one team: the groups do not all share one objective."""
+        return len(self.team_groups) > 1
 
     @property
     def agents(self) -> tuple[str, ...]:
@@ -116,6 +146,16 @@ class EnvSpec:
         check_known_keys([agent], self.agents, f"agent of {self.env_id}", KeyError)
         g = next(g for g in self.groups.values() if agent in g.agents)
         return g.name, g.agents.index(agent)
+
+
+def restrict_teams(teams: tuple[tuple[str, ...], ...] | None, groups: Iterable[str]
+                   ) -> tuple[tuple[str, ...], ...] | None:
+    """``teams`` with only the groups in ``groups`` (the others scripted away or absent), empty teams
+    dropped; None stays None."""
+    if teams is None:
+        return None
+    keep = set(groups)
+    return tuple(t for t in (tuple(g for g in team if g in keep) for team in teams) if t)
 
 
 @dataclass
@@ -140,6 +180,88 @@ class TimeStep:
 
 class ActionError(ValueError):
     """An action given to ``step`` is malformed; the env state is unchanged."""
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine can use: cpu, each CUDA GPU (cuda:0, ...), mps."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def memory_available(device: str | torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: the GPU's free memory (CUDA), the system's
+    ``MemAvailable`` (cpu, Linux); None where it cannot be read."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(dev)[0])
+    if dev.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def is_image_shape(shape: tuple[int, ...]) -> bool:
+    """Shaped like an image: (H, W) or (H, W, C) / (C, H, W) with C <= 4, H and W >= 8."""
+    if len(shape) not in (2, 3):
+        return False
+    dims = sorted(shape)
+    return dims[-2] >= 8 and (len(shape) == 2 or dims[0] <= 4)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device``; ValueError in one line, naming the device, why it cannot
+    be used and the devices that can, when this machine or this PyTorch build lacks it (instead
+    of torch's assertion from deep inside the first tensor made there)."""
+    avail = ", ".join(available_devices())
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a torch device ({str(e).splitlines()[0]}); available: {avail}") \
+            from None
+    why = None
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            why = f"this PyTorch ({torch.__version__}) was built without CUDA"
+        elif not torch.cuda.is_available():
+            why = "no CUDA GPU is visible (driver missing, or CUDA_VISIBLE_DEVICES hides them)"
+        elif dev.index is not None and dev.index >= torch.cuda.device_count():
+            why = f"this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_built():
+            why = f"this PyTorch ({torch.__version__}) was built without MPS (Apple GPUs)"
+        elif not torch.backends.mps.is_available():
+            why = "MPS needs an Apple-silicon Mac with macOS 12.3 or later"
+    elif dev.type not in ("cpu", "meta"):
+        backend = getattr(torch, dev.type, None)
+        is_available = getattr(backend, "is_available", None)
+        if callable(is_available) and not is_available():
+            why = f"torch.{dev.type}.is_available() is False"
+    if why is not None:
+        raise ValueError(f"device {str(device)!r} is not available: {why}; available: {avail}")
+    return dev
+
+
+class ResetNeeded(RuntimeError):
+    """``step`` was called before the env's first ``reset`` (or ``load_state_dict``)."""
+
+
+def require_reset(env: Any) -> None:
+    """Raise ResetNeeded unless ``env`` was reset (``env._was_reset``, set by its ``reset`` and
+    ``load_state_dict``): a constructor's placeholder state is not a seeded episode start, and
+    stepping it would give a run that no seed reproduces. (Wrappers rely on the env they wrap.)"""
+    if not getattr(env, "_was_reset", False):
+        raise ResetNeeded(f"{env.spec.env_id}: step() was called before reset(); call env.reset(seed=...) first "
+                          "(it returns the first observations), then step()")
 
 
 def check_known_keys(given: Iterable[str], known: Iterable[str], what: str,

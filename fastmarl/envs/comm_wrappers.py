@@ -222,7 +222,7 @@ class BroadcastChannel:
         S = self.num_speakers
         state_dim = spec.state_dim + S * self.message_dim if spec.state_dim > 0 else 0
         self.spec = EnvSpec(spec.env_id, groups, state_dim, spec.max_episode_steps, spec.has_action_mask,
-                            spec.has_alive_mask)
+                            spec.has_alive_mask, spec.teams)
         self._inner_spec = spec
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(_SEED_OFFSET)

@@ -7,6 +7,10 @@ training loop, experiments) and the scripted reference policies alike.
 Return convention (mpe2's): an agent's return is its summed reward over the
 episode; an episode's return is the mean over agents (``return``), or over the
 agents of one group (``return/<group>``, the useful number on competitive tasks).
+On a competitive env (``EnvSpec.competitive``: more than one team) there is no
+``return`` (nor ``return_std``): a mean over opposing teams means nothing (+3.75
+for the predators and -58.6 for the prey of simple_tag average to -11.84), so the
+headline numbers are the groups' own (``headline``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,23 @@ import torch
 from fastmarl.envs.api import EnvSpec, Policy, TimeStep
 
 
+def headline(row: dict[str, float], key: str = "return") -> dict[str, float]:
+    """The headline returns of a metrics or evaluation row: ``{key: value}`` when it has ``key``
+    (one team), else every per-group ``key/<group>`` (a competitive env); ``key`` e.g.
+    ``"return"`` or ``"return_det"``."""
+    if key in row:
+        return {key: row[key]}
+    return {k: v for k, v in row.items() if k.startswith(key + "/")}
+
+
+def format_headline(row: dict[str, float], key: str = "return") -> str:
+    """``headline`` in words: ``"-11.84"``, or ``"adversary 3.75, agent -58.60"`` per group; ``"-"`` if none."""
+    rets = headline(row, key)
+    if not rets:
+        return "-"
+    return ", ".join(f"{k.partition('/')[2] + ' ' if '/' in k else ''}{v:.2f}" for k, v in rets.items())
+
+
 class EpisodeTracker:
     """Accumulates per-env returns on the device; ``pop()`` syncs once per call.
 
@@ -30,6 +51,7 @@ class EpisodeTracker:
     def __init__(self, spec: EnvSpec, num_envs: int, device: torch.device | str):
         self.groups = {n: g.num_agents for n, g in spec.groups.items()}
         self.num_agents = spec.num_agents
+        self.competitive = spec.competitive
         z = lambda *s: torch.zeros(*s, device=device)  # noqa: E731
         self.running = {n: z(num_envs) for n in self.groups}  # (E,) summed reward of all agents of the group
         self.length = z(num_envs)
@@ -49,13 +71,14 @@ class EpisodeTracker:
         self.done_count += d.sum()
 
     def pop(self) -> dict[str, float]:
-        """Mean return (per agent), per-group returns and length of the episodes
-        completed since the last call; ``{}`` if none completed."""
+        """Mean return (per agent; not on a competitive env), per-group returns and length of the
+        episodes completed since the last call; ``{}`` if none completed."""
         count = self.done_count.item()
         out: dict[str, float] = {}
         if count > 0:
             total = sum(self.done_returns.values())
-            out["return"] = float(total) / count / self.num_agents
+            if not self.competitive:
+                out["return"] = float(total) / count / self.num_agents
             if len(self.groups) > 1:
                 for n, a in self.groups.items():
                     out[f"return/{n}"] = self.done_returns[n].item() / count / a
@@ -78,7 +101,8 @@ class EpisodeTracker:
 def evaluate_policy(policy: Policy, env, deterministic: bool = True, seed: int = 0,
                     max_steps: int | None = None) -> dict[str, float]:
     """Run one episode in each of ``env.num_envs`` envs (so N episodes = an env
-    with num_envs=N); return mean/std of the per-agent return, per-group means
+    with num_envs=N); return mean/std of the per-agent return (on a competitive env: of each
+    group's, ``return/<g>`` and ``return_std/<g>``, and no overall one), per-group means
     and the mean episode length. The env is reset with ``seed``, so the same seed
     gives the same start states: comparisons between checkpoints are paired."""
     spec: EnvSpec = env.spec
@@ -103,12 +127,17 @@ def evaluate_policy(policy: Policy, env, deterministic: bool = True, seed: int =
         if (step + 1) % 8 == 0 or step + 1 == spec.max_episode_steps:
             if bool(finished.all()):
                 break
-    per_agent = sum(returns.values()) / spec.num_agents
-    out = {"return": per_agent.mean().item(), "return_std": per_agent.std().item() if E > 1 else 0.0,
-           "episode_length": length.mean().item(), "episodes": float(finished.sum().item())}
+    out: dict[str, float] = {}
+    if not spec.competitive:
+        per_agent = sum(returns.values()) / spec.num_agents
+        out = {"return": per_agent.mean().item(), "return_std": per_agent.std().item() if E > 1 else 0.0}
+    out.update({"episode_length": length.mean().item(), "episodes": float(finished.sum().item())})
     if len(spec.groups) > 1:
         for n, g in spec.groups.items():
-            out[f"return/{n}"] = (returns[n] / g.num_agents).mean().item()
+            group = returns[n] / g.num_agents
+            out[f"return/{n}"] = group.mean().item()
+            if spec.competitive:
+                out[f"return_std/{n}"] = group.std().item() if E > 1 else 0.0
     return out
 
 

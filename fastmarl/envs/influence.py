@@ -68,6 +68,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -176,7 +177,7 @@ class InfluenceEnv:
         act = gym.spaces.Box(0.0, 1.0, (K * L,), np.float32) if self.continuous_actions else gym.spaces.Discrete(K * L)
         self.spec = EnvSpec(env_id, {side: GroupSpec(side, tuple(f"{side}_{i}" for i in range(A)), box,
                                                      act) for side in ("blue", "red")},
-                            state_dim=5 * N + 2 * A + 1, max_episode_steps=self.T)
+                            state_dim=5 * N + 2 * A + 1, max_episode_steps=self.T, teams=(("blue",), ("red",)))
         self.side = torch.cat([torch.ones(A), -torch.ones(A)]).to(self.device, self.dtype)  # (2A,) blue then red
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
@@ -189,7 +190,8 @@ class InfluenceEnv:
         self.pushed = torch.zeros(E, 2, N, **f)  # blue, red effort per node last step
         self.left = torch.zeros(E, 2 * A, **f)  # budget left (inf without budget)
         self.t = torch.zeros(E, dtype=torch.long, device=self.device)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     # -- observations and state -----------------------------------------------------
     def _obs(self) -> dict[str, Tensor]:
@@ -237,6 +239,7 @@ class InfluenceEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def apply(self, node: Tensor, effort: Tensor) -> Tensor:
@@ -253,6 +256,7 @@ class InfluenceEnv:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         a = torch.cat([actions["blue"], actions["red"]], 1)  # (E, 2A) or (E, 2A, K L) weights
@@ -308,6 +312,7 @@ class InfluenceEnv:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
 
     def close(self) -> None:
         pass

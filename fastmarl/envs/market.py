@@ -76,6 +76,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -150,7 +151,9 @@ class MarketEnv:
         if self.NT:
             groups["trader"] = GroupSpec("trader", tuple(f"trader_{i}" for i in range(self.NT)),
                                          gym.spaces.Box(-np.inf, np.inf, (6,), np.float32), act(3))
-        self.spec = EnvSpec(env_id, groups, state_dim=9 + 4 * self.M + 2 * self.NT, max_episode_steps=self.T)
+        # makers and traders are paid by each other's trades, with different objectives (general-sum)
+        self.spec = EnvSpec(env_id, groups, state_dim=9 + 4 * self.M + 2 * self.NT, max_episode_steps=self.T,
+                            teams=tuple((g,) for g in groups))
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
         E, P, li = num_envs, self.M + self.NT, dict(dtype=torch.long, device=self.device)
@@ -162,7 +165,8 @@ class MarketEnv:
         self.own = torch.zeros(E, self.M, 2, **f)  # their distances below / above the reference
         self.best, self.flow = torch.zeros(E, 2, **f), torch.zeros(E, 2, **f)  # last fb, fa; buys, sells
         self.t = torch.zeros(E, **li)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     @property
     def reference(self) -> Tensor:
@@ -226,6 +230,7 @@ class MarketEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def _ladder(self, quote: Tensor, capacity: Tensor, priority: Tensor, limit_price: Tensor,
@@ -286,6 +291,7 @@ class MarketEnv:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         E, M = self.num_envs, self.M
@@ -354,6 +360,7 @@ class MarketEnv:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
 
     def close(self) -> None:
         pass

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, require_reset, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import check_kwargs
 
 CLIMBING = [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]
@@ -152,6 +152,7 @@ class MatrixGame:
             mask = reset_mask(mask, E, self.device)
             self._t = torch.where(mask, 0, self._t)
             self._last_action = torch.where(mask[:, None], -1, self._last_action)
+        self._was_reset = True
         obs = self._obs()
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         zeros = torch.zeros(E, self.num_agents, device=self.device, dtype=self.dtype)
@@ -159,6 +160,7 @@ class MatrixGame:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Pay every env its team reward, advance time, auto-reset ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         a = actions[GROUP]
@@ -229,6 +231,7 @@ class MatrixGame:
         self._t = s["t"].to(self.device)
         self._last_action = s["last_action"].to(self.device)
         self._gen.set_state(s["generator"])
+        self._was_reset = True
 
 
 # -- registry factories ----------------------------------------------------------------

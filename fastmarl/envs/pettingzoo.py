@@ -22,7 +22,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, TimeStep, VecEnv, check_known_keys
+from fastmarl.envs.api import EnvSpec, ResetNeeded, TimeStep, VecEnv, check_known_keys
 from fastmarl.envs.registry import make
 
 __all__ = ["to_parallel_env", "to_aec_env", "FastMARLParallelEnv"]
@@ -60,6 +60,7 @@ class FastMARLParallelEnv(ParallelEnv):
         self.render_mode = "rgb_array"  # render() always returns an RGB array
         self.possible_agents = list(spec.agents)
         self.agents: list[str] = []
+        self._was_reset = False
         self._where = {a: (g.name, i) for g in spec.groups.values() for i, a in enumerate(g.agents)}
         # one space object per agent (PettingZoo seeds them per agent)
         self.observation_spaces = {a: copy.deepcopy(spec.groups[g].observation_space) for a, (g, _) in self._where.items()}
@@ -120,6 +121,7 @@ class FastMARLParallelEnv(ParallelEnv):
         else:
             ts = self.env.reset(seed=seed)
         self._pending, self._final_state = None, None
+        self._was_reset = True
         self._load(ts, ts.obs)
         self.agents = self._live(ts)
         return {a: self._agent_obs(a) for a in self.agents}, {a: self._info(a) for a in self.agents}
@@ -147,6 +149,9 @@ class FastMARLParallelEnv(ParallelEnv):
         return {g: torch.from_numpy(v).to(self.env.device) for g, v in arrays.items()}
 
     def step(self, actions: dict[str, Any]):
+        if not self._was_reset:
+            raise ResetNeeded(f"{self.spec.env_id}: step() was called before reset(); call env.reset(seed=...) "
+                              "first (it returns the first observations), then step()")
         if not self.agents:
             raise RuntimeError("the episode is over (env.agents is empty): call reset() before step()")
         ts = self.env.step(self._group_actions(actions))

@@ -10,6 +10,7 @@ everything ``from_pettingzoo`` returns follows the shapes of :mod:`fastmarl.envs
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -19,7 +20,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel, turn_based_aec_to_parallel
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, reset_mask, validate_actions
+from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_device, require_reset, reset_mask, validate_actions
 from fastmarl.envs.mpe.core import group_of_name
 
 __all__ = ["from_pettingzoo", "PettingZooVecEnv", "sub_seed"]
@@ -119,16 +120,23 @@ class PettingZooVecEnv:
       continues) with ``final_obs`` / ``final_state`` kept.
 
     ``state()`` is the env's ``state()`` flattened to float32, when it has one;
-    otherwise ``spec.state_dim == 0`` and ``state()`` raises.
+    otherwise ``spec.state_dim == 0`` and ``state()`` raises. ``final_state`` is
+    filled only with ``need_state=True`` (a learner that reads the state: MAPPO,
+    QMIX); an env whose ``state()`` raises once its episode is over then gets its
+    last good state (with one warning naming the env).
     Seeding: ``reset(seed=s)`` resets env ``i`` with seed ``sub_seed(s, i)``.
     """
 
     def __init__(self, env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
-                 seed: int | None = None, group_fn: Callable[[str], str] | None = None):
+                 seed: int | None = None, group_fn: Callable[[str], str] | None = None, need_state: bool = True,
+                 teams: tuple[tuple[str, ...], ...] | None = None):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = num_envs
-        self.device = torch.device(device)
+        self.device = check_device(device)
+        self.need_state = need_state
+        self._last_state: dict[int, np.ndarray] = {}  # env index -> its last state() that did not raise
+        self._warned_state = False
         self.envs: list[ParallelEnv] = [_as_parallel(env_fn()) for _ in range(num_envs)]
         first = [env.reset(seed=None if seed is None else sub_seed(seed, i)) for i, env in enumerate(self.envs)]
         e0 = self.envs[0]
@@ -171,7 +179,8 @@ class PettingZooVecEnv:
                     raise TypeError(f"group {g!r}: action masks need a Discrete action space, got {a0}")
                 self._mask_groups.append(g)
             self._codec[g] = codec
-            groups[g] = GroupSpec(name=g, agents=tuple(names), observation_space=codec.space, action_space=act_space)
+            groups[g] = GroupSpec(name=g, agents=tuple(names), observation_space=codec.space, action_space=act_space,
+                                  source_shape=tuple(codec.inner.shape) if codec.kind == "box" else None)
 
         self._where = {a: (g.name, i) for g in groups.values() for i, a in enumerate(g.agents)}
         state_dim = 0
@@ -184,7 +193,8 @@ class PettingZooVecEnv:
         name = e0.metadata.get("name", type(e0.unwrapped).__name__) if hasattr(e0, "metadata") else type(e0).__name__
         self.spec = EnvSpec(env_id=str(name), groups=groups, state_dim=state_dim,
                             max_episode_steps=max_cycles if isinstance(max_cycles, int) else None,
-                            has_action_mask=has_mask, has_alive_mask=True)
+                            has_action_mask=has_mask, has_alive_mask=True,
+                            teams=tuple(tuple(t) for t in teams) if teams is not None else None)
 
         # numpy buffers (E, A_g, ...) filled in place by the per-env loop
         E = num_envs
@@ -226,7 +236,23 @@ class PettingZooVecEnv:
         return {g: torch.from_numpy(b.copy()).to(self.device) for g, b in bufs.items()}
 
     def _state_np(self, e: int) -> np.ndarray:
-        return np.asarray(self.envs[e].state(), dtype=np.float32).reshape(-1)
+        st = np.asarray(self.envs[e].state(), dtype=np.float32).reshape(-1)
+        self._last_state[e] = st
+        return st
+
+    def _final_state_np(self, e: int) -> np.ndarray:
+        """State of env ``e`` whose episode just ended; some envs' ``state()`` raise once every
+        agent is gone (e.g. they index their removed agents): then the last good state."""
+        try:
+            return self._state_np(e)
+        except Exception as err:  # noqa: BLE001 (any error of the finished env's state())
+            if not self._warned_state:
+                self._warned_state = True
+                warnings.warn(f"{self.spec.env_id}: state() raised {type(err).__name__}: {err} after its episode "
+                              "ended; final_state is the last state before the end (warned once)",
+                              RuntimeWarning, stacklevel=3)
+            last = self._last_state.get(e)
+            return last if last is not None else np.zeros(self.spec.state_dim, np.float32)
 
     # -- API -------------------------------------------------------------------
     def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
@@ -240,6 +266,7 @@ class PettingZooVecEnv:
         for e in idx:
             obs, infos = self.envs[e].reset(seed=None if seed is None else sub_seed(seed, e))
             self._load_env(e, obs, infos, self.envs[e].agents)
+        self._was_reset = True
         obs_t = self._tensors(self._obs)
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         zeros = {g: torch.zeros(E, s.num_agents, device=self.device) for g, s in self.spec.groups.items()}
@@ -249,6 +276,7 @@ class PettingZooVecEnv:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env (a Python loop); auto-resets the envs whose episode ended."""
+        require_reset(self)
         validate_actions(self.spec, actions, self.num_envs, self.device)
         acts = {g: a.detach().cpu().numpy() for g, a in actions.items()}
         E = self.num_envs
@@ -274,8 +302,8 @@ class PettingZooVecEnv:
                 trunc[e] = any(truncations.get(a, False) and not terminations.get(a, False) for a in last)
                 term[e] = not trunc[e]
                 final_obs[e] = {g: o[e].copy() for g, o in self._obs.items()}
-                if self.spec.state_dim > 0:
-                    final_state[e] = self._state_np(e)
+                if self.need_state and self.spec.state_dim > 0:
+                    final_state[e] = self._final_state_np(e)
                 obs, infos = env.reset(seed=None)
                 self._load_env(e, obs, infos, env.agents)
         obs_t = self._tensors(self._obs)
@@ -286,7 +314,7 @@ class PettingZooVecEnv:
                 for g in fin:
                     fin[g][e] = rows[g]
             fin_obs = {g: torch.from_numpy(v).to(self.device) for g, v in fin.items()}
-            if self.spec.state_dim > 0:
+            if self.need_state and self.spec.state_dim > 0:
                 st = np.stack([final_state[e] if e in final_state else self._state_np(e) for e in range(E)])
                 fin_state = torch.from_numpy(st).to(self.device)
         return TimeStep(
@@ -328,7 +356,8 @@ class PettingZooVecEnv:
 
 
 def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
-                    seed: int | None = None, group_fn: Callable[[str], str] | None = None) -> PettingZooVecEnv:
+                    seed: int | None = None, group_fn: Callable[[str], str] | None = None,
+                    need_state: bool = True, teams: tuple[tuple[str, ...], ...] | None = None) -> PettingZooVecEnv:
     """Batched fastmarl env over ``num_envs`` copies of a PettingZoo env.
 
     Args:
@@ -339,7 +368,13 @@ def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torc
         device: torch device of every returned tensor.
         seed: env ``i`` is first reset with ``sub_seed(seed, i)``.
         group_fn: agent name -> group name; default: the name without ``_<index>``.
+        need_state: fill ``final_state`` from the finished env's ``state()`` (False for
+            learners that never read the state: IPPO, IQL, VDN).
+        teams: the groups that share an objective (``EnvSpec.teams``), e.g.
+            ``(("adversary",), ("agent",))`` for mpe2's simple_tag; PettingZoo does not say,
+            so the default (None) is one team: returns then average over every agent.
 
     See :class:`PettingZooVecEnv` for masks, dead agents and episode ends.
     """
-    return PettingZooVecEnv(env_fn, num_envs, device=device, seed=seed, group_fn=group_fn)
+    return PettingZooVecEnv(env_fn, num_envs, device=device, seed=seed, group_fn=group_fn, need_state=need_state,
+                            teams=teams)

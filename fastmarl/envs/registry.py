@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from fastmarl.envs.api import check_known_keys
+from fastmarl.envs.api import check_device, check_known_keys
 from fastmarl.envs.influence import make_influence
 from fastmarl.envs.market import make_market
 from fastmarl.envs.matrix import GAMES, matrix_factory
@@ -88,6 +88,7 @@ for _id, (_mod, _desc) in _MPE.items():
 def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
     """Build a registered batched env; see the module docstring."""
     check_known_keys([env_id], _REGISTRY, "env id (`fastmarl envs` describes them)", KeyError)
+    check_device(device)
     return _REGISTRY[env_id].factory(num_envs=num_envs, device=device, seed=seed, **kwargs)
 
 

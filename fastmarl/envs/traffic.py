@@ -42,6 +42,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -139,7 +140,8 @@ class TrafficGrid:
         self.t = torch.zeros(E, **li)
         self.arrived = torch.zeros(E, **li)  # vehicles that entered in this episode
         self.departed = torch.zeros(E, **li)  # vehicles that left in this episode
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     # -- observations, state, rewards ---------------------------------------------------
     def _obs(self) -> dict[str, Tensor]:
@@ -176,6 +178,7 @@ class TrafficGrid:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def advance(self, phase: Tensor) -> Tensor:
@@ -196,6 +199,7 @@ class TrafficGrid:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         a = actions[GROUP]
@@ -250,6 +254,7 @@ class TrafficGrid:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
 
     def close(self) -> None:
         pass

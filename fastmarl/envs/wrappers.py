@@ -33,7 +33,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_known_keys, env_state_dict, load_env_state_dict
+from fastmarl.envs.api import (
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    check_known_keys,
+    env_state_dict,
+    load_env_state_dict,
+    restrict_teams,
+)
 
 Encoding = Literal["bins", "integer", "onehot"]
 WARN_ENTRIES = 10_000_000
@@ -195,7 +203,7 @@ class DiscretizeObservation:
             space = gym.spaces.Box(0.0, float(d.num_states - 1), shape=(1,), dtype=np.float32 if small else np.float64)
             groups[name] = GroupSpec(name, g.agents, space, g.action_space)
         self.spec = EnvSpec(spec.env_id, groups, spec.state_dim, spec.max_episode_steps, spec.has_action_mask,
-                            spec.has_alive_mask)
+                            spec.has_alive_mask, spec.teams)
         self.metadata = getattr(env, "metadata", {})
 
     @property
@@ -282,7 +290,7 @@ class ScriptedGroups:
         self.env, self.policies, self.deterministic = env, dict(policies), deterministic
         self.num_envs, self.device = env.num_envs, env.device
         self.spec = EnvSpec(spec.env_id, {g: spec.groups[g] for g in kept}, spec.state_dim, spec.max_episode_steps,
-                            spec.has_action_mask, spec.has_alive_mask)
+                            spec.has_action_mask, spec.has_alive_mask, restrict_teams(spec.teams, kept))
         self.metadata = getattr(env, "metadata", {})
         self.generator = torch.Generator(device=env.device)
         self.generator.manual_seed(seed)

@@ -15,7 +15,11 @@ It is written into a hidden temporary folder and renamed into place with
 ``os.replace`` only when complete, then ``checkpoints/latest`` (a one-line file,
 also replaced atomically) is pointed at it, so a crash at any moment leaves the
 previous checkpoint intact. Loading re-hashes every file against the manifest
-and raises ``CheckpointError`` naming the broken file.
+and raises ``CheckpointError`` naming the broken file. A resume takes the newest
+checkpoint that verifies (``newest_valid_checkpoint``), moving the damaged newer ones
+aside (``set_aside``: renamed, never deleted), and first removes what killed writes
+left behind (``remove_stale_temporaries``); evaluating needs only a valid model file
+(``verify_checkpoint(path, only=(MODEL,))``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -60,7 +65,7 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_name(path)
     _write_bytes(tmp, text.encode())
     os.replace(tmp, path)
 
@@ -124,8 +129,90 @@ def latest_checkpoint(folder: Path) -> Path:
     return found[-1]
 
 
-def verify_checkpoint(path: Path) -> dict[str, Any]:
-    """Check the manifest and every file's size and SHA-256; return the manifest."""
+def newest_valid_checkpoint(folder: Path, only: tuple[str, ...] | None = None
+                            ) -> tuple[Path, list[tuple[Path | None, str]]]:
+    """The newest checkpoint of ``folder`` that passes ``verify_checkpoint(path, only)``: the one
+    ``latest`` points to, else the newest older one; and ``(path, why)`` for each newer one that
+    was skipped (path None: a ``latest`` pointing nowhere). CheckpointError when none verifies."""
+    found = list_checkpoints(folder)
+    problems: list[tuple[Path | None, str]] = []
+    try:
+        latest = latest_checkpoint(folder)
+    except CheckpointError as e:
+        if not found:
+            raise
+        latest = None
+        problems.append((None, str(e)))
+    candidates = [latest] if latest is not None else []
+    candidates += [p for p in reversed(found) if latest is None or p.name < latest.name]
+    for path in candidates:
+        try:
+            verify_checkpoint(path, only)
+        except CheckpointError as e:
+            problems.append((path, str(e)))
+            continue
+        return path, problems
+    raise CheckpointError(f"no valid checkpoint in {folder}: " + "; ".join(why for _, why in problems))
+
+
+DAMAGED_PREFIX = "damaged-"  # a damaged checkpoint moved aside by a resume (list_checkpoints skips it)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename the damaged checkpoint ``path`` to ``damaged-<name>`` next to it (a resumed run would
+    otherwise write a new checkpoint of the same step over it); returns the new path. Nothing is
+    deleted: the user may inspect or remove it."""
+    path = Path(path)
+    target = path.with_name(DAMAGED_PREFIX + path.name)
+    n = 1
+    while target.exists():
+        target, n = path.with_name(f"{DAMAGED_PREFIX}{path.name}.{n}"), n + 1
+    os.replace(path, target)
+    return target
+
+
+# what atomic writes leave when killed: `.tmp-step_<N>-<PID>` (a checkpoint folder) and `.<file>.tmp-<PID>`
+# (checkpoints/latest, config.json, meta.json, metrics.csv, eval.csv, learning_curve.png)
+_TEMPORARY = re.compile(r"^\.(?:tmp-step_\d+|[\w.-]+\.tmp)-(\d+)$")
+
+
+def temporary_name(path: Path) -> Path:
+    """The temporary file an atomic write of ``path`` goes through (``.<name>.tmp-<PID>``)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary folders and files that an atomic write killed midway left in
+    ``folder`` (``.tmp-step_*-PID``, ``.<file>.tmp-PID``), unless process PID still lives (and may
+    be writing); return what was removed. Only these names are touched."""
+    removed: list[Path] = []
+    if not Path(folder).is_dir():
+        return removed
+    for p in sorted(Path(folder).iterdir()):
+        m = _TEMPORARY.match(p.name)
+        if m is None or (int(m.group(1)) != os.getpid() and _pid_alive(int(m.group(1)))):
+            continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def verify_checkpoint(path: Path, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Check the manifest and every file's size and SHA-256 (or only the files named in
+    ``only``, e.g. ``(MODEL,)`` for a policy that needs no trainer state); return the manifest."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -141,6 +228,8 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: unknown format {manifest.get('format')!r}, expected {FORMAT!r}")
     for fname, want in manifest["files"].items():
+        if only is not None and fname not in only:
+            continue
         f = path / fname
         if not f.is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete: {fname} is missing; use an earlier checkpoint")
@@ -157,9 +246,10 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_checkpoint(path: Path, trainer: bool = True,
                     map_location: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, Any] | None, dict]:
-    """Verify, then load ``(weights, trainer state or None, manifest)``."""
+    """Verify, then load ``(weights, trainer state or None, manifest)``; with ``trainer=False``
+    only the weights are verified (evaluating a policy needs no valid trainer state)."""
     path = Path(path)
-    manifest = verify_checkpoint(path)
+    manifest = verify_checkpoint(path, only=None if trainer else (MODEL,))
     weights = load_file(path / MODEL, device=str(map_location))
     state = torch.load(path / TRAINER, map_location=map_location, weights_only=True) if trainer else None
     return weights, state, manifest

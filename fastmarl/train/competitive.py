@@ -108,11 +108,15 @@ from fastmarl.config import (
     PPOConfig,
     StepCount,
     TrainConfig,
+    check_env_settings,
+    check_int,
     config_key_kind,
+    flag_names,
     resolve,
+    with_flags,
 )
 from fastmarl.envs import make
-from fastmarl.envs.api import EnvSpec, JointPolicy, Policy, TimeStep, check_known_keys
+from fastmarl.envs.api import EnvSpec, JointPolicy, Policy, TimeStep, check_known_keys, restrict_teams
 from fastmarl.envs.episodes import EpisodeTracker
 from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.train.checkpoint import (
@@ -287,8 +291,9 @@ def _from_dict(cls, d: Any, where: str):
 # -- policies -----------------------------------------------------------------------
 
 def sub_spec(spec: EnvSpec, groups: list[str] | tuple[str, ...]) -> EnvSpec:
-    """The env spec restricted to ``groups`` (same env id, state and masks)."""
-    return dataclasses.replace(spec, groups={g: spec.groups[g] for g in groups})
+    """The env spec restricted to ``groups`` (same env id, state and masks; their teams only)."""
+    return dataclasses.replace(spec, groups={g: spec.groups[g] for g in groups},
+                               teams=restrict_teams(spec.teams, groups))
 
 
 class NoopPolicy:
@@ -502,14 +507,13 @@ def validate(cfg: CompetitiveConfig, env) -> Plan:
                              ("eval_episodes", cfg.eval_episodes, 1), ("matrix_episodes", cfg.matrix_episodes, 0),
                              ("matrix_max_snapshots", cfg.matrix_max_snapshots, 2),
                              ("exploitability_steps", cfg.exploitability_steps, 0)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, low)
     for name, value, allowed in [("schedule", cfg.schedule, ("alternate", "simultaneous")),
                                  ("opponent_sampling", cfg.opponent_sampling, ("latest", "uniform", "prioritised"))]:
         if value not in allowed:
-            raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ConfigError(f"threads must be >= 1 or None, got {cfg.threads}")
+            raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}", (name,))
+    if cfg.threads is not None:
+        check_int("threads", cfg.threads, 1)
     setups = {g: cfg.groups.get(g, GroupSetup()) for g in spec.groups}
     for g, s in setups.items():
         if not isinstance(s, GroupSetup):
@@ -609,6 +613,7 @@ def train(config: CompetitiveConfig, env=None) -> CompetitiveResult:
     """Train (see the module docstring); ``env`` overrides the env built from the
     config (e.g. a wrapped one with the same spec). Writes the run directory."""
     cfg = dataclasses.replace(config, groups=dict(config.groups), ppo=dataclasses.replace(config.ppo))
+    check_env_settings(cfg)  # first: a bad thread count, num_envs, seed or device is named as the setting
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -1108,7 +1113,9 @@ def main(argv: list[str]) -> int:
                                    "(fastmarl.train.competitive).")
         res = train(cfg)
     except (ConfigError, CheckpointError, KeyError, TypeError, ValueError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        if isinstance(e, ConfigError) and e.fields:  # the settings by the flags the user typed
+            msg = with_flags(e, flag_names(CompetitiveConfig, (tyro.conf.OmitArgPrefixes,)))
         print(f"fastmarl selfplay: error: {msg}", file=sys.stderr)
         return 2
     print(f"run directory: {res.run_dir}  ({res.global_step:,} env steps)")

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from fastmarl.algos.learner import Learner, NonFiniteLoss
 from fastmarl.config import EVAL_SEED_OFFSET
-from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy, record_episode
+from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy, format_headline, headline, record_episode
 from fastmarl.train.checkpoint import (
     CheckpointError,
     env_state_dict,
@@ -260,8 +260,7 @@ class Loop:
                 row = None
                 if last or crossed(prev, self.step, s.log_interval) or s.log_interval == 0:
                     row = self.log()
-                    bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}",
-                               ret=f"{row['return']:.2f}" if "return" in row else "-")
+                    bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}", ret=format_headline(row))
                 if s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval)):
                     self.evaluate(bar)
                 checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
@@ -284,7 +283,7 @@ class Loop:
         self.metrics_acc.clear()
         self._train_time, self._train_steps = 0.0, 0
         self.history.append(row)
-        if "return" in row or not self.last_train:
+        if headline(row) or not self.last_train:
             self.last_train = row
         if self.logger is not None:
             self.logger.log(row)
@@ -302,7 +301,7 @@ class Loop:
             self.logger.log({**row, "time": now}, kind="eval")
             plot_learning_curve(self.run_dir, s.title.replace(" ", " on ", 1))
         names = {"det": "deterministic", "stoch": "stochastic"}
-        returns = ", ".join(f"{names.get(m, m)} {row[f'return_{m}']:.2f}" for m in self.learner.eval_modes)
+        returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}" for m in self.learner.eval_modes)
         bar.console.print(f"step {self.step:>10,}  {now:6.1f}s  eval return: {returns}")
 
     def gif(self) -> None:
@@ -316,10 +315,8 @@ class Loop:
         final = self.evals[-1] if self.evals else {}
         total_time = self.elapsed()
         metrics = {"steps": float(self.step), "time": total_time, "sps": self.step / max(total_time, 1e-9)}
-        if "return_det" in final:
-            metrics["return_det"] = final["return_det"]
-        if "return" in self.last_train:
-            metrics["return_train"] = self.last_train["return"]
+        metrics.update(headline(final, "return_det"))  # per group on a competitive env
+        metrics.update({k.replace("return", "return_train", 1): v for k, v in headline(self.last_train).items()})
         if "updates" in (info := self.learner.log_info()):
             metrics["updates"] = float(info["updates"])
         return TrainResult(self.run_dir.path if self.run_dir is not None else None, self.step, final, self.last_train,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastmarl.config import ConfigError, RunConfig, config_from_saved
-from fastmarl.train.checkpoint import atomic_write_text
+from fastmarl.train.checkpoint import atomic_write_text, temporary_name
 from fastmarl.version import __version__
 
 
@@ -142,7 +142,7 @@ class CSVLog:
             self._rewrite([r for r in self.rows() if float(r.get("step") or 0) <= step])
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp = temporary_name(self.path)
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, self.columns)
             w.writeheader()
@@ -182,7 +182,8 @@ class Logger:
 
 
 def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
-    """learning_curve.png: training return and evaluation returns vs env steps and vs wall time."""
+    """learning_curve.png: training return and evaluation returns vs env steps and vs wall time (one
+    line per group on a competitive env, whose rows have per-group returns only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -194,20 +195,24 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, x in zip(axes, ("step", "time")):
-        for rows, key, label, style in [(train, "return", "train (stochastic)", "-"),
-                                        (evals, "return_det", "eval deterministic", "o-"),
-                                        (evals, "return_stoch", "eval stochastic", "s--")]:
-            pts = [(float(r[x]), float(r[key])) for r in rows if r.get(key) not in (None, "") and r.get(x)]
-            if pts:
-                ax.plot(*zip(*pts), style, label=label, markersize=4)
+        for rows, base, label, style in [(train, "return", "train (stochastic)", "-"),
+                                         (evals, "return_det", "eval deterministic", "o-"),
+                                         (evals, "return_stoch", "eval stochastic", "s--")]:
+            columns = rows[0].keys() if rows else ()
+            keys = [base] if base in columns else [k for k in columns if k.startswith(base + "/")]
+            for key in keys:
+                pts = [(float(r[x]), float(r[key])) for r in rows if r.get(key) not in (None, "") and r.get(x)]
+                if pts:
+                    group = key.partition("/")[2]
+                    ax.plot(*zip(*pts), style, label=f"{label} {group}".rstrip(), markersize=4)
         ax.set_xlabel("env steps" if x == "step" else "wall time (s)")
         ax.set_ylabel("return per agent")
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = run.curve_png.with_name(".learning_curve.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    tmp = temporary_name(run.curve_png)
+    fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     os.replace(tmp, run.curve_png)
     return run.curve_png

@@ -16,11 +16,14 @@ from __future__ import annotations
 import copy
 import dataclasses
 import importlib
+import inspect
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from pettingzoo.utils.deprecated_module import DeprecatedEnv, DeprecatedModule
 
 from fastmarl.algos.ddpg import DDPGLearner
 from fastmarl.algos.happo import HAPPO
@@ -36,17 +39,26 @@ from fastmarl.config import (
     RunConfig,
     TabularConfig,
     TrainConfig,
+    check_env_settings,
+    check_int,
     resolve,
     resolve_happo,
     validate_offpolicy,
     validate_q_config,
 )
 from fastmarl.envs import make
+from fastmarl.envs.api import check_known_keys
 from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
 from fastmarl.envs.episodes import record_episode
 from fastmarl.envs.pz_vecenv import from_pettingzoo
 from fastmarl.envs.wrappers import Discretizer
-from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
+from fastmarl.train.checkpoint import (
+    MODEL,
+    load_checkpoint,
+    newest_valid_checkpoint,
+    remove_stale_temporaries,
+    set_aside,
+)
 from fastmarl.train.loop import Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
 from fastmarl.train.rundir import RunDir
 
@@ -64,7 +76,8 @@ def _make_env(cfg: RunConfig, num_envs: int, seed: int, render: bool = False):
         kwargs = dict(cfg.env_kwargs)
         if render:  # only the GIF's env draws frames (one pygame surface per env otherwise)
             kwargs.setdefault("render_mode", "rgb_array")
-        env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed)
+        env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed,
+                              need_state=ALGORITHMS[cfg.algo].needs_state)
     else:
         env = make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
     if isinstance(cfg, TrainConfig):
@@ -120,13 +133,54 @@ def pettingzoo_factory(env: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
     try:
         mod = importlib.import_module(module)
     except ImportError as e:
+        parent, _, leaf = module.rpartition(".")
+        hint = _deprecated_hint(parent, leaf) if parent else None
+        if hint:  # PettingZoo's own message for an old version: "pursuit_v4 is now deprecated, use pursuit_v5 ..."
+            raise ConfigError(f"env {env!r}: {hint}") from None
         raise ConfigError(f"env {env!r}: cannot import {module!r} ({e}); check the name ({example}) or install "
                           "the package that provides it (mpe2 for the MPE tasks)") from None
     fn = getattr(mod, "parallel_env", None) or getattr(mod, "env", None)
     if not callable(fn):
         raise ConfigError(f"env {env!r}: module {module!r} has no parallel_env() or env() factory; name a "
                           f"PettingZoo environment module, {example}")
+    known = _constructor_kwargs(mod)
+    if known is not None:
+        check_known_keys(kwargs, known, f"keyword argument of {module} (env_kwargs)", ConfigError)
     return lambda: fn(**kwargs)
+
+
+def _deprecated_hint(parent: str, leaf: str) -> str | None:
+    """PettingZoo's message for ``parent.leaf`` when it is an old version of an env that
+    PettingZoo still knows (its package ``__getattr__`` returns a DeprecatedModule), else None."""
+    try:
+        found = getattr(importlib.import_module(parent), leaf, None)
+    except (ImportError, AttributeError):
+        return None
+    if not isinstance(found, DeprecatedModule):
+        return None
+    try:
+        found.env()
+    except DeprecatedEnv as e:
+        return str(e)
+    return None
+
+
+def _constructor_kwargs(mod: Any) -> list[str] | None:
+    """Keyword names of a PettingZoo env module's constructor: ``raw_env``'s signature, or, when it
+    passes ``**kwargs`` on, that of the ``_env`` class it wraps (the SISL envs); None if unknown."""
+    raw = getattr(mod, "raw_env", None)
+    candidates = [raw, vars(sys.modules.get(getattr(raw, "__module__", ""), mod)).get("_env")] if raw else []
+    for c in candidates:
+        if not callable(c):
+            continue
+        try:
+            params = inspect.signature(c).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            continue
+        return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return None
 
 
 def _check_resume_config(saved: TrainConfig, new: TrainConfig) -> None:
@@ -168,6 +222,7 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
         if config is None:
             raise ConfigError("train() needs a TrainConfig, QConfig, SACConfig or DDPGConfig, or resume=<run directory>")
         cfg = copy.deepcopy(config)
+    check_env_settings(cfg)  # first: a bad thread count, num_envs or device is named as the setting it is
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
@@ -178,11 +233,40 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
     loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
                 callback)
     if resume is not None:
-        loop.restore(latest_checkpoint(run.checkpoints), device)
+        loop.restore(_resume_checkpoint(run), device)
         run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
     else:
         loop.start()
     return loop.run()
+
+
+def _resume_checkpoint(run: RunDir) -> Path:
+    """The checkpoint a resume continues from: the newest valid one. First removes what killed
+    writes left in the run directory and its checkpoints folder; a damaged newer checkpoint is
+    renamed ``damaged-step_*`` (kept, never deleted; the resumed run writes that step anew), and
+    stderr says which checkpoints were skipped, why, and which one the run continues from."""
+    for folder in (run.path, run.checkpoints):
+        for p in remove_stale_temporaries(folder):
+            print(f"resume: removed {p}, left by a write that was interrupted", file=sys.stderr)
+    ckpt, skipped = newest_valid_checkpoint(run.checkpoints)
+    for path, why in skipped:
+        kept = f"; kept as {set_aside(path)}" if path is not None else ""
+        print(f"warning: resume: skipped a damaged checkpoint: {why}{kept}", file=sys.stderr)
+    if skipped:
+        print(f"resume: continuing from {ckpt}, the newest valid checkpoint", file=sys.stderr)
+    return ckpt
+
+
+def _policy_checkpoint(run: RunDir, checkpoint: str | Path | None) -> Path:
+    """The checkpoint to evaluate or render: ``checkpoint`` if given, else the newest whose model
+    file verifies (a damaged trainer state does not matter here; a skipped checkpoint is named on
+    stderr)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    ckpt, skipped = newest_valid_checkpoint(run.checkpoints, only=(MODEL,))
+    for _, why in skipped:
+        print(f"warning: skipped a damaged checkpoint: {why}; using {ckpt.name}", file=sys.stderr)
+    return ckpt
 
 
 @dataclass
@@ -218,7 +302,7 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_e
     algorithm with the checkpoint's weights (a Q-learner's epsilon as at that step)."""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
-    ckpt = Path(checkpoint) if checkpoint is not None else latest_checkpoint(run.checkpoints)
+    ckpt = _policy_checkpoint(run, checkpoint)
     env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET, render)
     learner = build_learner(cfg, env.spec, cfg.device)
     weights, _, manifest = load_checkpoint(ckpt, trainer=False, map_location=cfg.device)
@@ -231,6 +315,7 @@ def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_e
 def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Path | None = None,
                  seed: int | None = None) -> dict[str, float]:
     """Deterministic and stochastic evaluation of a run's checkpoint (default: latest)."""
+    check_int("episodes", episodes, 1)
     algo, cfg, env, manifest = load_policy(run_dir, checkpoint, num_envs=episodes)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     return {"step": manifest["step"], **evaluate(algo, env, ("det", "stoch"), seed)}

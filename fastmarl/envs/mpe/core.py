@@ -38,7 +38,9 @@ from fastmarl.envs.api import (
     action_range_violations,
     check_action_structure,
     check_known_keys,
+    require_reset,
     reset_mask,
+    restrict_teams,
     validate_actions,
 )
 from fastmarl.envs.mpe.aot import aot_advance
@@ -172,7 +174,8 @@ def entity_pos(s: MPEState, index: Tensor) -> Tensor:
 
 
 class Scenario(Protocol):
-    """What a scenario file provides. All functions are batched over envs."""
+    """What a scenario file provides. All functions are batched over envs. A competitive
+    scenario also names its teams (``teams``: tuples of group names, as ``EnvSpec.teams``)."""
 
     env_id: str
     max_cycles: int
@@ -395,7 +398,7 @@ class MPEEnv:
         if hasattr(self.scenario, "global_state"):
             state_dim = int(self.scenario.global_state(self._state).shape[-1])
         return EnvSpec(env_id=self.scenario.env_id, groups=groups, state_dim=state_dim,
-                       max_episode_steps=self.max_cycles)
+                       max_episode_steps=self.max_cycles, teams=restrict_teams(getattr(self.scenario, "teams", None), groups))
 
     # -- actions --------------------------------------------------------------
     def _decode(self, actions: dict[str, Tensor], accel_all: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -475,6 +478,7 @@ class MPEEnv:
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Invalid actions raise ActionError
         before anything changes."""
+        require_reset(self)
         if self.validate:
             check_action_structure(self.spec, actions, self.num_envs, self.device)
         s, rew, term, trunc, obs, flags = self._advance_fn(self._state, actions)
@@ -517,6 +521,7 @@ class MPEEnv:
         self._state = s = self._store(s)
         obs = self.scenario.observations(self.world, s)
         self._obs = obs
+        self._was_reset = True
         zeros = torch.zeros(E, self.world.A, device=self.device, dtype=self.dtype)
         f = torch.zeros(E, dtype=torch.bool, device=self.device)
         return TimeStep(obs=obs, reward=self._split(zeros), terminated=f, truncated=f.clone(), final_obs=obs)
@@ -590,6 +595,7 @@ class MPEEnv:
         self._state = self._store(s)
         self._cam_range0 = torch.where(s.t == 0, _cam_range(s.pos), self._cam_range0)  # envs set to a start
         self._obs = self.scenario.observations(self.world, s)
+        self._was_reset = True  # a state set whole (a checkpoint, a parity test) is a start like a reset's
 
     # -- rendering ------------------------------------------------------------
     def render(self, env_index: int = 0, size: int = 700) -> np.ndarray:

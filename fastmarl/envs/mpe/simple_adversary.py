@@ -32,6 +32,7 @@ LANDMARK_COLOR, GOAL_COLOR = (0.15, 0.15, 0.15), (0.15, 0.65, 0.15)
 
 class Scenario:
     env_id = "simple_adversary_v3"
+    teams = (("adversary",), ("agent",))  # the adversary is paid for being near the target, the agents for keeping it away
 
     def __init__(self, N=2, max_cycles=25, num_agent_neighbors=None, num_landmark_neighbors=None):
         if not isinstance(N, int) or isinstance(N, bool) or N < 1:

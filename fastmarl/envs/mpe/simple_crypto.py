@@ -45,6 +45,7 @@ EVE, BOB, ALICE = 0, 1, 2
 
 class Scenario:
     env_id = "simple_crypto_v3"
+    teams = (("eve",), ("alice", "bob"))  # Eve is paid for decoding what Alice and Bob hide from her
 
     def __init__(self, max_cycles=25):
         if not isinstance(max_cycles, int) or isinstance(max_cycles, bool) or max_cycles < 1:

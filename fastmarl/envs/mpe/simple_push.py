@@ -37,6 +37,7 @@ ADVERSARY_COLOR = (0.75, 0.25, 0.25)
 
 class Scenario:
     env_id = "simple_push_v3"
+    teams = (("adversary",), ("agent",))  # the adversary is paid for pushing the agent away from its goal
 
     def __init__(self, max_cycles=25):
         if not isinstance(max_cycles, int) or max_cycles < 1:

@@ -63,6 +63,7 @@ def boundary_penalty(x: Tensor) -> Tensor:
 
 class Scenario:
     env_id = "simple_tag_v3"
+    teams = (("adversary",), ("agent",))  # predators are paid for the catches that cost the prey
     CURRICULUM_STAGES = (0.5, 0.75, 1.0)  # prey speed factor per stage
 
     def __init__(self, num_good=1, num_adversaries=3, num_obstacles=2, max_cycles=25, curriculum=False,

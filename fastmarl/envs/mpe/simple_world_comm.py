@@ -65,6 +65,7 @@ def boundary_penalty(x: Tensor) -> Tensor:
 
 class Scenario:
     env_id = "simple_world_comm_v3"
+    teams = (("leadadversary", "adversary"), ("agent",))  # the leader and its predators against the prey
 
     def __init__(self, num_good=2, num_adversaries=4, num_obstacles=1, num_food=2, max_cycles=25, num_forests=2):
         for k, v, lo in (("num_good", num_good, 1), ("num_adversaries", num_adversaries, 1),

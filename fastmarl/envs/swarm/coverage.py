@@ -58,6 +58,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -153,7 +154,8 @@ class SwarmCoverage:
         self.covered = torch.zeros(E, self.G, self.G, dtype=torch.bool, device=self.device)  # [e, ix, iy]
         self.found = torch.zeros(E, self.T, dtype=torch.bool, device=self.device)
         self.t = torch.zeros(E, dtype=torch.long, device=self.device)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     # -- sensing ------------------------------------------------------------------------
     def _cell_of(self, pos: Tensor) -> Tensor:
@@ -246,10 +248,12 @@ class SwarmCoverage:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(), self.dtype, action_mask=self._mask())
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         c, a = self.cfg, actions[GROUP]
@@ -293,6 +297,7 @@ class SwarmCoverage:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._FIELDS, s)
+        self._was_reset = True
 
     def render(self, env_index: int = 0, size: int = 400) -> np.ndarray:
         """RGB (size, size, 3): covered cells green, stations' charging discs orange, unfound targets

@@ -64,6 +64,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -205,7 +206,8 @@ class JammerEnv:
             "jammer": GroupSpec("jammer", tuple(f"jammer_{i}" for i in range(J)),
                                 box(3 + C + Cj + k * (5 + C) + k * (3 + Cj)), gym.spaces.Discrete(N_MOVES * Cj * L)),
         }
-        self.spec = EnvSpec(ENV_ID, groups, state_dim=T * (7 + C) + J * (3 + Cj), max_episode_steps=cfg.max_cycles)
+        self.spec = EnvSpec(ENV_ID, groups, state_dim=T * (7 + C) + J * (3 + Cj), max_episode_steps=cfg.max_cycles,
+                            teams=(("target",), ("jammer",)))
         f = dict(device=self.device, dtype=dtype)
         self._moves = torch.tensor(MOVES, **f)
         self._levels = cfg.max_jammer_power * torch.arange(1, L + 1, **f) / L
@@ -216,7 +218,8 @@ class JammerEnv:
         self.tx, self.rx, self.rx_vel, self.jam = z(E, T, 2), z(E, T, 2), z(E, T, 2), z(E, J, 2)
         self.tx_ch, self.jam_ch, self.jam_level = (torch.zeros(E, n, **li) for n in (T, J, J))
         self.sinr, self.t = z(E, T), torch.zeros(E, **li)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     # -- physics and observations --------------------------------------------------
     def _links(self) -> tuple[Tensor, Tensor]:
@@ -296,10 +299,12 @@ class JammerEnv:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(self._links()[0]), self.dtype)
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         c, S = self.cfg, self.cfg.arena_size
@@ -336,6 +341,7 @@ class JammerEnv:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
 
     def render(self, env_index: int = 0, size: int = 360) -> np.ndarray:
         """RGB (size, size, 3) uint8: receivers as squares and transmitters as discs in their

@@ -95,6 +95,7 @@ def flee_direction(evader_pos: Tensor, pursuer_pos: Tensor) -> Tensor:
 
 class Scenario:
     env_id = "pursuit_evasion_v0"
+    teams = (("pursuer",), ("evader",))  # learning evaders (scripted_evaders=False) flee the pursuers
 
     def __init__(self, num_pursuers=3, num_evaders=1, num_obstacles=2, scripted_evaders=False, sensing_radius=0.8,
                  num_neighbors=None, capture_radius=0.15, max_cycles=50, terminate_on_capture=False,

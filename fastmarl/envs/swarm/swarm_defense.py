@@ -61,6 +61,7 @@ ATTACKER_SIZE, DEFENDER_SIZE, ACCEL = 0.03, 0.05, 4.0
 
 class Scenario:
     env_id = "swarm_defense_v0"
+    teams = (("attacker",), ("defender",))  # the zero-sum attack on the zone
 
     def __init__(self, **kwargs):
         kw = check_kwargs(self.env_id, kwargs, KWARGS)

@@ -58,6 +58,7 @@ from fastmarl.envs.api import (
     TimeStep,
     fields_state_dict,
     load_fields_state_dict,
+    require_reset,
     reset_mask,
     reset_timestep,
     validate_actions,
@@ -190,7 +191,8 @@ class Waterworld:
         self.touch_food = torch.zeros(E, self.P, **f)  # 1 while touching some food
         self.poisoned = torch.zeros(E, self.P, **f)  # 1 if poisoned this step
         self.t = torch.zeros(E, dtype=torch.long, device=self.device)
-        self.reset()
+        self.reset()  # allocates the state; step() still needs a reset() of its own
+        self._was_reset = False
 
     # -- sampling -----------------------------------------------------------------------
     def _coords(self, n: int, r: float, tries: int = 8) -> Tensor:
@@ -265,6 +267,7 @@ class Waterworld:
         if seed is not None:
             self._gen.manual_seed(int(seed))
         self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._was_reset = True
         return reset_timestep(self.spec, self._obs(), self.dtype)
 
     def thrust(self, a: Tensor) -> Tensor:
@@ -276,6 +279,7 @@ class Waterworld:
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
         """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        require_reset(self)
         if self.validate:
             validate_actions(self.spec, actions, self.num_envs, self.device)
         c, dt = self.cfg, self.dt
@@ -315,6 +319,7 @@ class Waterworld:
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
         load_fields_state_dict(self, self._FIELDS, s)
+        self._was_reset = True
 
     def render(self, env_index: int = 0, size: int = 400) -> np.ndarray:
         """RGB (size, size, 3): obstacles teal, food green, poison red, pursuers purple with their sensor rays."""
