@@ -1,0 +1,425 @@
+"""Multi-Robot Warehouse (RWARE, ``rware==2.0.0``), batched in torch.
+
+Robots drive on a grid of shelves and corridors ("highways"). A robot faces one
+of four directions (UP=0, DOWN=1, LEFT=2, RIGHT=3, as the reference's
+``Direction``) and acts with NOOP=0, FORWARD=1, LEFT=2, RIGHT=3 (turns), TOGGLE_LOAD=4
+(pick up the shelf under it, or put its shelf down, off the highways only). ``R``
+shelves are requested at a time; carrying a requested shelf onto a goal cell
+delivers it (reward 1 to the carrier, or to everyone with ``reward_type="global"``)
+and a new request, uniform over the shelves not requested, takes its queue slot.
+
+Moves are resolved as in the reference, which builds a graph of intended moves
+(cell -> target cell) and commits per weakly connected component: a component
+with a cycle commits the robots on the cycle (a stationary robot is a cycle of
+length 1) unless the cycle has length 2 (two robots swapping: nobody moves); an
+acyclic component (robots queued toward one free cell) commits its longest chain.
+Ties between equally long chains go to the robot whose start cell comes first in
+networkx's node order; that order is the graph's insertion order (the default
+here) except for components less than half the graph's size, which networkx
+iterates in Python set order (a hash artefact): ``step(..., tie_priority=...)``
+takes that order from outside (the parity tests inject the reference's). Loaded
+robots never drive into a cell holding a shelf unless a loaded robot stands there.
+Vectorized over envs: the per-component rules become reachability over the
+(E, A, A) "moves into" relation, by repeated squaring (log2 A rounds).
+
+Shapes (E envs, A robots, S shelves, R requests, K = (2 sensor_range + 1)^2):
+obs ``{"agent": (E, A, 8 + 7 K)}`` = the reference's flattened observation
+``[x, y, carrying, direction one-hot (4), on_highway]`` then per sensor cell (row-major)
+``[has_agent, its direction one-hot (4; [1,0,0,0] when empty), has_shelf, requested]``;
+reward ``(E, A)``; actions ``(E, A)`` in [0, 5); state ``(E, A * obs_dim)``.
+The reference reports its 500-step limit as ``done``; here it is ``truncated``
+(``max_inactivity_steps`` ends are ``terminated``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from fastmarl.envs.api import (
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    check_known_keys,
+    fields_state_dict,
+    load_fields_state_dict,
+    reset_mask,
+    reset_timestep,
+    validate_actions,
+)
+
+GROUP = "agent"
+NOOP, FORWARD, LEFT, RIGHT, TOGGLE_LOAD = range(5)
+_DXY = ((0, -1), (0, 1), (-1, 0), (1, 0))  # UP, DOWN, LEFT, RIGHT as (dx, dy)
+_CW = (0, 2, 3, 1)  # direction -> index in the clockwise order UP, RIGHT, DOWN, LEFT
+_FROM_CW = (0, 3, 1, 2)
+REWARD_TYPES = {"GLOBAL": 0, "INDIVIDUAL": 1, "TWO_STAGE": 2}
+SIZES = {"tiny": (1, 3), "small": (2, 3), "medium": (2, 5), "large": (3, 5)}  # (shelf_rows, shelf_columns)
+DIFFICULTY = {"-easy": 2.0, "": 1.0, "-hard": 0.5}  # request queue size per robot
+
+
+def _enum_value(v: Any, names: dict[str, int], what: str) -> int:
+    """An rware enum member, its name (any case) or its value -> its value."""
+    name = getattr(v, "name", v)
+    if isinstance(name, str) and name.upper() in names:
+        return names[name.upper()]
+    if isinstance(v, int) and not isinstance(v, bool) and v in names.values():
+        return v
+    raise ValueError(f"{what} must be one of {list(names)} (or the rware enum), got {v!r}")
+
+
+def layout_from_params(shelf_columns: int, shelf_rows: int, column_height: int) -> tuple[np.ndarray, list]:
+    """(highway (H, W) bool, goals [(x, y)]) of the reference's parametric warehouse."""
+    if shelf_columns % 2 != 1:
+        raise ValueError(f"rware: shelf_columns must be odd (the reference supports only odd), got {shelf_columns}")
+    H, W = (column_height + 1) * shelf_rows + 2, 3 * shelf_columns + 1
+    y, x = np.indices((H, W))
+    queue = (y > H - (column_height + 3)) & ((x == W // 2 - 1) | (x == W // 2))
+    highway = (x % 3 == 0) | (y % (column_height + 1) == 0) | (y == H - 1) | queue
+    return highway, [(W // 2 - 1, H - 1), (W // 2, H - 1)]
+
+
+def layout_from_str(layout: str) -> tuple[np.ndarray, list]:
+    """A layout string ('x' shelf, '.' corridor, 'g' goal; one line a row) -> (highway, goals)."""
+    lines = layout.strip().replace(" ", "").split("\n")
+    if any(len(line) != len(lines[0]) for line in lines):
+        raise ValueError("rware: layout must be rectangular (every line as long as the first)")
+    bad = sorted({c for line in lines for c in line.lower()} - set("gx."))
+    if bad:
+        raise ValueError(f"rware: layout may hold only 'x', '.', 'g', got {bad}")
+    grid = np.array([list(line.lower()) for line in lines])
+    goals = [(int(x), int(y)) for y, x in zip(*np.nonzero(grid == "g"))]
+    if not goals:
+        raise ValueError("rware: layout needs at least one goal 'g'")
+    return grid != "x", goals
+
+
+class Warehouse:
+    """``num_envs`` copies of the reference's ``Warehouse``; see the module docstring.
+
+    State tensors: ``agent_pos`` (E, A, 2) long [x, y]; ``agent_dir`` (E, A) long;
+    ``carrying`` (E, A) long shelf index or -1; ``has_delivered`` (E, A) bool
+    (two-stage rewards); ``shelf_pos`` (E, S, 2) long; ``requests`` (E, R) long shelf
+    indices (the queue); ``t`` / ``inactive`` (E,) long steps / steps since a delivery.
+    Shelves are numbered row-major over the non-highway cells, as the reference's ids - 1.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    _STATE = ("agent_pos", "agent_dir", "carrying", "has_delivered", "shelf_pos", "requests", "t", "inactive")
+
+    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
+                 shelf_columns: int = 3, column_height: int = 8, shelf_rows: int = 1, n_agents: int = 2,
+                 msg_bits: int = 0, sensor_range: int = 1, request_queue_size: int = 2,
+                 max_inactivity_steps: int | None = None, max_steps: int | None = 500, reward_type: Any = "individual",
+                 layout: str | None = None, observation_type: Any = "flattened", image_observation_layers: Any = None,
+                 image_observation_directional: bool = True, normalised_coordinates: bool = False,
+                 render_mode: str | None = None, dtype: torch.dtype = torch.float32, validate: bool = True,
+                 env_id: str = "rware-tiny-2ag-v2"):
+        self.env_id = env_id
+        for name, v in (("num_envs", num_envs), ("n_agents", n_agents), ("sensor_range", sensor_range),
+                        ("request_queue_size", request_queue_size + 1), ("max_steps", max_steps or 1),
+                        ("max_inactivity_steps", max_inactivity_steps or 1)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{env_id}: {name} must be a positive int (request_queue_size >= 0), got {v!r}")
+        if msg_bits != 0:
+            raise ValueError(f"{env_id}: msg_bits={msg_bits!r} is not supported (its MultiDiscrete actions do not "
+                             "fit a Discrete group); every registered rware id uses msg_bits=0")
+        obs_type = getattr(observation_type, "name", observation_type)
+        if not (isinstance(obs_type, str) and obs_type.upper() == "FLATTENED") and observation_type != 1:
+            raise ValueError(f"{env_id}: observation_type {observation_type!r} is not supported; fastmarl implements "
+                             "the reference's default FLATTENED observations")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode {render_mode!r} is not supported: use None or 'rgb_array'")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.reward_type = _enum_value(reward_type, REWARD_TYPES, f"{env_id}: reward_type")
+        highway, goals = layout_from_str(layout) if layout else layout_from_params(shelf_columns, shelf_rows,
+                                                                                   column_height)
+        self.H, self.W = H, W = highway.shape
+        self.num_envs, self.num_agents, self.sensor_range = num_envs, n_agents, sensor_range
+        self.max_steps, self.max_inactivity_steps = max_steps, max_inactivity_steps
+        self.normalised_coordinates, self.dtype, self.validate = normalised_coordinates, dtype, validate
+        self.render_mode = render_mode
+        self.device = dev = torch.empty(0, device=device).device
+        homes = np.stack(np.nonzero(~highway)[::-1], -1)  # (S, 2) [x, y], row-major like the reference's ids
+        self.num_shelves, self.num_requests = S, R = len(homes), request_queue_size
+        if n_agents > H * W or R > S:
+            raise ValueError(f"{env_id}: {n_agents} robots / {R} requests do not fit {H * W} cells / {S} shelves")
+        self.highway = torch.tensor(highway, device=dev).flatten()  # (C,) bool
+        self.goal_cells = torch.tensor([y * W + x for x, y in goals], device=dev)  # (G,)
+        self.shelf_home = torch.tensor(homes, device=dev)
+        r, K = sensor_range, (2 * sensor_range + 1) ** 2
+        self.obs_dim = 8 + 7 * K
+        oy, ox = np.indices((2 * r + 1, 2 * r + 1))
+        self._window = torch.tensor((oy * (W + 2 * r) + ox).flatten(), device=dev)  # (K,) in the padded grid
+        names = tuple(f"agent_{i}" for i in range(n_agents))
+        group = GroupSpec(GROUP, names, gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32),
+                          gym.spaces.Discrete(5))
+        self.spec = EnvSpec(env_id, {GROUP: group}, state_dim=n_agents * self.obs_dim, max_episode_steps=max_steps)
+        self._dxy = torch.tensor(_DXY, device=dev)
+        self._cw, self._from_cw = torch.tensor(_CW, device=dev), torch.tensor(_FROM_CW, device=dev)
+        self._gen = torch.Generator(device=dev)
+        self._gen.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, (1,)).item()))
+        E, A, li = num_envs, n_agents, dict(dtype=torch.long, device=dev)
+        self.agent_pos, self.agent_dir = torch.zeros(E, A, 2, **li), torch.zeros(E, A, **li)
+        self.carrying = torch.full((E, A), -1, **li)
+        self.has_delivered = torch.zeros(E, A, dtype=torch.bool, device=dev)
+        self.shelf_pos = self.shelf_home.expand(E, S, 2).clone()
+        self.requests = torch.zeros(E, R, **li)
+        self.t, self.inactive = torch.zeros(E, **li), torch.zeros(E, **li)
+        self.reset()
+
+    # -- grids and observations -----------------------------------------------------------
+    def _cells(self, pos: Tensor) -> Tensor:
+        return pos[..., 1] * self.W + pos[..., 0]
+
+    def _grids(self) -> tuple[Tensor, Tensor]:
+        """(agent grid, shelf grid), each (E, C) long: index + 1 of what stands on a cell, 0 if nothing."""
+        E, C = self.num_envs, self.H * self.W
+        ag = torch.zeros(E, C, dtype=torch.long, device=self.device)
+        ag.scatter_(1, self._cells(self.agent_pos), torch.arange(1, self.num_agents + 1, device=self.device).expand(E, -1))
+        sh = torch.zeros(E, C, dtype=torch.long, device=self.device)
+        sh.scatter_(1, self._cells(self.shelf_pos), torch.arange(1, self.num_shelves + 1, device=self.device).expand(E, -1))
+        return ag, sh
+
+    def _obs(self) -> dict[str, Tensor]:
+        E, A, H, W, r, dt = self.num_envs, self.num_agents, self.H, self.W, self.sensor_range, self.dtype
+        ag, sh = self._grids()
+        requested = torch.zeros(E, self.num_shelves + 1, dtype=torch.bool, device=self.device)
+        requested.scatter_(1, self.requests + 1, True)
+        requested[:, 0] = False
+        dirs = torch.cat([torch.zeros(E, 1, dtype=torch.long, device=self.device), self.agent_dir], 1)
+        onehot = torch.nn.functional.one_hot(dirs.gather(1, ag), 4).to(dt)  # empty cells: [1, 0, 0, 0]
+        cell = torch.cat([(ag > 0).to(dt)[..., None], onehot, (sh > 0).to(dt)[..., None],
+                          requested.gather(1, sh).to(dt)[..., None]], -1).view(E, H, W, 7)
+        padded = cell.new_zeros(E, H + 2 * r, W + 2 * r, 7)
+        padded[..., 1] = 1.0  # outside the grid reads as an empty cell: direction [1, 0, 0, 0]
+        padded[:, r:r + H, r:r + W] = cell
+        cell = padded
+        x, y = self.agent_pos[..., 0], self.agent_pos[..., 1]
+        idx = (y * (W + 2 * r) + x)[..., None] + self._window  # (E, A, K) top-left of the window = (x, y) padded
+        sensors = cell.view(E, -1, 7).gather(1, idx.view(E, -1, 1).expand(-1, -1, 7)).view(E, A, -1)
+        if self.normalised_coordinates:
+            xy = torch.stack([x.to(dt) / (W - 1), y.to(dt) / (H - 1)], -1)
+        else:
+            xy = self.agent_pos.to(dt)
+        me = torch.cat([xy, (self.carrying >= 0).to(dt)[..., None], torch.nn.functional.one_hot(self.agent_dir, 4).to(dt),
+                        self.highway[self._cells(self.agent_pos)].to(dt)[..., None]], -1)
+        return {GROUP: torch.cat([me, sensors], -1)}
+
+    def state(self) -> Tensor:
+        """(E, A * obs_dim): every robot's observation, in agent order."""
+        return self._obs()[GROUP].flatten(1)
+
+    # -- reset ------------------------------------------------------------------------------
+    def _reset_where(self, mask: Tensor) -> None:
+        E, A, S, R, C, g, dev = self.num_envs, self.num_agents, self.num_shelves, self.num_requests, self.H * self.W, \
+            self._gen, self.device
+        cells = torch.rand(E, C, generator=g, device=dev).argsort(1)[:, :A]  # distinct cells, anywhere
+        pos = torch.stack([cells % self.W, cells // self.W], -1)
+        dirs = torch.randint(0, 4, (E, A), generator=g, device=dev)
+        req = torch.rand(E, S, generator=g, device=dev).argsort(1)[:, :R]  # distinct shelves
+        m1, m2 = mask[:, None], mask[:, None, None]
+        self.agent_pos = torch.where(m2, pos, self.agent_pos)
+        self.agent_dir = torch.where(m1, dirs, self.agent_dir)
+        self.carrying = torch.where(m1, -1, self.carrying)
+        self.has_delivered = self.has_delivered & ~m1
+        self.shelf_pos = torch.where(m2, self.shelf_home, self.shelf_pos)
+        self.requests = torch.where(m1, req, self.requests)
+        self.t, self.inactive = torch.where(mask, 0, self.t), torch.where(mask, 0, self.inactive)
+
+    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
+        """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        return reset_timestep(self.spec, self._obs(), self.dtype)
+
+    # -- dynamics ---------------------------------------------------------------------------
+    def resolve_moves(self, action: Tensor, tie_priority: Tensor | None = None) -> tuple[Tensor, Tensor, dict]:
+        """Which robots' actions go ahead. action (E, A) long -> (action (E, A) with cancelled and failed moves
+        set to NOOP, target cell (E, A), conflict counts {name: (E,) long}). ``tie_priority`` (E, A): lower wins
+        a tie between equally long chains (default: networkx's insertion order of the start cells)."""
+        E, A, W, H, dev = self.num_envs, self.num_agents, self.W, self.H, self.device
+        ag, sh = self._grids()
+        cell = self._cells(self.agent_pos)
+        fwd = action == FORWARD
+        step = self._dxy[self.agent_dir] * fwd[..., None]
+        tpos = torch.stack([(self.agent_pos[..., 0] + step[..., 0]).clamp(0, W - 1),
+                            (self.agent_pos[..., 1] + step[..., 1]).clamp(0, H - 1)], -1)
+        target = self._cells(tpos)
+        moving = target != cell
+        occupant = ag.gather(1, target) - 1  # (E, A) robot standing on the target, -1 if none
+        loaded = self.carrying >= 0
+        occupant_loaded = (occupant >= 0) & loaded.gather(1, occupant.clamp(min=0))
+        blocked = loaded & moving & (sh.gather(1, target) > 0) & ~occupant_loaded
+        action = torch.where(blocked, NOOP, action)
+        target, moving = torch.where(blocked, cell, target), moving & ~blocked
+        ar = torch.arange(A, device=dev)
+        # nxt[i]: the robot i drives into (itself when standing still), A when the target cell is free
+        nxt = torch.where(moving, torch.where(occupant >= 0, occupant, A), ar)
+        step_to = torch.nn.functional.one_hot(nxt, A + 1)[..., :A].float()  # (E, A, A)
+        reach = step_to + torch.eye(A, device=dev)  # reach[i, j]: j lies on i's path (i itself included)
+        for _ in range(max(1, (A - 1).bit_length())):
+            reach = (reach @ reach).clamp(max=1.0)
+        reach = reach > 0
+        to_free = nxt == A
+        tree = (reach & to_free[:, None, :]).any(-1)  # i's chain ends at a free cell
+        on_cycle = ~tree & reach.gather(1, nxt.clamp(max=A - 1)[..., None].expand(-1, -1, A)).diagonal(0, 1, 2)
+        cycle_len = (reach & on_cycle[:, None, :]).sum(-1)
+        depth = reach.sum(-1)  # robots from i to the free cell, i included
+        behind = torch.where(reach, depth[:, :, None], 0).amax(1) - depth  # longest chain of robots queued behind
+        if tie_priority is None:
+            # networkx adds cells in the order start_0, target_0, start_1, ...: a start cell is first seen as a start
+            # or as an earlier robot's target
+            seen_as_target = (target[:, :, None] == cell[:, None, :]) & (ar[:, None] < ar[None, :])
+            tie_priority = torch.where(seen_as_target, 2 * ar[None, :, None] + 1, 2 * A).amin(1).clamp(max=2 * ar)
+        rivals = moving[:, None, :] & (target[:, None, :] == target[:, :, None]) & (ar[:, None] != ar[None, :])
+        beats = (behind[:, None, :] > behind[:, :, None]) | (
+            (behind[:, None, :] == behind[:, :, None]) & (tie_priority[:, None, :] < tie_priority[:, :, None]))
+        wins = ~(rivals & beats).any(-1)  # (E, A): best of the robots wanting the same cell
+        commit = torch.where(tree, ~(reach & ~wins[:, None, :]).any(-1), on_cycle & (cycle_len != 2))
+        action = torch.where(commit, action, NOOP)
+        stats = {"blocked_loaded": blocked.sum(1), "same_target": (rivals.any(-1) & moving).sum(1) // 2,
+                 "chain": (moving & (occupant >= 0) & tree).sum(1), "cycle": (on_cycle & (cycle_len > 2)).sum(1),
+                 "swap": (on_cycle & (cycle_len == 2)).sum(1) // 2}
+        return action, target, stats
+
+    def step(self, actions: dict[str, Tensor], tie_priority: Tensor | None = None,
+             request_draws: Tensor | None = None) -> TimeStep:
+        """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes. For parity tests with the
+        reference: ``tie_priority`` (E, A) (see :meth:`resolve_moves`); ``request_draws`` (E, G) long in
+        [0, S - R): for the d-th delivery of the step (goals in order), the index among the unrequested shelves
+        (shelf order) of the new request (default: uniform draws from the env's generator)."""
+        if self.validate:
+            validate_actions(self.spec, actions, self.num_envs, self.device)
+        E, A, S, dev, dt = self.num_envs, self.num_agents, self.num_shelves, self.device, self.dtype
+        _, sh = self._grids()
+        action, target, stats = self.resolve_moves(actions[GROUP].long(), tie_priority)
+        cell = self._cells(self.agent_pos)
+        loaded = self.carrying >= 0
+        rewards = torch.zeros(E, A, dtype=dt, device=dev)
+        fwd = action == FORWARD
+        self.agent_pos = torch.where(fwd[..., None], torch.stack([target % self.W, target // self.W], -1),
+                                     self.agent_pos)
+        turn = torch.where(action == RIGHT, 1, torch.where(action == LEFT, -1, 0))
+        self.agent_dir = self._from_cw[(self._cw[self.agent_dir] + turn) % 4]
+        toggle = action == TOGGLE_LOAD
+        pick = toggle & ~loaded & (sh.gather(1, cell) > 0)
+        drop = toggle & loaded & ~self.highway[cell]
+        if self.reward_type == REWARD_TYPES["TWO_STAGE"]:
+            rewards = rewards + 0.5 * (drop & self.has_delivered)
+        self.has_delivered = self.has_delivered & ~drop
+        self.carrying = torch.where(pick, sh.gather(1, cell) - 1, torch.where(drop, -1, self.carrying))
+        carried = self.carrying >= 0  # carried shelves ride along; row S of the padded copy takes the rest
+        pad = torch.cat([self.shelf_pos, self.shelf_pos.new_zeros(E, 1, 2)], 1)
+        pad.scatter_(1, torch.where(carried, self.carrying, S)[..., None].expand(-1, -1, 2), self.agent_pos)
+        self.shelf_pos = pad[:, :S]
+        ag, sh = self._grids()
+        delivered_any = torch.zeros(E, dtype=torch.bool, device=dev)
+        n_hits = torch.zeros(E, dtype=torch.long, device=dev)
+        n_free = S - self.num_requests
+        if request_draws is None:
+            request_draws = torch.randint(0, max(n_free, 1), (E, len(self.goal_cells)), generator=self._gen, device=dev)
+        for g in range(len(self.goal_cells)):  # goals in order: a new request may be the shelf on a later goal
+            shelf = sh[:, self.goal_cells[g]] - 1
+            slot_hit = self.requests == shelf[:, None]
+            hit = (shelf >= 0) & slot_hit.any(1)
+            free = torch.ones(E, S, dtype=torch.bool, device=dev).scatter(1, self.requests, False)
+            draw = request_draws.gather(1, n_hits[:, None].clamp(max=len(self.goal_cells) - 1))  # d-th delivery: draw d
+            nth = free.cumsum(1) == draw + 1
+            new = (nth & free).long().argmax(1)
+            self.requests = torch.where(hit[:, None] & slot_hit, new[:, None], self.requests)
+            carrier = ag[:, self.goal_cells[g]] - 1
+            who = torch.nn.functional.one_hot(carrier.clamp(min=0), A).bool() & hit[:, None]
+            if self.reward_type == REWARD_TYPES["GLOBAL"]:
+                rewards = rewards + hit[:, None].to(dt)
+            elif self.reward_type == REWARD_TYPES["INDIVIDUAL"]:
+                rewards = rewards + who.to(dt)
+            else:
+                rewards = rewards + 0.5 * who.to(dt)
+                self.has_delivered = self.has_delivered | who
+            delivered_any = delivered_any | hit
+            n_hits = n_hits + hit
+        self.inactive = torch.where(delivered_any, 0, self.inactive + 1)
+        self.t = self.t + 1
+        trunc = self.t >= self.max_steps if self.max_steps else torch.zeros(E, dtype=torch.bool, device=dev)
+        term = (self.inactive >= self.max_inactivity_steps if self.max_inactivity_steps
+                else torch.zeros(E, dtype=torch.bool, device=dev))
+        trunc = trunc & ~term
+        obs = final_obs = self._obs()
+        final_state = None
+        done = term | trunc
+        if bool(done.any()):
+            final_state = final_obs[GROUP].flatten(1)
+            self._reset_where(done)
+            obs = self._obs()
+        return TimeStep(obs=obs, reward={GROUP: rewards}, terminated=term, truncated=trunc, final_obs=final_obs,
+                        final_state=final_state, info={"conflicts": stats})
+
+    # -- rendering, checkpoints -------------------------------------------------------------
+    def render(self, env_index: int = 0, cell: int = 16) -> np.ndarray:
+        """RGB (H * cell, W * cell, 3): corridors light, goals green, shelves brown (requested: red), robots
+        blue (loaded: dark) with a white dot on their front side."""
+        if not 0 <= env_index < self.num_envs:
+            raise IndexError(f"env_index {env_index} out of range for num_envs={self.num_envs}")
+        img = np.full((self.H * cell, self.W * cell, 3), 235, np.uint8)
+
+        def paint(c: int, colour: tuple, margin: int) -> None:
+            y, x = divmod(int(c), self.W)
+            img[y * cell + margin:(y + 1) * cell - margin, x * cell + margin:(x + 1) * cell - margin] = colour
+        for c in self.goal_cells.tolist():
+            paint(c, (60, 180, 60), 0)
+        req = set(self.requests[env_index].tolist())
+        for s, c in enumerate(self._cells(self.shelf_pos[env_index]).tolist()):
+            paint(c, (200, 40, 40) if s in req else (150, 100, 50), 1)
+        for a, c in enumerate(self._cells(self.agent_pos[env_index]).tolist()):
+            paint(c, (20, 40, 120) if self.carrying[env_index, a] >= 0 else (60, 110, 230), cell // 4)
+            dx, dy = _DXY[int(self.agent_dir[env_index, a])]
+            y, x = divmod(int(c), self.W)
+            cy, cx = y * cell + cell // 2 + dy * cell // 4, x * cell + cell // 2 + dx * cell // 4
+            img[cy - 1:cy + 1, cx - 1:cx + 1] = 255
+        return img
+
+    def state_dict(self) -> dict[str, Any]:
+        return fields_state_dict(self, self._STATE)
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        load_fields_state_dict(self, self._STATE, s)
+
+    def close(self) -> None:
+        pass
+
+
+# fastmarl's own kwargs, beside the reference's constructor arguments
+_EXTRA = dict(dtype=torch.float32, validate=True)
+_REFERENCE = dict(shelf_columns=3, column_height=8, shelf_rows=1, n_agents=2, msg_bits=0, sensor_range=1,
+                  request_queue_size=2, max_inactivity_steps=None, max_steps=500, reward_type="individual",
+                  layout=None, observation_type="flattened", image_observation_layers=None,
+                  image_observation_directional=True, normalised_coordinates=False, render_mode=None)
+
+
+def rware_ids() -> dict[str, dict[str, Any]]:
+    """Every id ``rware==2.0.0`` registers on import -> its constructor kwargs (non-default ones)."""
+    out = {}
+    for size, diff, n in itertools.product(SIZES, DIFFICULTY, range(1, 20)):
+        rows, cols = SIZES[size]
+        out[f"rware-{size}-{n}ag{diff}-v2"] = dict(shelf_rows=rows, shelf_columns=cols, n_agents=n,
+                                                    request_queue_size=int(n * DIFFICULTY[diff]))
+    return out
+
+
+def rware_factory(env_id: str):
+    defaults = {**_REFERENCE, **rware_ids()[env_id], **_EXTRA}
+
+    def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
+                **kwargs: Any) -> Warehouse:
+        check_known_keys(kwargs, defaults, f"{env_id} keyword argument", TypeError)
+        return Warehouse(num_envs=num_envs, device=device, seed=seed, env_id=env_id, **{**defaults, **kwargs})
+
+    return factory
