@@ -71,7 +71,7 @@ def _count(s: str) -> int:
 def run_matrix(seeds: list[int], out: Path) -> dict:
     """Train every (game, algo, seed); returns and saves {game: {algo: [per-seed result]}}."""
     import fastmarl
-    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.config import QConfig
     from fastmarl.train.runner import train as train_q
 
     results: dict = {"settings": MATRIX_SETTINGS, "seeds": seeds, "games": {}}
@@ -106,7 +106,7 @@ def run_spread_one(algo: str, seed: int, steps: int, eval_interval: int, final_e
     import torch
 
     import fastmarl
-    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.config import QConfig
     from fastmarl.envs.episodes import evaluate_policy
     from fastmarl.train.runner import train as train_q
 
@@ -183,7 +183,7 @@ def run_diagnosis(steps: int, folder: Path) -> None:
     """Train each DIAGNOSIS_VARIANTS entry once and save its logged diagnostics."""
     import torch
 
-    from fastmarl.algos.q_learning import QConfig
+    from fastmarl.config import QConfig
     from fastmarl.train.runner import train as train_q
 
     torch.set_num_threads(1)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import N_MOVES
+from fastmarl.envs.mpe.geometry import N_MOVES
 
 ENV = "simple_spread_v3"
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,7 +134,7 @@ class CommPolicy:
         return {}
 
     def act(self, ts, carry, deterministic=False, generator=None):
-        from fastmarl.algos.ppo import sample_action
+        from fastmarl.algos.actor_critic import sample_action
 
         gen = generator or self.ppo.generator
         actions = {}

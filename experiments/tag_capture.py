@@ -46,11 +46,11 @@ import torch
 from torch import Tensor
 
 import fastmarl
-from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
+from fastmarl.algos.q_learning import QLearner
 from fastmarl.algos.replay import EpisodeBuffer
-from fastmarl.algos.tabular import TabularConfig, TabularQ, linear_schedule
+from fastmarl.algos.tabular import TabularQ, linear_schedule
 from fastmarl.analysis import pursuit as pu
-from fastmarl.config import EVAL_SEED_OFFSET
+from fastmarl.config import EVAL_SEED_OFFSET, QConfig, TabularConfig, validate_q_config
 from fastmarl.envs.api import EnvSpec, JointPolicy, TimeStep
 from fastmarl.envs.episodes import record_episode
 from fastmarl.envs.scripted import RandomPolicy

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 import fastmarl
-from fastmarl.envs.mpe.core import MPEState, axis_move
+from fastmarl.envs.mpe.core import MPEState
+from fastmarl.envs.mpe.geometry import axis_move
 
 # scenario-specific state: env_id -> fn(list of mpe2 worlds, our env) -> extra dict
 EXTRA_SYNC: dict[str, Callable[[list[Any], Any], dict[str, torch.Tensor]]] = {}

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import fastmarl
-from fastmarl.algos.ppo import PPO, logp_entropy
+from fastmarl.algos.actor_critic import logp_entropy
+from fastmarl.algos.ppo import PPO
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
 from fastmarl.envs.api import TimeStep
 from fastmarl.envs.comm import range_mask

@@ -13,7 +13,7 @@ import torch
 
 from fastmarl.config import ConfigError, PPOConfig
 from fastmarl.envs import make
-from fastmarl.envs.mpe.core import axis_move
+from fastmarl.envs.mpe.geometry import axis_move
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.competitive import (
     CompetitiveConfig,

@@ -15,7 +15,8 @@ import pytest
 import torch
 from test_comm_wrappers import ReferentialGame, _ppo
 
-from fastmarl.algos.ppo import PPO, GroupActorCritic, logp_entropy
+from fastmarl.algos.actor_critic import GroupActorCritic, logp_entropy
+from fastmarl.algos.ppo import PPO
 from fastmarl.analysis.comm import causal_influence, message_entropy
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
 from fastmarl.envs.api import GroupSpec

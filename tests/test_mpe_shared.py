@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, others_index
+from fastmarl.envs.mpe.geometry import MOVES, N_MOVES, axis_move, others_index
 
 
 def test_move_table_is_mpe2s():

@@ -20,7 +20,8 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test, see
 
 import fastmarl
 from fastmarl.envs import check_env, list_envs
-from fastmarl.envs.pettingzoo import from_pettingzoo, sub_seed, to_aec_env, to_parallel_env
+from fastmarl.envs.pettingzoo import to_aec_env, to_parallel_env
+from fastmarl.envs.pz_vecenv import from_pettingzoo, sub_seed
 
 ENV_IDS = [e.env_id for e in list_envs()]
 MODES = [pytest.param(False, id="discrete"), pytest.param(True, id="continuous")]

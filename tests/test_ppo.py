@@ -10,7 +10,8 @@ import pytest
 import torch
 from test_ppo_toyenv import TickEnv, one_thread  # noqa: F401 (autouse fixture)
 
-from fastmarl.algos.ppo import PPO, logp_entropy, ppo_losses, sample_action
+from fastmarl.algos.actor_critic import logp_entropy, sample_action
+from fastmarl.algos.ppo import PPO, ppo_losses
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
 from fastmarl.nn import AgentGRU, AgentLinear, RunningMeanStd
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import fastmarl
+from fastmarl.cli.train import train_main
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig
 from fastmarl.train import evaluate_run, train
-from fastmarl.train.cli import train_main
 from fastmarl.train.runner import _make_env, pettingzoo_factory
 
 pytest.importorskip("mpe2")

@@ -9,9 +9,8 @@ import pytest
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.algos.q_learning import ALGO_INFO, QConfig
 from fastmarl.cli import main
-from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
+from fastmarl.config import ALGORITHMS, ConfigError, QConfig, TrainConfig, config_class
 from fastmarl.train.loop import TrainResult
 from fastmarl.train.rundir import RunDir
 
@@ -20,8 +19,13 @@ TINY = ["--env-kwargs", "N=2", "--total-steps", "2e3", "--num-envs", "8", "--bat
         "--eval-episodes", "3", "--threads", "1"]
 
 
-def test_value_based_names_match_their_capabilities():
-    assert set(VALUE_BASED_ALGOS) == set(ALGO_INFO)
+def test_every_value_based_algorithm_is_configured_by_qconfig():
+    q_family = {name for name, a in ALGORITHMS.items() if a.family == "q"}
+    assert q_family == {"iql", "vdn", "qmix"}
+    assert all(config_class(name) is QConfig and ALGORITHMS[name].off_policy for name in q_family)
+    assert config_class("mappo") is TrainConfig and not ALGORITHMS["mappo"].off_policy
+    with pytest.raises(ConfigError, match=r"unknown algo: 'qmx' \(did you mean 'qmix'\?\)"):
+        config_class("qmx")
 
 
 @pytest.mark.slow

@@ -11,8 +11,8 @@ import torch
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.algos.q_learning import GroupQNet, QConfig, validate_q_config
-from fastmarl.config import ConfigError
+from fastmarl.algos.q_learning import GroupQNet
+from fastmarl.config import ConfigError, QConfig, validate_q_config
 from fastmarl.nn.comm import CommNet, TarMAC
 from fastmarl.train.runner import train as train_q
 
@@ -109,7 +109,7 @@ def test_cli_passes_comm_options_to_qconfig(monkeypatch, tmp_path):
         seen["cfg"] = cfg
         raise SystemExit(0)  # stop before training: only the parsed config matters here
 
-    monkeypatch.setattr("fastmarl.train.cli.train", fake_train)
+    monkeypatch.setattr("fastmarl.cli.train.train", fake_train)
     with pytest.raises(SystemExit):
         main(["train", "--algo", "qmix", "--comm", "commnet", "--comm-rounds", "2", "--runs-dir", str(tmp_path)])
     cfg = seen["cfg"]

@@ -12,16 +12,9 @@ import torch
 from torch import nn
 
 import fastmarl
-from fastmarl.algos.q_learning import (
-    QConfig,
-    QLearner,
-    bootstrap_values,
-    hard_update,
-    soft_update,
-    validate_q_config,
-)
+from fastmarl.algos.q_learning import QLearner, bootstrap_values, hard_update, soft_update
 from fastmarl.algos.replay import EpisodeBuffer
-from fastmarl.config import ConfigError
+from fastmarl.config import ConfigError, QConfig, validate_q_config
 from fastmarl.envs import TimeStep, check_env, register
 from fastmarl.envs.matrix import MatrixGame
 from fastmarl.train.runner import train as train_q

@@ -12,8 +12,8 @@ from crash import Crash, crash_after, updates
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.algos.q_learning import REPLAY_FILE, QConfig, lambda_returns
-from fastmarl.config import ConfigError
+from fastmarl.algos.q_learning import REPLAY_FILE, lambda_returns
+from fastmarl.config import ConfigError, QConfig, validate_q_config
 from fastmarl.train.checkpoint import CheckpointError, latest_checkpoint
 
 # -- TD(lambda) ---------------------------------------------------------------------------
@@ -44,7 +44,7 @@ def test_lambda_returns_match_a_hand_computation():
 def test_td_lambda_loss_on_two_step_episodes():
     """VDN on 2-step penalty-game episodes, gamma 0.9, lambda 0.5, no double Q: the step-0 target mixes
     the one-step bootstrap with the (terminal) step-1 return, G0 = r0 + 0.9 * (0.5 * V1 + 0.5 * r1)."""
-    from fastmarl.algos.q_learning import QLearner, validate_q_config
+    from fastmarl.algos.q_learning import QLearner
     from fastmarl.algos.replay import EpisodeBuffer
 
     env = fastmarl.make("matrix_penalty_v0", num_envs=3, episode_length=2)
@@ -73,8 +73,6 @@ def test_td_lambda_loss_on_two_step_episodes():
 
 
 def test_td_lambda_is_validated_and_defaults_per_algo():
-    from fastmarl.algos.q_learning import validate_q_config
-
     spec = fastmarl.make("simple_spread_v3").spec
     with pytest.raises(ConfigError, match="td_lambda must be in"):
         validate_q_config(QConfig(td_lambda=1.5), spec)

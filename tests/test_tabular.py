@@ -12,13 +12,13 @@ import torch
 
 import fastmarl
 from fastmarl.algos.tabular import (
-    TabularConfig,
     TabularQ,
     epsilon_greedy,
     linear_schedule,
     masked_greedy,
     tabular_q_update,
 )
+from fastmarl.config import TabularConfig
 from fastmarl.envs import TimeStep, check_env
 from fastmarl.envs.wrappers import DiscretizeObservation, Discretizer, TableTooLargeError, check_table_size
 from fastmarl.train.runner import train_tabular

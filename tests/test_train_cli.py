@@ -75,7 +75,7 @@ def test_resume_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
 
 
 def test_train_help_lists_every_algorithm_as_one_choice(capsys):
-    from fastmarl.train.cli import TRAIN_ALGOS
+    from fastmarl.cli.train import TRAIN_ALGOS
 
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out

@@ -25,15 +25,14 @@ per-episode returns.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, TimeStep, check_known_keys
-from fastmarl.envs.wrappers import WARN_ENTRIES, Discretizer, check_table_size
+from fastmarl.config.tabular import TabularConfig
+from fastmarl.envs.api import EnvSpec, TimeStep
+from fastmarl.envs.wrappers import Discretizer, check_table_size
 
 # -- shared maths (also used by fastmarl.algos.q_learning) ------------------------
 
@@ -104,58 +103,6 @@ def tabular_q_update(table: Tensor, table_of_agent: Tensor, s: Tensor, a: Tensor
 
 
 # -- the learner ------------------------------------------------------------------
-
-@dataclass
-class TabularConfig:
-    """Independent tabular Q-learning: ``fastmarl.train.runner.train_tabular(env, TabularConfig(...))``."""
-
-    total_steps: int = 100_000
-    """env steps to train for (one step of one env; E per iteration)"""
-    lr: float = 0.1
-    """learning rate (step size) of the Q update"""
-    gamma: float = 0.99
-    """discount factor"""
-    epsilon_start: float = 1.0
-    """exploration rate at the start"""
-    epsilon_end: float = 0.05
-    """exploration rate after the decay"""
-    epsilon_decay_steps: int = 50_000
-    """env steps over which epsilon decays linearly"""
-    shared_table: bool = False
-    """one table per group shared by its agents (False: one table per agent)"""
-    init_value: float = 0.0
-    """initial value of every table entry (optimistic > 0 drives exploration)"""
-    obs_encoding: Literal["bins", "integer", "onehot"] = "bins"
-    """how observations become state indices (see fastmarl.envs.wrappers.Discretizer)"""
-    bins: int | list[int] = 10
-    """bins per observation feature (obs_encoding='bins')"""
-    low: float | list[float] | None = None
-    """lower bounds per feature; None: the observation space's (must be finite)"""
-    high: float | list[float] | None = None
-    """upper bounds per feature; None: the observation space's (must be finite)"""
-    seed: int = 0
-    """seed of exploration and tie-breaking"""
-    warn_entries: int = WARN_ENTRIES
-    """warn when a group's tables hold more entries than this"""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.total_steps, int) or self.total_steps < 1:
-            raise ValueError(f"total_steps must be a positive int, got {self.total_steps!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("gamma", "epsilon_start", "epsilon_end"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
-        if self.obs_encoding not in ("bins", "integer", "onehot"):
-            raise ValueError(f"obs_encoding must be 'bins', 'integer' or 'onehot', got {self.obs_encoding!r}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TabularConfig":
-        """Unknown keys are errors (a typo never silently uses a default)."""
-        check_known_keys(d, [f.name for f in dataclasses.fields(cls)], "TabularConfig key")
-        return cls(**d)
-
 
 class TabularQ:
     """Tables, acting and the update for every group of a discrete-action env, behind the

@@ -25,7 +25,8 @@ from torch import Tensor
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.envs.episodes import evaluate_policy
 from fastmarl.envs.mpe import simple_spread
-from fastmarl.envs.mpe.core import N_MOVES, MPEEnv, axis_move
+from fastmarl.envs.mpe.core import MPEEnv
+from fastmarl.envs.mpe.geometry import N_MOVES, axis_move
 
 # mpe2 physics of a spread agent: v' = (1 - damping) v + accel dt u;  p' = p + v dt
 _DAMPING, _DT = 0.25, 0.1

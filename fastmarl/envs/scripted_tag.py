@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import N_MOVES, axis_move
+from fastmarl.envs.mpe.geometry import N_MOVES, axis_move
 
 __all__ = ["TagPreyScripted", "TagChaserScripted", "tag_layout", "move_towards"]
 

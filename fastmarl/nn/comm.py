@@ -58,7 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from fastmarl.envs.comm import message_index
-from fastmarl.envs.mpe.core import others_index
+from fastmarl.envs.mpe.geometry import others_index
 from fastmarl.nn.layers import ACTIVATIONS, AgentLinear
 
 __all__ = [

@@ -100,7 +100,7 @@ from torch import Tensor
 
 from fastmarl.algos.ppo import PPO
 from fastmarl.config import (
-    ALGOS,
+    ALGORITHMS,
     EVAL_SEED_OFFSET,
     ConfigError,
     Derived,
@@ -132,6 +132,9 @@ MODES = ("train", "frozen", "scripted", "random")
 
 
 # -- configs ------------------------------------------------------------------------
+
+PPO_ALGOS = tuple(n for n, a in ALGORITHMS.items() if a.family == "ppo")  # the learners of a group
+
 
 @dataclass
 class GroupSetup:
@@ -174,7 +177,7 @@ def parse_groups(items: list[str] | tuple[str, ...]) -> dict[str, GroupSetup]:
                 overrides[k] = ast.literal_eval(v)
             except (ValueError, SyntaxError):
                 overrides[k] = v
-        if mode in ALGOS:
+        if mode in PPO_ALGOS:
             out[name] = GroupSetup(mode="train", algo=mode, ppo=overrides)
         elif mode in ("frozen", "scripted", "random"):
             if overrides:
@@ -513,8 +516,8 @@ def validate(cfg: CompetitiveConfig, env) -> Plan:
             raise ConfigError(f"groups.{g}: expected a GroupSetup, got {type(s).__name__}")
         if s.mode not in MODES:
             raise ConfigError(f"groups.{g}.mode must be one of {list(MODES)}, got {s.mode!r}")
-        if s.mode == "train" and s.algo not in ALGOS:
-            raise ConfigError(f"groups.{g}.algo must be one of {sorted(ALGOS)}, got {s.algo!r}")
+        if s.mode == "train" and s.algo not in PPO_ALGOS:
+            raise ConfigError(f"groups.{g}.algo must be one of {sorted(PPO_ALGOS)}, got {s.algo!r}")
         if s.mode != "train" and s.ppo:
             raise ConfigError(f"groups.{g}.ppo overrides apply to trained groups only (mode is {s.mode!r}); a frozen "
                               "policy's network settings come from its checkpoint")

@@ -23,17 +23,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastmarl.config import VALUE_BASED_ALGOS, ConfigError, TrainConfig
+from fastmarl.config import ConfigError, RunConfig, config_from_saved
 from fastmarl.train.checkpoint import atomic_write_text
 from fastmarl.version import __version__
 
-if TYPE_CHECKING:
-    from fastmarl.algos.q_learning import QConfig
 
-
-def default_run_name(cfg: TrainConfig | QConfig) -> str:
+def default_run_name(cfg: RunConfig) -> str:
     env = cfg.env.replace(":", "-")  # pz:mpe2.simple_spread_v3 -> a portable folder name
     return f"{env}__{cfg.algo}__s{cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -78,7 +75,7 @@ class RunDir:
     gif = property(lambda self: self.path / "episode.gif")
 
     @classmethod
-    def create(cls, cfg: TrainConfig | QConfig) -> "RunDir":
+    def create(cls, cfg: RunConfig) -> "RunDir":
         name = cfg.name or default_run_name(cfg)
         path = Path(cfg.runs_dir) / name
         if path.exists() and any(path.iterdir()):
@@ -101,20 +98,16 @@ class RunDir:
             raise ConfigError(f"{path} is not a run directory (no config.json)")
         return run
 
-    def read_config(self) -> TrainConfig | QConfig:
-        """The saved config: a QConfig for a value-based run (algo iql/vdn/qmix), else a TrainConfig."""
+    def read_config(self) -> RunConfig:
+        """The saved config, as the config class of its algorithm (``fastmarl.config.config_class``)."""
         d = json.loads(self.config_path.read_text())
         if isinstance(d, dict) and d.get("kind") == "competitive":
             raise ConfigError(f"{self.path} is a competitive (self-play) run: its policies are snapshots in its pool; "
                               f"use fastmarl.train.competitive (evaluate_matrix, exploitability, or a frozen group "
                               f"pointing at a snapshot) instead of `fastmarl eval/render/train --resume`")
-        if isinstance(d, dict) and d.get("algo") in VALUE_BASED_ALGOS:
-            from fastmarl.algos.q_learning import QConfig
+        return config_from_saved(d)
 
-            return QConfig.from_dict(d)
-        return TrainConfig.from_dict(d)
-
-    def write_config(self, cfg: TrainConfig | QConfig) -> None:
+    def write_config(self, cfg: RunConfig) -> None:
         atomic_write_text(self.config_path, json.dumps(cfg.to_dict(), indent=2) + "\n")
 
 

@@ -22,13 +22,23 @@ from typing import Any, Callable
 import torch
 
 from fastmarl.algos.ppo import PPO
-from fastmarl.algos.q_learning import QConfig, QLearner, validate_q_config
-from fastmarl.algos.tabular import TabularConfig, TabularQ
-from fastmarl.config import EVAL_SEED_OFFSET, ConfigError, TrainConfig, resolve
+from fastmarl.algos.q_learning import QLearner
+from fastmarl.algos.tabular import TabularQ
+from fastmarl.config import (
+    ALGORITHMS,
+    EVAL_SEED_OFFSET,
+    FAMILIES,
+    ConfigError,
+    RunConfig,
+    TabularConfig,
+    TrainConfig,
+    resolve,
+    validate_q_config,
+)
 from fastmarl.envs import make
 from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
 from fastmarl.envs.episodes import record_episode
-from fastmarl.envs.pettingzoo import from_pettingzoo
+from fastmarl.envs.pz_vecenv import from_pettingzoo
 from fastmarl.envs.wrappers import Discretizer
 from fastmarl.train.checkpoint import latest_checkpoint, load_checkpoint
 from fastmarl.train.loop import Callback, Loop, LoopSettings, TrainResult, evaluate, run_loop
@@ -41,7 +51,7 @@ RESUMABLE_CHANGES = {"total_steps", "eval_interval", "eval_episodes", "checkpoin
 PETTINGZOO_PREFIX = "pz:"  # env="pz:mpe2.simple_spread_v3": a PettingZoo env module, through from_pettingzoo
 
 
-def _make_env(cfg: TrainConfig | QConfig, num_envs: int, seed: int, render: bool = False):
+def _make_env(cfg: RunConfig, num_envs: int, seed: int, render: bool = False):
     """The run's batched env: a registered id or ``pz:<module>``, with the PPO family's message
     channel and position wrappers when configured."""
     if cfg.env.startswith(PETTINGZOO_PREFIX):
@@ -71,16 +81,24 @@ def _comm_wrappers(cfg: TrainConfig, env):
     return env
 
 
-def build_learner(cfg: TrainConfig | QConfig, spec, device: torch.device | str):
+# config family (fastmarl.config.ALGORITHMS[algo].family) -> (its validator, its learner class)
+LEARNERS: dict[str, tuple[Callable, type]] = {
+    "ppo": (resolve, PPO),
+    "q": (validate_q_config, QLearner),
+}
+assert {a.family for a in ALGORITHMS.values()} <= set(LEARNERS), "every algorithm's family needs a learner"
+
+
+def build_learner(cfg: RunConfig, spec, device: torch.device | str):
     """The config's learner for an env of ``spec``, its networks initialised from ``cfg.seed``.
     Raises ConfigError (every config error surfaces before anything is written)."""
-    if isinstance(cfg, QConfig):
-        derived = validate_q_config(cfg, spec)
-        torch.manual_seed(cfg.seed)  # network initialisation
-        return QLearner(spec, cfg, derived, device)
-    derived = resolve(cfg, spec)
-    torch.manual_seed(cfg.seed)
-    return PPO(spec, cfg, derived, device)
+    family = next((f for f, cls in FAMILIES.items() if isinstance(cfg, cls)), None)
+    if family is None:
+        raise ConfigError(f"train() takes one of {[c.__name__ for c in FAMILIES.values()]}, got {type(cfg).__name__}")
+    validate, learner = LEARNERS[family]
+    derived = validate(cfg, spec)  # checks that cfg.algo is one of the family's algorithms
+    torch.manual_seed(cfg.seed)  # network initialisation
+    return learner(spec, cfg, derived, device)
 
 
 def pettingzoo_factory(env: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
@@ -121,7 +139,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def train(config: TrainConfig | QConfig | None = None, *, resume: str | Path | None = None,
+def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
           callback: Callback | None = None) -> TrainResult:
     """Train; see the module docstring. ``resume`` is a run directory; with it, ``config``
     may override only the settings in RESUMABLE_CHANGES. ``callback(info)`` is called after
@@ -186,7 +204,7 @@ def train_tabular(env, cfg: TabularConfig | None = None, discretizers: dict[str,
 # -- loading a run ----------------------------------------------------------------
 
 def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_envs: int = 1,
-                render: bool = False) -> tuple[PPO | QLearner, TrainConfig | QConfig, Any, dict]:
+                render: bool = False) -> tuple[PPO | QLearner, RunConfig, Any, dict]:
     """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run: the learner of its
     algorithm with the checkpoint's weights (a Q-learner's epsilon as at that step)."""
     run = RunDir.open(run_dir)

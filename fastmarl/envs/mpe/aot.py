@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
+from fastmarl.envs.mpe import geometry
 from fastmarl.version import __version__
 
 if TYPE_CHECKING:  # annotations only: core imports this module, and this one takes MPEState from the env it gets
@@ -66,7 +67,7 @@ def _cache_key(env: MPEEnv, leaves: list[Tensor]) -> str:
     ]
     h.update(repr(parts).encode())
     core = inspect.getmodule(type(env.world_state))  # fastmarl.envs.mpe.core: MPEState and the step
-    for module in (core, sys.modules[__name__], sys.modules[type(scenario).__module__]):
+    for module in (core, geometry, sys.modules[__name__], sys.modules[type(scenario).__module__]):
         h.update(inspect.getsource(module).encode())
     return h.hexdigest()[:32]
 

@@ -42,12 +42,10 @@ from fastmarl.envs.api import (
     validate_actions,
 )
 from fastmarl.envs.mpe.aot import aot_advance
+from fastmarl.envs.mpe.geometry import MOVES, N_MOVES, norm2, others_index
+from fastmarl.envs.mpe.render import draw_discs
 
 DIM_P = 2
-# Discrete movement actions (mpe2's): 0 no-op, 1 left (-x), 2 right (+x), 3 down (-y), 4 up (+y), as unit
-# directions; every env with MPE-style discrete moves uses this table.
-MOVES = ((0.0, 0.0), (-1.0, 0.0), (1.0, 0.0), (0.0, -1.0), (0.0, 1.0))
-N_MOVES = len(MOVES)
 # below this many envs the re-layout costs more than the vectorization gains (measured)
 ENV_LAST_MIN_ENVS = 64
 
@@ -160,51 +158,6 @@ class World:
         self.offdiag = ~torch.eye(A, dtype=torch.bool, device=device)  # (A, A)
 
 
-def axis_move(direction: Tensor, deadband: float = 0.0) -> Tensor:
-    """direction (..., 2) -> (...) long: the move of :data:`MOVES` along the axis where
-    ``direction`` is largest in absolute value (x on a tie), toward its sign (-
-    when it is 0); 0 (no-op) where that largest component is below ``deadband``."""
-    axis = direction.abs().argmax(-1)
-    comp = torch.gather(direction, -1, axis[..., None])[..., 0]
-    return torch.where(comp.abs() < deadband, 0, 1 + 2 * axis + (comp > 0).long())
-
-
-def norm2(v: Tensor) -> Tensor:
-    """Euclidean norm over the last axis of length 2, written as mpe2 writes it."""
-    return torch.sqrt(v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1])
-
-
-def others_index(n: int, device: torch.device | str | None = None) -> Tensor:
-    """(n, n-1) long: row i lists every j != i in increasing order (slot k holds k, or k + 1 from k = i on)."""
-    idx = torch.arange(n, device=device)
-    return idx[None, :-1] + (idx[None, :-1] >= idx[:, None]).long()
-
-
-def relative_to_self(self_pos: Tensor, targets: Tensor) -> Tensor:
-    """targets (E, K, 2) relative to each of self_pos (E, M, 2): (E, M, K, 2)."""
-    return targets[:, None, :, :] - self_pos[:, :, None, :]
-
-
-def nearest_k(rel: Tensor, k: int, *values: Tensor) -> tuple[Tensor, ...]:
-    """Keep the k nearest of K candidates per row, closest first, zero-padded to k.
-
-    rel (E, M, K, 2) relative positions; each of ``values`` (E, M, K, D) is
-    gathered in the same order (e.g. communication). mpe2's partial
-    observability uses the same rule (argsort of distances, then zero-pad).
-    """
-    E, M, K, _ = rel.shape
-    if K == 0:
-        return tuple(torch.zeros(E, M, k, v.shape[-1], dtype=v.dtype, device=v.device) for v in (rel, *values))
-    order = torch.argsort(norm2(rel), dim=-1, stable=True)[..., :k]  # (E, M, min(k, K))
-    out = []
-    for v in (rel, *values):
-        g = torch.gather(v, 2, order[..., None].expand(*order.shape, v.shape[-1]))
-        if g.shape[2] < k:
-            g = torch.cat([g, g.new_zeros(E, M, k - g.shape[2], v.shape[-1])], dim=2)
-        out.append(g)
-    return tuple(out)
-
-
 def reset_entities(s: MPEState, mask: Tensor, pos: Tensor, extra: dict[str, Tensor] | None = None) -> MPEState:
     """State whose envs in ``mask`` (E,) start over at ``pos`` (E, N, 2), at rest and
     silent; other envs keep ``s``. ``extra`` replaces ``s.extra`` if given."""
@@ -216,11 +169,6 @@ def reset_entities(s: MPEState, mask: Tensor, pos: Tensor, extra: dict[str, Tens
 def entity_pos(s: MPEState, index: Tensor) -> Tensor:
     """(E, 2) position of entity ``index[e]`` (E,) long in each env."""
     return torch.gather(s.pos, 1, index[:, None, None].expand(-1, 1, 2))[:, 0]
-
-
-def uniform(gen: torch.Generator, shape: tuple[int, ...], low: float, high: float, like: Tensor) -> Tensor:
-    """Uniform samples in [low, high) with the dtype/device of ``like``."""
-    return torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device) * (high - low) + low
 
 
 class Scenario(Protocol):
@@ -654,27 +602,12 @@ class MPEEnv:
         if not 0 <= env_index < self.num_envs:
             raise IndexError(f"env_index {env_index} out of range for num_envs={self.num_envs}")
         w, s = self.world, self._state
-        pos = s.pos[env_index].detach().cpu().double().numpy()
         colors = s.extra.get("color")
-        colors = (colors[env_index] if colors is not None else w.color).detach().cpu().double().numpy()
-        sizes = w.size.detach().cpu().double().numpy()
-        cam = max(float(np.abs(pos).max()), 1e-6)
-        img = np.full((size, size, 3), 255, dtype=np.uint8)
-        scale = size / 700.0
+        colors = colors[env_index] if colors is not None else w.color
+        zoom = 1.0
         if self.dynamic_rescaling:
-            scale *= 0.9 * float(self._cam_range0[env_index]) / cam
-        ys, xs = np.mgrid[0:size, 0:size]
-        draw_order = list(range(w.A, w.N)) + list(range(w.A))  # agents on top
-        for e in draw_order:
-            x = pos[e, 0] / cam * (size // 2) * 0.9 + size // 2
-            y = -pos[e, 1] / cam * (size // 2) * 0.9 + size // 2
-            r = sizes[e] * 350 * scale
-            d2 = (xs - x) ** 2 + (ys - y) ** 2
-            inside = d2 <= r * r
-            img[inside] = (np.clip(colors[e], 0, 1) * 200).astype(np.uint8)
-            ring = inside & (d2 >= (r - 1.5) ** 2)
-            img[ring] = 0
-        return img
+            zoom = 0.9 * float(self._cam_range0[env_index]) / max(float(s.pos[env_index].abs().max()), 1e-6)
+        return draw_discs(s.pos[env_index], colors, w.size, w.A, size, zoom)
 
     def close(self) -> None:
         pass
@@ -711,6 +644,6 @@ def check_kwargs(env_id: str, given: dict[str, Any], allowed: dict[str, Any]) ->
 
 
 __all__ = [
-    "MOVES", "N_MOVES", "axis_move", "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "norm2",
-    "others_index", "relative_to_self", "nearest_k", "uniform", "reset_entities", "entity_pos", "check_kwargs", "group_of_name",
+    "WorldDef", "MPEState", "World", "MPEEnv", "Scenario", "physics_step", "reset_entities", "entity_pos",
+    "check_kwargs", "group_of_name",
 ]

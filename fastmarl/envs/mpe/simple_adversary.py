@@ -21,17 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import (
-    MPEState,
-    World,
-    WorldDef,
-    entity_pos,
-    nearest_k,
-    norm2,
-    relative_to_self,
-    reset_entities,
-    uniform,
-)
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, entity_pos, reset_entities
+from fastmarl.envs.mpe.geometry import nearest_k, norm2, relative_to_self, uniform
 
 KWARGS = dict(N=2, max_cycles=25, num_agent_neighbors=None, num_landmark_neighbors=None)
 

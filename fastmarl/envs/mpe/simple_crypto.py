@@ -32,7 +32,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities
+from fastmarl.envs.mpe.geometry import uniform
 
 KWARGS = dict(max_cycles=25)
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, entity_pos, norm2, reset_entities, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, entity_pos, reset_entities
+from fastmarl.envs.mpe.geometry import norm2, uniform
 
 KWARGS = dict(max_cycles=25)
 

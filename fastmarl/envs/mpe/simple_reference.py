@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, norm2, relative_to_self, reset_entities, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities
+from fastmarl.envs.mpe.geometry import norm2, relative_to_self, uniform
 
 KWARGS = dict(local_ratio=0.5, max_cycles=25)
 

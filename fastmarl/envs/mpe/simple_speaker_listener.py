@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, relative_to_self, reset_entities, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities
+from fastmarl.envs.mpe.geometry import relative_to_self, uniform
 
 KWARGS = dict(max_cycles=25)
 

@@ -12,16 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import (
-    MPEState,
-    World,
-    WorldDef,
-    nearest_k,
-    norm2,
-    relative_to_self,
-    reset_entities,
-    uniform,
-)
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities
+from fastmarl.envs.mpe.geometry import nearest_k, norm2, relative_to_self, uniform
 
 KWARGS = dict(N=3, local_ratio=0.5, max_cycles=25, curriculum=False, terminate_on_success=False,
               num_agent_neighbors=None, num_landmark_neighbors=None)

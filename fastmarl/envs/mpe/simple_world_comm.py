@@ -44,7 +44,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fastmarl.envs.mpe.core import MPEState, World, WorldDef, norm2, relative_to_self, reset_entities, uniform
+from fastmarl.envs.mpe.core import MPEState, World, WorldDef, reset_entities
+from fastmarl.envs.mpe.geometry import norm2, relative_to_self, uniform
 
 KWARGS = dict(num_good=2, num_adversaries=4, num_obstacles=1, num_food=2, max_cycles=25, num_forests=2)
 

@@ -62,7 +62,8 @@ from fastmarl.envs.api import (
     reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, nearest_k
+from fastmarl.envs.mpe.core import check_kwargs
+from fastmarl.envs.mpe.geometry import MOVES, N_MOVES, axis_move, nearest_k
 
 GROUP = "drone"
 BASELINE = "scripted sweep: go to the nearest uncovered cell seen in the local patch or coarse map, return to charge when low"

@@ -39,18 +39,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import (
-    MPEEnv,
-    MPEState,
-    World,
-    WorldDef,
-    check_kwargs,
-    nearest_k,
-    norm2,
-    relative_to_self,
-    reset_entities,
-    uniform,
-)
+from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, check_kwargs, reset_entities
+from fastmarl.envs.mpe.geometry import nearest_k, norm2, relative_to_self, uniform
 from fastmarl.envs.scripted import COAST, steer
 
 SHAPES = ("line", "wedge", "circle")

@@ -68,7 +68,8 @@ from fastmarl.envs.api import (
     reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs, norm2, others_index
+from fastmarl.envs.mpe.core import check_kwargs
+from fastmarl.envs.mpe.geometry import MOVES, N_MOVES, axis_move, norm2, others_index
 
 ENV_ID = "jammer_v0"
 BASELINE = ("scripted: targets follow their receiver and hop to the least-jammed channel when SINR < 10 dB; "

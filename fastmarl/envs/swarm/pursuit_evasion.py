@@ -36,17 +36,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import (
-    MPEEnv,
-    MPEState,
-    World,
-    WorldDef,
-    check_kwargs,
-    norm2,
-    others_index,
-    reset_entities,
-    uniform,
-)
+from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, check_kwargs, reset_entities
+from fastmarl.envs.mpe.geometry import norm2, others_index, uniform
 from fastmarl.envs.mpe.simple_tag import boundary_penalty
 from fastmarl.envs.scripted import COAST, steer
 

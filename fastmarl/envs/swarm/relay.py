@@ -44,18 +44,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import (
-    MPEEnv,
-    MPEState,
-    World,
-    WorldDef,
-    check_kwargs,
-    nearest_k,
-    norm2,
-    relative_to_self,
-    reset_entities,
-    uniform,
-)
+from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, check_kwargs, reset_entities
+from fastmarl.envs.mpe.geometry import nearest_k, norm2, relative_to_self, uniform
 from fastmarl.envs.scripted import COAST, steer
 
 KWARGS = dict(num_relays=4, comm_range=0.5, remote_speed=0.3, num_neighbors=None, collision_penalty=0.1, shaping=1.0,

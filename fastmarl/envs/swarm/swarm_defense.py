@@ -44,7 +44,8 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import EnvSpec, TimeStep
-from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, check_kwargs, norm2, others_index, uniform
+from fastmarl.envs.mpe.core import MPEEnv, MPEState, World, WorldDef, check_kwargs
+from fastmarl.envs.mpe.geometry import norm2, others_index, uniform
 from fastmarl.envs.scripted import COAST, steer
 from fastmarl.envs.swarm.jammer import nearest_slots
 

@@ -62,7 +62,8 @@ from fastmarl.envs.api import (
     reset_timestep,
     validate_actions,
 )
-from fastmarl.envs.mpe.core import MOVES, N_MOVES, axis_move, check_kwargs
+from fastmarl.envs.mpe.core import check_kwargs
+from fastmarl.envs.mpe.geometry import MOVES, N_MOVES, axis_move
 
 GROUP = "pursuer"
 BASELINE = "greedy heuristic: steer along the ray that sees the nearest food, away from poison, low thrust (random thrust is the floor)"

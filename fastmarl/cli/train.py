@@ -21,26 +21,15 @@ from typing import Callable
 
 import tyro
 
-from fastmarl.algos.q_learning import ALGO_INFO as Q_ALGOS
-from fastmarl.algos.q_learning import QConfig
-from fastmarl.config import ALGOS as PPO_ALGOS
-from fastmarl.config import ConfigError, TrainConfig
+from fastmarl.config import ALGORITHMS, DEFAULT_ALGO, ConfigError, config_class
 from fastmarl.train.checkpoint import CheckpointError
 from fastmarl.train.rundir import RunDir
 from fastmarl.train.runner import evaluate_run, render_run, train
 
 _FLAT = (tyro.conf.OmitArgPrefixes,)  # --lr rather than --ppo.lr
 
-# every algorithm `fastmarl train --algo` accepts -> (its config class, one line of help)
-TRAIN_ALGOS: dict[str, tuple[type, str]] = {
-    "mappo": (TrainConfig, "PPO with a centralized critic on the global state (on-policy; discrete or continuous)"),
-    "ippo": (TrainConfig, "independent PPO: each critic sees its agent's observation"),
-    "iql": (QConfig, "independent Q-learning, recurrent by default (off-policy; discrete actions)"),
-    "vdn": (QConfig, "value decomposition: Q_tot = sum of the agents' utilities"),
-    "qmix": (QConfig, "monotonic mixing of the utilities, conditioned on the global state"),
-}
-assert set(TRAIN_ALGOS) == set(PPO_ALGOS) | set(Q_ALGOS), "every algorithm needs a --algo entry"
-DEFAULT_ALGO = "mappo"
+# every algorithm `fastmarl train --algo` accepts -> (its config class, one line of help): fastmarl.config.ALGORITHMS
+TRAIN_ALGOS: dict[str, tuple[type, str]] = {name: (config_class(name), a.help) for name, a in ALGORITHMS.items()}
 
 
 def _run(cmd: str, fn: Callable[[], int]) -> int:

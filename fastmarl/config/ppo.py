@@ -1,4 +1,4 @@
-"""Typed training configs, and the one place where they are validated.
+"""The PPO family's config (IPPO, MAPPO) and its validation.
 
 ``TrainConfig`` describes a run (env, algorithm, budget, logging); ``PPOConfig``
 the PPO hyper-parameters shared by IPPO and MAPPO. Both are plain dataclasses:
@@ -10,52 +10,24 @@ combination is a ``ConfigError`` that says what to do instead.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import tyro
 
-from fastmarl.envs.api import EnvSpec, check_known_keys
-
-EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
-
-
-class ConfigError(ValueError):
-    """An invalid setting or combination of settings; the message says how to fix it."""
-
-
-def _parse_count(args: list[str]) -> int:
-    v = float(args[0])  # accepts 2e6 as well as 2000000
-    if v != int(v):
-        raise ValueError(f"expected a whole number, got {args[0]}")
-    return int(v)
-
-
-def parse_env_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["N=3", "local_ratio=0.5"]`` -> ``{"N": 3, "local_ratio": 0.5}``; values are
-    Python literals when they parse as one (3, 0.5, True, None), else strings."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"env kwargs are KEY=VALUE pairs (e.g. N=3), got {item!r}")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw
-    return out
-
-
-# `--total-steps 2e6` and `--env-kwargs N=3 local_ratio=0.5` on the command line
-StepCount = Annotated[int, tyro.constructors.PrimitiveConstructorSpec(
-    nargs=1, metavar="INT", instance_from_str=_parse_count,
-    is_instance=lambda x: isinstance(x, int), str_from_instance=lambda x: [str(x)])]
-EnvKwargs = Annotated[dict[str, Any], tyro.constructors.PrimitiveConstructorSpec(
-    nargs="*", metavar="KEY=VALUE", instance_from_str=parse_env_kwargs,
-    is_instance=lambda x: isinstance(x, dict), str_from_instance=lambda d: [f"{k}={v!r}" for k, v in d.items()])]
+from fastmarl.config.algorithms import algo_spec
+from fastmarl.config.base import (
+    ConfigError,
+    EnvKwargs,
+    StepCount,
+    check_int,
+    check_positive,
+    check_run,
+    check_unit,
+    config_from_dict,
+)
+from fastmarl.envs.api import EnvSpec
 
 
 @dataclass
@@ -187,48 +159,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         """Build from a dict (e.g. a run's config.json); unknown keys are errors."""
-        return _from_dict(cls, d, "")
+        return config_from_dict(cls, d)
 
 
-def config_key_kind(cls: type, where: str) -> str:
-    """How an unknown-key error names a key of config class ``cls`` found at ``where``
-    (a dotted prefix such as ``"ppo."``, or ``""`` at the top)."""
-    return f"{cls.__name__} key" + (f" in {where.rstrip('.')}" if where else "")
-
-
-def _from_dict(cls, d: dict[str, Any], where: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(d).__name__}")
-    check_known_keys(d, [f.name for f in dataclasses.fields(cls)], config_key_kind(cls, where), ConfigError)
-    kw = {}
-    for k, v in d.items():
-        if k == "ppo":
-            v = _from_dict(PPOConfig, v, "ppo.")
-        kw[k] = v
-    return cls(**kw)
-
-
-# -- capabilities and validation ---------------------------------------------
-
-@dataclass(frozen=True)
-class AlgoInfo:
-    """What an algorithm can do; the CLI rejects combinations it cannot."""
-
-    name: str
-    centralized_critic: bool
-    needs_state: bool
-    supports_discrete: bool = True
-    supports_continuous: bool = True
-
-
-ALGOS = {
-    "ippo": AlgoInfo("ippo", centralized_critic=False, needs_state=False),
-    "mappo": AlgoInfo("mappo", centralized_critic=True, needs_state=True),
-}
-# value-based algorithms: configured by fastmarl.algos.q_learning.QConfig (its ALGO_INFO holds their capabilities);
-# `fastmarl train --algo qmix` and `fastmarl.train(QConfig(...))` run its QLearner in the one loop
-VALUE_BASED_ALGOS = ("iql", "vdn", "qmix")
-
+# -- validation -------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Derived:
@@ -251,66 +185,37 @@ def _check_dial(p: PPOConfig) -> None:
             raise ConfigError(f"{', '.join(changed)} configure the DIAL channel, but ppo.comm={p.comm!r}; use "
                               "--comm dial (or leave them at their defaults)")
         return
-    for name, value, low in [("dial_vocab_size", p.dial_vocab_size, 2),
-                             ("dial_message_length", p.dial_message_length, 1)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"ppo.{name} must be an integer >= {low}, got {value!r}")
-    if not p.dial_temperature > 0:
-        raise ConfigError(f"ppo.dial_temperature must be > 0, got {p.dial_temperature}")
+    check_int("ppo.dial_vocab_size", p.dial_vocab_size, 2)
+    check_int("ppo.dial_message_length", p.dial_message_length, 1)
+    check_positive("ppo.dial_temperature", p.dial_temperature)
     for name in ("dial_flip_prob", "dial_drop_prob"):
-        if not 0.0 <= getattr(p, name) <= 1.0:
-            raise ConfigError(f"ppo.{name} is a probability in [0, 1], got {getattr(p, name)}")
+        check_unit(f"ppo.{name}", getattr(p, name), "is a probability in [0, 1]")
 
 
 def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
     """Validate ``cfg`` against ``spec``; return derived sizes. Raises ConfigError."""
     p = cfg.ppo
-    algo = ALGOS.get(cfg.algo)
-    if algo is None:
-        if cfg.algo in VALUE_BASED_ALGOS:
-            raise ConfigError(f"{cfg.algo} is value-based and has its own config: "
-                              f"fastmarl.train(QConfig(algo={cfg.algo!r}, ...)) (fastmarl.algos.q_learning)")
-        raise ConfigError(f"unknown algo {cfg.algo!r}; choose one of {sorted(ALGOS)} "
-                          f"(or {list(VALUE_BASED_ALGOS)} with QConfig)")
-    for name, value, low in [("num_envs", cfg.num_envs, 1), ("total_steps", cfg.total_steps, 1),
-                             ("eval_episodes", cfg.eval_episodes, 1), ("keep_checkpoints", cfg.keep_checkpoints, 1),
-                             ("ppo.num_steps", p.num_steps, 1), ("ppo.num_epochs", p.num_epochs, 1),
-                             ("ppo.num_minibatches", p.num_minibatches, 1), ("ppo.hidden_size", p.hidden_size, 1),
-                             ("ppo.num_layers", p.num_layers, 0), ("ppo.comm_rounds", p.comm_rounds, 1),
-                             ("eval_interval", cfg.eval_interval, 0), ("log_interval", cfg.log_interval, 0),
-                             ("checkpoint_interval", cfg.checkpoint_interval, 0)]:
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
-    for k, v in cfg.env_kwargs.items():
-        try:
-            json.dumps(v)
-        except TypeError:
-            raise ConfigError(f"env kwarg {k}={v!r} cannot be saved in the run's config.json; use JSON values "
-                              "(numbers, strings, booleans, None, lists)") from None
-    if not isinstance(cfg.message_bits, int) or cfg.message_bits < 0:
-        raise ConfigError(f"message_bits must be an integer >= 0, got {cfg.message_bits!r}")
+    algo = algo_spec(cfg.algo, "ppo")
+    check_run(cfg)
+    for name, low in [("num_steps", 1), ("num_epochs", 1), ("num_minibatches", 1), ("hidden_size", 1),
+                      ("num_layers", 0), ("comm_rounds", 1)]:
+        check_int(f"ppo.{name}", getattr(p, name), low)
+    check_int("message_bits", cfg.message_bits, 0)
     if not cfg.message_bits and (cfg.message_flip_prob or cfg.message_drop_prob):
         raise ConfigError("message_flip_prob / message_drop_prob describe the env's message channel, "
                           "which is off; add one with --message-bits 1 (or more)")
     if cfg.comm_range is not None:
-        if isinstance(cfg.comm_range, bool) or not isinstance(cfg.comm_range, (int, float)) \
-                or not cfg.comm_range > 0:
-            raise ConfigError(f"comm_range must be a positive distance or None, got {cfg.comm_range!r}")
+        check_positive("comm_range", cfg.comm_range, "must be a positive distance or None")
         if not cfg.message_bits and p.comm == "none":
             raise ConfigError("comm_range limits communication, but no channel is on; add the env's message "
                               "channel (--message-bits 1) and/or learned communication (--comm commnet, tarmac, "
                               "tarmac_broadcast or dial)")
-    for name, value in [("message_flip_prob", cfg.message_flip_prob), ("message_drop_prob", cfg.message_drop_prob)]:
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name} is a probability in [0, 1], got {value}")
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ConfigError(f"threads must be >= 1 or None, got {cfg.threads}")
-    for name, value in [("lr", p.lr), ("clip_coef", p.clip_coef), ("max_grad_norm", p.max_grad_norm)]:
-        if not value > 0:
-            raise ConfigError(f"ppo.{name} must be > 0, got {value}")
-    for name, value in [("gamma", p.gamma), ("gae_lambda", p.gae_lambda)]:
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"ppo.{name} must be in [0, 1], got {value}")
+    for name in ("message_flip_prob", "message_drop_prob"):
+        check_unit(name, getattr(cfg, name), "is a probability in [0, 1]")
+    for name in ("lr", "clip_coef", "max_grad_norm"):
+        check_positive(f"ppo.{name}", getattr(p, name))
+    for name in ("gamma", "gae_lambda"):
+        check_unit(f"ppo.{name}", getattr(p, name))
     if p.vf_coef < 0 or p.ent_coef < 0:
         raise ConfigError("ppo.vf_coef and ppo.ent_coef must be >= 0")
 
@@ -323,9 +228,9 @@ def resolve(cfg: TrainConfig, spec: EnvSpec) -> Derived:
                           "has a single agent; use --comm none")
     masks: dict[str, bool] = {}
     for g in spec.groups.values():
-        if not g.discrete and not algo.supports_continuous:
+        if not g.discrete and not algo.continuous:
             raise ConfigError(f"{cfg.algo} does not support continuous actions (group {g.name!r})")
-        if g.discrete and not algo.supports_discrete:
+        if g.discrete and not algo.discrete:
             raise ConfigError(f"{cfg.algo} does not support discrete actions (group {g.name!r})")
         if p.action_masks and not g.discrete:
             raise ConfigError(f"action masks apply to discrete actions only, but group {g.name!r} has continuous "

@@ -1,7 +1,8 @@
 """``fastmarl`` command line: ``fastmarl <command> [options]``.
 
 Each command lives in its own module and parses its own options (tyro over a
-typed dataclass); this file only dispatches.
+typed dataclass); this file only dispatches. The command modules (``fastmarl.cli.train``,
+...) are the top layer: they may import every layer below.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from fastmarl.envs.api import check_known_keys
 COMMANDS = {
     "envs": ("fastmarl.envs.cli", "main", "list the registered environments"),
     "bench": ("fastmarl.bench", "main", "benchmarks: `fastmarl bench envs` measures env-steps/s"),
-    "train": ("fastmarl.train.cli", "train_main", "train agents: `fastmarl train --algo mappo --env simple_spread_v3`"),
-    "eval": ("fastmarl.train.cli", "eval_main", "evaluate a run directory"),
-    "render": ("fastmarl.train.cli", "render_main", "render an episode of a run to a GIF"),
+    "train": ("fastmarl.cli.train", "train_main", "train agents: `fastmarl train --algo mappo --env simple_spread_v3`"),
+    "eval": ("fastmarl.cli.train", "eval_main", "evaluate a run directory"),
+    "render": ("fastmarl.cli.train", "render_main", "render an episode of a run to a GIF"),
     "selfplay": ("fastmarl.train.competitive", "main",
                  "competitive training with self-play pools, Elo ratings and exploitability"),
 }
@@ -48,6 +49,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     return int(fn(rest) or 0)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Every config of fastmarl, in one place: typed dataclasses, validated in one place each.
+
+- :mod:`~fastmarl.config.base`: ``ConfigError``, the command-line types (``StepCount``,
+  ``EnvKwargs``), ``config_from_dict`` (unknown keys rejected with the closest valid name)
+  and the checks every run's settings get (``check_run``);
+- :mod:`~fastmarl.config.algorithms`: every algorithm of ``fastmarl train --algo``, its
+  config family and capabilities (``ALGORITHMS``);
+- :mod:`~fastmarl.config.ppo`: ``TrainConfig`` / ``PPOConfig`` and ``resolve`` (IPPO, MAPPO);
+- :mod:`~fastmarl.config.q`: ``QConfig`` and ``validate_q_config`` (IQL, VDN, QMIX);
+- :mod:`~fastmarl.config.tabular`: ``TabularConfig`` (tabular IQL).
+
+``config_class(algo)`` is the config class of an algorithm and ``config_from_saved(d)``
+rebuilds a run's saved ``config.json``: the CLI and the run directories use these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastmarl.config.algorithms import ALGORITHMS, DEFAULT_ALGO, AlgoSpec, algo_spec
+from fastmarl.config.base import (
+    EVAL_SEED_OFFSET,
+    ConfigError,
+    EnvKwargs,
+    StepCount,
+    check_int,
+    check_positive,
+    check_run,
+    check_unit,
+    config_from_dict,
+    config_key_kind,
+    parse_env_kwargs,
+)
+from fastmarl.config.ppo import Derived, PPOConfig, TrainConfig, resolve
+from fastmarl.config.q import ALGO_DEFAULTS, QConfig, QDerived, validate_q_config
+from fastmarl.config.tabular import TabularConfig
+
+# config family (AlgoSpec.family) -> its config class
+FAMILIES: dict[str, type] = {"ppo": TrainConfig, "q": QConfig}
+assert {s.family for s in ALGORITHMS.values()} <= set(FAMILIES), "every algorithm's family needs a config class"
+
+RunConfig = TrainConfig | QConfig  # the configs of a `fastmarl train` run
+
+
+def config_class(algo: str) -> type:
+    """The config class of algorithm ``algo`` (ConfigError with the closest name if unknown)."""
+    return FAMILIES[algo_spec(algo).family]
+
+
+def config_from_saved(d: Any) -> RunConfig:
+    """A run's config from its saved dict (``config.json``): the class its ``algo`` names."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a run config is a mapping, got {type(d).__name__}")
+    if "algo" not in d:
+        raise ConfigError("the saved config names no algo; choose one of " + ", ".join(ALGORITHMS))
+    return config_class(d["algo"]).from_dict(d)
+
+
+__all__ = [
+    "ALGORITHMS", "ALGO_DEFAULTS", "DEFAULT_ALGO", "EVAL_SEED_OFFSET", "FAMILIES", "AlgoSpec", "ConfigError",
+    "Derived", "EnvKwargs", "PPOConfig", "QConfig", "QDerived", "RunConfig", "StepCount", "TabularConfig",
+    "TrainConfig", "algo_spec", "check_int", "check_positive", "check_run", "check_unit", "config_class",
+    "config_from_dict", "config_from_saved", "config_key_kind", "parse_env_kwargs", "resolve", "validate_q_config",
+]
