@@ -124,7 +124,7 @@ register("market_v0", make_market, "applications",
          "market makers quote bid/ask around a moving fair price for arriving traders (mixed-motive, inventory risk)")
 
 # -- multi-robot warehouse (family "rware"; fastmarl.envs.rware): every id rware==2.0.0 registers;
-# one is listed, the other 227 (sizes, robots, -easy/-hard) are variants make() builds
-for _id in rware_ids():
-    register(_id, rware_factory(_id), "rware", "robots fetch requested shelves to the goals of a warehouse (RWARE; "
-             "rware-{tiny,small,medium,large}-{1..19}ag[-easy|-hard]-v2)", listed=_id == "rware-tiny-2ag-v2")
+# one is listed, the others (sizes, robots, -easy/-hard, image observations) are variants make() builds
+for _id, _kw in rware_ids().items():
+    register(_id, rware_factory(_id, _kw), "rware", "robots fetch requested shelves to the goals of a warehouse (RWARE; "
+             "rware[-img|-imgdict][-Nd]-{tiny,small,medium,large}-{1..19}ag[-easy|-hard]-v2)", listed=_id == "rware-tiny-2ag-v2")

@@ -5,8 +5,10 @@ of four directions (UP=0, DOWN=1, LEFT=2, RIGHT=3, as the reference's
 ``Direction``) and acts with NOOP=0, FORWARD=1, LEFT=2, RIGHT=3 (turns), TOGGLE_LOAD=4
 (pick up the shelf under it, or put its shelf down, off the highways only). ``R``
 shelves are requested at a time; carrying a requested shelf onto a goal cell
-delivers it (reward 1 to the carrier, or to everyone with ``reward_type="global"``)
-and a new request, uniform over the shelves not requested, takes its queue slot.
+delivers it (reward 1 to the carrier; 1 to everyone with ``reward_type="global"``;
+0.5 for the delivery and 0.5 for putting the shelf back down off the highways with
+``"two_stage"``) and a new request, uniform over the shelves not requested, takes
+its queue slot.
 
 Moves are resolved as in the reference, which builds a graph of intended moves
 (cell -> target cell) and commits per weakly connected component: a component
@@ -22,13 +24,29 @@ robots never drive into a cell holding a shelf unless a loaded robot stands ther
 Vectorized over envs: the per-component rules become reachability over the
 (E, A, A) "moves into" relation, by repeated squaring (log2 A rounds).
 
-Shapes (E envs, A robots, S shelves, R requests, K = (2 sensor_range + 1)^2):
-obs ``{"agent": (E, A, 8 + 7 K)}`` = the reference's flattened observation
-``[x, y, carrying, direction one-hot (4), on_highway]`` then per sensor cell (row-major)
-``[has_agent, its direction one-hot (4; [1,0,0,0] when empty), has_shelf, requested]``;
-reward ``(E, A)``; actions ``(E, A)`` in [0, 5); state ``(E, A * obs_dim)``.
+Shapes (E envs, A robots, S shelves, R requests, k = 2 sensor_range + 1, K = k^2):
+obs ``{"agent": (E, A, D)}`` with, by ``observation_type``:
+
+- ``"flattened"`` (default), D = 8 + 7 K: ``[x, y, carrying, direction one-hot (4),
+  on_highway]`` then per sensor cell (row-major) ``[has_agent, its direction one-hot
+  (4; [1,0,0,0] when empty), has_shelf, requested]``.
+- ``"dict"``: the reference's dict observation flattened by ``gymnasium.spaces.flatten``:
+  the same vector, except that normalised coordinates are cast to int as the
+  reference's int32 location does (0, or 1 on the far edge).
+- ``"image"``, D = L K: the reference's (L, k, k) image (one layer per
+  ``image_observation_layers``, rotated to the robot's heading when
+  ``image_observation_directional``), flattened C-order. Its AGENT_DIRECTION and
+  AGENT_LOAD layers are written transposed (cell row x, column y), as the reference
+  writes them; a robot whose transposed cell is off the grid is left out there (the
+  reference raises IndexError).
+- ``"image_dict"``, D = 6 + L K: ``gymnasium.spaces.flatten`` of the reference's
+  ``{"features": [direction one-hot (4), on_highway, carrying], "image": ...}``.
+
+reward ``(E, A)``; actions ``(E, A)`` in [0, 5); state ``(E, A * D)``.
 The reference reports its 500-step limit as ``done``; here it is ``truncated``
-(``max_inactivity_steps`` ends are ``terminated``).
+(``max_inactivity_steps`` ends are ``terminated``). ``info["conflicts"]``: per env,
+how many robots met each kind of conflict this step (``blocked_loaded``, ``same_target``
+pairs, ``tie`` (equal queues contesting a cell), ``chain``, ``cycle``, ``swap`` pairs).
 """
 
 from __future__ import annotations
@@ -39,6 +57,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from fastmarl.envs.api import (
@@ -58,7 +77,12 @@ NOOP, FORWARD, LEFT, RIGHT, TOGGLE_LOAD = range(5)
 _DXY = ((0, -1), (0, 1), (-1, 0), (1, 0))  # UP, DOWN, LEFT, RIGHT as (dx, dy)
 _CW = (0, 2, 3, 1)  # direction -> index in the clockwise order UP, RIGHT, DOWN, LEFT
 _FROM_CW = (0, 3, 1, 2)
+_ROT90 = (0, 2, 3, 1)  # direction -> the reference's np.rot90 k for directional images
 REWARD_TYPES = {"GLOBAL": 0, "INDIVIDUAL": 1, "TWO_STAGE": 2}
+OBSERVATION_TYPES = {"DICT": 0, "FLATTENED": 1, "IMAGE": 2, "IMAGE_DICT": 3}
+IMAGE_LAYERS = {"SHELVES": 0, "REQUESTS": 1, "AGENTS": 2, "AGENT_DIRECTION": 3, "AGENT_LOAD": 4, "GOALS": 5,
+                "ACCESSIBLE": 6}
+DEFAULT_IMAGE_LAYERS = ("SHELVES", "REQUESTS", "AGENTS", "GOALS", "ACCESSIBLE")
 SIZES = {"tiny": (1, 3), "small": (2, 3), "medium": (2, 5), "large": (3, 5)}  # (shelf_rows, shelf_columns)
 DIFFICULTY = {"-easy": 2.0, "": 1.0, "-hard": 0.5}  # request queue size per robot
 
@@ -107,6 +131,8 @@ class Warehouse:
     (two-stage rewards); ``shelf_pos`` (E, S, 2) long; ``requests`` (E, R) long shelf
     indices (the queue); ``t`` / ``inactive`` (E,) long steps / steps since a delivery.
     Shelves are numbered row-major over the non-highway cells, as the reference's ids - 1.
+    ``compile=True`` runs the step (everything but auto-reset and the random draws)
+    through ``torch.compile``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -119,25 +145,30 @@ class Warehouse:
                  layout: str | None = None, observation_type: Any = "flattened", image_observation_layers: Any = None,
                  image_observation_directional: bool = True, normalised_coordinates: bool = False,
                  render_mode: str | None = None, dtype: torch.dtype = torch.float32, validate: bool = True,
-                 env_id: str = "rware-tiny-2ag-v2"):
+                 compile: bool = False, env_id: str = "rware-tiny-2ag-v2"):
         self.env_id = env_id
         for name, v in (("num_envs", num_envs), ("n_agents", n_agents), ("sensor_range", sensor_range),
-                        ("request_queue_size", request_queue_size + 1), ("max_steps", max_steps or 1),
-                        ("max_inactivity_steps", max_inactivity_steps or 1)):
+                        ("request_queue_size + 1", request_queue_size + 1 if type(request_queue_size) is int else None),
+                        ("max_steps", max_steps or 1), ("max_inactivity_steps", max_inactivity_steps or 1),
+                        ("column_height", column_height), ("shelf_rows", shelf_rows), ("shelf_columns", shelf_columns)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{env_id}: {name} must be a positive int (request_queue_size >= 0), got {v!r}")
         if msg_bits != 0:
             raise ValueError(f"{env_id}: msg_bits={msg_bits!r} is not supported (its MultiDiscrete actions do not "
                              "fit a Discrete group); every registered rware id uses msg_bits=0")
-        obs_type = getattr(observation_type, "name", observation_type)
-        if not (isinstance(obs_type, str) and obs_type.upper() == "FLATTENED") and observation_type != 1:
-            raise ValueError(f"{env_id}: observation_type {observation_type!r} is not supported; fastmarl implements "
-                             "the reference's default FLATTENED observations")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode {render_mode!r} is not supported: use None or 'rgb_array'")
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if compile not in (False, True):
+            raise ValueError(f"compile must be False or True (torch.compile), got {compile!r}")
         self.reward_type = _enum_value(reward_type, REWARD_TYPES, f"{env_id}: reward_type")
+        self.observation_type = _enum_value(observation_type, OBSERVATION_TYPES, f"{env_id}: observation_type")
+        layers = DEFAULT_IMAGE_LAYERS if image_observation_layers is None else image_observation_layers
+        if isinstance(layers, str) or not len(layers):
+            raise ValueError(f"{env_id}: image_observation_layers must be a non-empty list of layers, got {layers!r}")
+        self.image_layers = [_enum_value(v, IMAGE_LAYERS, f"{env_id}: image layer") for v in layers]
+        self.image_directional = bool(image_observation_directional)
         highway, goals = layout_from_str(layout) if layout else layout_from_params(shelf_columns, shelf_rows,
                                                                                    column_height)
         self.H, self.W = H, W = highway.shape
@@ -146,20 +177,27 @@ class Warehouse:
         self.normalised_coordinates, self.dtype, self.validate = normalised_coordinates, dtype, validate
         self.render_mode = render_mode
         self.device = dev = torch.empty(0, device=device).device
-        homes = np.stack(np.nonzero(~highway)[::-1], -1)  # (S, 2) [x, y], row-major like the reference's ids
+        homes = np.stack(np.nonzero(~highway)[::-1], -1).reshape(-1, 2)  # (S, 2) [x, y], row-major like the ids
         self.num_shelves, self.num_requests = S, R = len(homes), request_queue_size
         if n_agents > H * W or R > S:
             raise ValueError(f"{env_id}: {n_agents} robots / {R} requests do not fit {H * W} cells / {S} shelves")
         self.highway = torch.tensor(highway, device=dev).flatten()  # (C,) bool
         self.goal_cells = torch.tensor([y * W + x for x, y in goals], device=dev)  # (G,)
+        self._goal_list = [y * W + x for x, y in goals]
         self.shelf_home = torch.tensor(homes, device=dev)
-        r, K = sensor_range, (2 * sensor_range + 1) ** 2
-        self.obs_dim = 8 + 7 * K
-        oy, ox = np.indices((2 * r + 1, 2 * r + 1))
-        self._window = torch.tensor((oy * (W + 2 * r) + ox).flatten(), device=dev)  # (K,) in the padded grid
+        r = sensor_range
+        k = 2 * r + 1
+        self.K = K = k * k
+        oy, ox = np.indices((k, k))
+        window = torch.tensor((oy * (W + 2 * r) + ox).flatten(), device=dev)  # (K,) offsets in the padded grid
+        # per heading, the window cells in the order of the reference's rotated image (rot90 by k = _ROT90[d])
+        perm = torch.arange(K).view(k, k)
+        rot = [torch.rot90(perm, _ROT90[d] if self.image_directional else 0, (0, 1)).flatten() for d in range(4)]
+        self._window, self._image_window = window, window[torch.stack(rot).to(dev)]  # (K,), (4, K)
+        self.obs_dim = {1: 8 + 7 * K, 0: 8 + 7 * K, 2: len(self.image_layers) * K,
+                        3: 6 + len(self.image_layers) * K}[self.observation_type]
         names = tuple(f"agent_{i}" for i in range(n_agents))
-        group = GroupSpec(GROUP, names, gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32),
-                          gym.spaces.Discrete(5))
+        group = GroupSpec(GROUP, names, self._observation_space(), gym.spaces.Discrete(5))
         self.spec = EnvSpec(env_id, {GROUP: group}, state_dim=n_agents * self.obs_dim, max_episode_steps=max_steps)
         self._dxy = torch.tensor(_DXY, device=dev)
         self._cw, self._from_cw = torch.tensor(_CW, device=dev), torch.tensor(_FROM_CW, device=dev)
@@ -172,48 +210,92 @@ class Warehouse:
         self.shelf_pos = self.shelf_home.expand(E, S, 2).clone()
         self.requests = torch.zeros(E, R, **li)
         self.t, self.inactive = torch.zeros(E, **li), torch.zeros(E, **li)
+        self._advance_fn = (torch.compile(self._advance, dynamic=False, fullgraph=True) if compile
+                            else self._advance)
         self.reset()
+
+    def _observation_space(self) -> gym.spaces.Box:
+        if self.observation_type in (0, 1):
+            return gym.spaces.Box(-np.inf, np.inf, (self.obs_dim,), np.float32)
+        high = np.repeat([4.0 if la == IMAGE_LAYERS["AGENT_DIRECTION"] else 1.0 for la in self.image_layers], self.K)
+        low = np.zeros_like(high)
+        if self.observation_type == 3:
+            low, high = np.concatenate([np.full(6, -np.inf), low]), np.concatenate([np.full(6, np.inf), high])
+        return gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
 
     # -- grids and observations -----------------------------------------------------------
     def _cells(self, pos: Tensor) -> Tensor:
         return pos[..., 1] * self.W + pos[..., 0]
 
-    def _grids(self) -> tuple[Tensor, Tensor]:
+    def _grids(self, agent_pos: Tensor, shelf_pos: Tensor) -> tuple[Tensor, Tensor]:
         """(agent grid, shelf grid), each (E, C) long: index + 1 of what stands on a cell, 0 if nothing."""
-        E, C = self.num_envs, self.H * self.W
-        ag = torch.zeros(E, C, dtype=torch.long, device=self.device)
-        ag.scatter_(1, self._cells(self.agent_pos), torch.arange(1, self.num_agents + 1, device=self.device).expand(E, -1))
-        sh = torch.zeros(E, C, dtype=torch.long, device=self.device)
-        sh.scatter_(1, self._cells(self.shelf_pos), torch.arange(1, self.num_shelves + 1, device=self.device).expand(E, -1))
+        E, A, S, C, dev = self.num_envs, self.num_agents, self.num_shelves, self.H * self.W, self.device
+        ag = torch.zeros(E, C, dtype=torch.long, device=dev).scatter_(
+            1, self._cells(agent_pos), torch.arange(1, A + 1, device=dev).expand(E, -1))
+        sh = torch.zeros(E, C, dtype=torch.long, device=dev).scatter_(
+            1, self._cells(shelf_pos), torch.arange(1, S + 1, device=dev).expand(E, -1))
         return ag, sh
 
+    def _pad(self, grid: Tensor) -> Tensor:
+        """(E, ..., C) -> (E, ..., P): the grid with ``sensor_range`` zero cells around it, flattened."""
+        r = self.sensor_range
+        return F.pad(grid.view(*grid.shape[:-1], self.H, self.W), (r, r, r, r)).flatten(-2)
+
+    def _observe(self, agent_pos: Tensor, agent_dir: Tensor, carrying: Tensor, requests: Tensor, ag: Tensor,
+                 sh: Tensor) -> Tensor:
+        """(E, A, D) observations of the state given (``ag``/``sh`` its grids, see :meth:`_grids`)."""
+        E, A, S, K, H, W, dt, dev = (self.num_envs, self.num_agents, self.num_shelves, self.K, self.H, self.W,
+                                     self.dtype, self.device)
+        requested = torch.zeros(E, S + 1, dtype=torch.bool, device=dev).scatter_(1, requests + 1, True)
+        requested[:, 0] = False  # (E, S + 1): index 0 is "no shelf"
+        x, y = agent_pos[..., 0], agent_pos[..., 1]
+        base = y * (W + 2 * self.sensor_range) + x  # (E, A) top-left of the window in the padded grid
+        dir1h = F.one_hot(agent_dir, 4).to(dt)
+        highway = self.highway[self._cells(agent_pos)].to(dt)[..., None]
+        loaded = (carrying >= 0).to(dt)[..., None]
+        if self.observation_type in (0, 1):
+            idx = (base[..., None] + self._window).view(E, A * K)
+            a, s = self._pad(ag).gather(1, idx), self._pad(sh).gather(1, idx)  # (E, A K)
+            dirs = torch.cat([torch.zeros(E, 1, dtype=torch.long, device=dev), agent_dir], 1).gather(1, a)
+            cell = torch.cat([(a > 0).to(dt)[..., None], F.one_hot(dirs, 4).to(dt), (s > 0).to(dt)[..., None],
+                              requested.gather(1, s).to(dt)[..., None]], -1).view(E, A, 7 * K)
+            xy = agent_pos.to(dt)
+            if self.normalised_coordinates:
+                xy = xy / torch.tensor([W - 1, H - 1], dtype=dt, device=dev)
+                if self.observation_type == 0:
+                    xy = xy.floor()  # the reference's dict location is int32
+            return torch.cat([xy, loaded, dir1h, highway, cell], -1)
+        layers = []  # (E, C) each
+        for la in self.image_layers:
+            if la == IMAGE_LAYERS["SHELVES"]:
+                layers.append((sh > 0).to(dt))
+            elif la == IMAGE_LAYERS["REQUESTS"]:
+                layers.append(requested.gather(1, sh).to(dt))
+            elif la == IMAGE_LAYERS["AGENTS"]:
+                layers.append((ag > 0).to(dt))
+            elif la in (IMAGE_LAYERS["AGENT_DIRECTION"], IMAGE_LAYERS["AGENT_LOAD"]):
+                value = (agent_dir + 1).to(dt) if la == IMAGE_LAYERS["AGENT_DIRECTION"] else loaded[..., 0]
+                fits = (x < H) & (y < W)  # the reference writes layer[x, y]
+                t_cell = torch.where(fits, x * W + y, H * W)
+                grid = torch.zeros(E, H * W + 1, dtype=dt, device=dev).scatter_(1, t_cell, value * fits)
+                layers.append(grid[:, :-1])
+            elif la == IMAGE_LAYERS["GOALS"]:
+                layers.append(torch.zeros(E, H * W, dtype=dt, device=dev).index_fill_(1, self.goal_cells, 1.0))
+            else:  # ACCESSIBLE; off the map reads 0 like the reference's padding
+                layers.append((ag == 0).to(dt))
+        L = len(layers)
+        idx = (base[..., None] + self._image_window[agent_dir]).view(E, 1, A * K).expand(-1, L, -1)
+        image = self._pad(torch.stack(layers, 1)).gather(2, idx).view(E, L, A, K).transpose(1, 2).reshape(E, A, L * K)
+        if self.observation_type == 2:
+            return image
+        return torch.cat([dir1h, highway, loaded, image], -1)
+
     def _obs(self) -> dict[str, Tensor]:
-        E, A, H, W, r, dt = self.num_envs, self.num_agents, self.H, self.W, self.sensor_range, self.dtype
-        ag, sh = self._grids()
-        requested = torch.zeros(E, self.num_shelves + 1, dtype=torch.bool, device=self.device)
-        requested.scatter_(1, self.requests + 1, True)
-        requested[:, 0] = False
-        dirs = torch.cat([torch.zeros(E, 1, dtype=torch.long, device=self.device), self.agent_dir], 1)
-        onehot = torch.nn.functional.one_hot(dirs.gather(1, ag), 4).to(dt)  # empty cells: [1, 0, 0, 0]
-        cell = torch.cat([(ag > 0).to(dt)[..., None], onehot, (sh > 0).to(dt)[..., None],
-                          requested.gather(1, sh).to(dt)[..., None]], -1).view(E, H, W, 7)
-        padded = cell.new_zeros(E, H + 2 * r, W + 2 * r, 7)
-        padded[..., 1] = 1.0  # outside the grid reads as an empty cell: direction [1, 0, 0, 0]
-        padded[:, r:r + H, r:r + W] = cell
-        cell = padded
-        x, y = self.agent_pos[..., 0], self.agent_pos[..., 1]
-        idx = (y * (W + 2 * r) + x)[..., None] + self._window  # (E, A, K) top-left of the window = (x, y) padded
-        sensors = cell.view(E, -1, 7).gather(1, idx.view(E, -1, 1).expand(-1, -1, 7)).view(E, A, -1)
-        if self.normalised_coordinates:
-            xy = torch.stack([x.to(dt) / (W - 1), y.to(dt) / (H - 1)], -1)
-        else:
-            xy = self.agent_pos.to(dt)
-        me = torch.cat([xy, (self.carrying >= 0).to(dt)[..., None], torch.nn.functional.one_hot(self.agent_dir, 4).to(dt),
-                        self.highway[self._cells(self.agent_pos)].to(dt)[..., None]], -1)
-        return {GROUP: torch.cat([me, sensors], -1)}
+        ag, sh = self._grids(self.agent_pos, self.shelf_pos)
+        return {GROUP: self._observe(self.agent_pos, self.agent_dir, self.carrying, self.requests, ag, sh)}
 
     def state(self) -> Tensor:
-        """(E, A * obs_dim): every robot's observation, in agent order."""
+        """(E, A * D): every robot's observation, in agent order."""
         return self._obs()[GROUP].flatten(1)
 
     # -- reset ------------------------------------------------------------------------------
@@ -235,27 +317,26 @@ class Warehouse:
 
     def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True."""
+        mask = reset_mask(mask, self.num_envs, self.device)
         if seed is not None:
             self._gen.manual_seed(int(seed))
-        self._reset_where(reset_mask(mask, self.num_envs, self.device))
+        self._reset_where(mask)
         return reset_timestep(self.spec, self._obs(), self.dtype)
 
     # -- dynamics ---------------------------------------------------------------------------
-    def resolve_moves(self, action: Tensor, tie_priority: Tensor | None = None) -> tuple[Tensor, Tensor, dict]:
-        """Which robots' actions go ahead. action (E, A) long -> (action (E, A) with cancelled and failed moves
-        set to NOOP, target cell (E, A), conflict counts {name: (E,) long}). ``tie_priority`` (E, A): lower wins
-        a tie between equally long chains (default: networkx's insertion order of the start cells)."""
+    def _resolve(self, agent_pos: Tensor, agent_dir: Tensor, carrying: Tensor, ag: Tensor, sh: Tensor,
+                 action: Tensor, tie_priority: Tensor | None) -> tuple[Tensor, Tensor, dict]:
+        """Which robots' actions go ahead: (action (E, A) with cancelled and failed moves set to NOOP, target
+        cell (E, A), conflict counts {name: (E,) long}); ``ag``/``sh`` the grids before the step."""
         E, A, W, H, dev = self.num_envs, self.num_agents, self.W, self.H, self.device
-        ag, sh = self._grids()
-        cell = self._cells(self.agent_pos)
-        fwd = action == FORWARD
-        step = self._dxy[self.agent_dir] * fwd[..., None]
-        tpos = torch.stack([(self.agent_pos[..., 0] + step[..., 0]).clamp(0, W - 1),
-                            (self.agent_pos[..., 1] + step[..., 1]).clamp(0, H - 1)], -1)
+        cell = self._cells(agent_pos)
+        step = self._dxy[agent_dir] * (action == FORWARD)[..., None]
+        tpos = torch.stack([(agent_pos[..., 0] + step[..., 0]).clamp(0, W - 1),
+                            (agent_pos[..., 1] + step[..., 1]).clamp(0, H - 1)], -1)
         target = self._cells(tpos)
         moving = target != cell
         occupant = ag.gather(1, target) - 1  # (E, A) robot standing on the target, -1 if none
-        loaded = self.carrying >= 0
+        loaded = carrying >= 0
         occupant_loaded = (occupant >= 0) & loaded.gather(1, occupant.clamp(min=0))
         blocked = loaded & moving & (sh.gather(1, target) > 0) & ~occupant_loaded
         action = torch.where(blocked, NOOP, action)
@@ -263,104 +344,115 @@ class Warehouse:
         ar = torch.arange(A, device=dev)
         # nxt[i]: the robot i drives into (itself when standing still), A when the target cell is free
         nxt = torch.where(moving, torch.where(occupant >= 0, occupant, A), ar)
-        step_to = torch.nn.functional.one_hot(nxt, A + 1)[..., :A].float()  # (E, A, A)
-        reach = step_to + torch.eye(A, device=dev)  # reach[i, j]: j lies on i's path (i itself included)
+        reach = F.one_hot(nxt, A + 1)[..., :A].float() + torch.eye(A, device=dev)  # j lies on i's path (or j = i)
         for _ in range(max(1, (A - 1).bit_length())):
             reach = (reach @ reach).clamp(max=1.0)
         reach = reach > 0
-        to_free = nxt == A
-        tree = (reach & to_free[:, None, :]).any(-1)  # i's chain ends at a free cell
+        tree = (reach & (nxt == A)[:, None, :]).any(-1)  # i's chain ends at a free cell
         on_cycle = ~tree & reach.gather(1, nxt.clamp(max=A - 1)[..., None].expand(-1, -1, A)).diagonal(0, 1, 2)
         cycle_len = (reach & on_cycle[:, None, :]).sum(-1)
         depth = reach.sum(-1)  # robots from i to the free cell, i included
-        behind = torch.where(reach, depth[:, :, None], 0).amax(1) - depth  # longest chain of robots queued behind
+        behind = torch.where(reach, depth[:, :, None], 0).amax(1) - depth  # longest queue of robots behind i
         if tie_priority is None:
-            # networkx adds cells in the order start_0, target_0, start_1, ...: a start cell is first seen as a start
-            # or as an earlier robot's target
+            # networkx adds cells in the order start_0, target_0, start_1, ...: a start cell is first seen as a
+            # start or as an earlier robot's target
             seen_as_target = (target[:, :, None] == cell[:, None, :]) & (ar[:, None] < ar[None, :])
             tie_priority = torch.where(seen_as_target, 2 * ar[None, :, None] + 1, 2 * A).amin(1).clamp(max=2 * ar)
         rivals = moving[:, None, :] & (target[:, None, :] == target[:, :, None]) & (ar[:, None] != ar[None, :])
+        level = behind[:, None, :] == behind[:, :, None]
         beats = (behind[:, None, :] > behind[:, :, None]) | (
-            (behind[:, None, :] == behind[:, :, None]) & (tie_priority[:, None, :] < tie_priority[:, :, None]))
+            level & (tie_priority[:, None, :] < tie_priority[:, :, None]))
         wins = ~(rivals & beats).any(-1)  # (E, A): best of the robots wanting the same cell
         commit = torch.where(tree, ~(reach & ~wins[:, None, :]).any(-1), on_cycle & (cycle_len != 2))
         action = torch.where(commit, action, NOOP)
         stats = {"blocked_loaded": blocked.sum(1), "same_target": (rivals.any(-1) & moving).sum(1) // 2,
+                 "tie": (moving & (rivals & level).any(-1)).sum(1),
                  "chain": (moving & (occupant >= 0) & tree).sum(1), "cycle": (on_cycle & (cycle_len > 2)).sum(1),
                  "swap": (on_cycle & (cycle_len == 2)).sum(1) // 2}
         return action, target, stats
 
-    def step(self, actions: dict[str, Tensor], tie_priority: Tensor | None = None,
-             request_draws: Tensor | None = None) -> TimeStep:
-        """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes. For parity tests with the
-        reference: ``tie_priority`` (E, A) (see :meth:`resolve_moves`); ``request_draws`` (E, G) long in
-        [0, S - R): for the d-th delivery of the step (goals in order), the index among the unrequested shelves
-        (shelf order) of the new request (default: uniform draws from the env's generator)."""
-        if self.validate:
-            validate_actions(self.spec, actions, self.num_envs, self.device)
+    def _advance(self, agent_pos: Tensor, agent_dir: Tensor, carrying: Tensor, has_delivered: Tensor,
+                 shelf_pos: Tensor, requests: Tensor, t: Tensor, inactive: Tensor, action: Tensor,
+                 request_draws: Tensor, tie_priority: Tensor | None) -> tuple:
+        """One step of every env, a pure function of the state (no auto-reset): returns the new state
+        (as :attr:`_STATE`), obs (E, A, D), rewards (E, A), terminated, truncated (E,) and the conflict counts."""
         E, A, S, dev, dt = self.num_envs, self.num_agents, self.num_shelves, self.device, self.dtype
-        _, sh = self._grids()
-        action, target, stats = self.resolve_moves(actions[GROUP].long(), tie_priority)
-        cell = self._cells(self.agent_pos)
-        loaded = self.carrying >= 0
-        rewards = torch.zeros(E, A, dtype=dt, device=dev)
+        ag, sh = self._grids(agent_pos, shelf_pos)
+        action, target, stats = self._resolve(agent_pos, agent_dir, carrying, ag, sh, action, tie_priority)
+        cell = self._cells(agent_pos)
         fwd = action == FORWARD
-        self.agent_pos = torch.where(fwd[..., None], torch.stack([target % self.W, target // self.W], -1),
-                                     self.agent_pos)
+        agent_pos = torch.where(fwd[..., None], torch.stack([target % self.W, target // self.W], -1), agent_pos)
         turn = torch.where(action == RIGHT, 1, torch.where(action == LEFT, -1, 0))
-        self.agent_dir = self._from_cw[(self._cw[self.agent_dir] + turn) % 4]
-        toggle = action == TOGGLE_LOAD
-        pick = toggle & ~loaded & (sh.gather(1, cell) > 0)
+        agent_dir = self._from_cw[(self._cw[agent_dir] + turn) % 4]
+        toggle, loaded, under = action == TOGGLE_LOAD, carrying >= 0, sh.gather(1, cell)
+        pick = toggle & ~loaded & (under > 0)
         drop = toggle & loaded & ~self.highway[cell]
+        rewards = torch.zeros(E, A, dtype=dt, device=dev)
         if self.reward_type == REWARD_TYPES["TWO_STAGE"]:
-            rewards = rewards + 0.5 * (drop & self.has_delivered)
-        self.has_delivered = self.has_delivered & ~drop
-        self.carrying = torch.where(pick, sh.gather(1, cell) - 1, torch.where(drop, -1, self.carrying))
-        carried = self.carrying >= 0  # carried shelves ride along; row S of the padded copy takes the rest
-        pad = torch.cat([self.shelf_pos, self.shelf_pos.new_zeros(E, 1, 2)], 1)
-        pad.scatter_(1, torch.where(carried, self.carrying, S)[..., None].expand(-1, -1, 2), self.agent_pos)
-        self.shelf_pos = pad[:, :S]
-        ag, sh = self._grids()
-        delivered_any = torch.zeros(E, dtype=torch.bool, device=dev)
-        n_hits = torch.zeros(E, dtype=torch.long, device=dev)
-        n_free = S - self.num_requests
-        if request_draws is None:
-            request_draws = torch.randint(0, max(n_free, 1), (E, len(self.goal_cells)), generator=self._gen, device=dev)
-        for g in range(len(self.goal_cells)):  # goals in order: a new request may be the shelf on a later goal
-            shelf = sh[:, self.goal_cells[g]] - 1
-            slot_hit = self.requests == shelf[:, None]
+            rewards = rewards + 0.5 * (drop & has_delivered).to(dt)
+        has_delivered = has_delivered & ~drop
+        carrying = torch.where(pick, under - 1, torch.where(drop, -1, carrying))
+        # carried shelves ride along; row S of the padded copy takes the robots that carry nothing
+        pad = torch.cat([shelf_pos, shelf_pos.new_zeros(E, 1, 2)], 1)
+        pad = pad.scatter(1, torch.where(carrying >= 0, carrying, S)[..., None].expand(-1, -1, 2), agent_pos)
+        shelf_pos = pad[:, :S]
+        ag, sh = self._grids(agent_pos, shelf_pos)
+        delivered = torch.zeros(E, dtype=torch.bool, device=dev)
+        n_hits = torch.zeros(E, 1, dtype=torch.long, device=dev)
+        G = len(self._goal_list)
+        for goal in self._goal_list:  # goals in order: a new request may be the shelf on a later goal
+            shelf = sh[:, goal] - 1
+            slot_hit = requests == shelf[:, None]
             hit = (shelf >= 0) & slot_hit.any(1)
-            free = torch.ones(E, S, dtype=torch.bool, device=dev).scatter(1, self.requests, False)
-            draw = request_draws.gather(1, n_hits[:, None].clamp(max=len(self.goal_cells) - 1))  # d-th delivery: draw d
-            nth = free.cumsum(1) == draw + 1
-            new = (nth & free).long().argmax(1)
-            self.requests = torch.where(hit[:, None] & slot_hit, new[:, None], self.requests)
-            carrier = ag[:, self.goal_cells[g]] - 1
-            who = torch.nn.functional.one_hot(carrier.clamp(min=0), A).bool() & hit[:, None]
+            free = torch.ones(E, S, dtype=torch.bool, device=dev).scatter(1, requests, False)
+            draw = request_draws.gather(1, n_hits.clamp(max=G - 1))  # the d-th delivery of the step takes draw d
+            new = (free & (free.cumsum(1) == draw + 1)).long().argmax(1)
+            requests = torch.where(hit[:, None] & slot_hit, new[:, None], requests)
+            who = F.one_hot((ag[:, goal] - 1).clamp(min=0), A).bool() & hit[:, None]
             if self.reward_type == REWARD_TYPES["GLOBAL"]:
                 rewards = rewards + hit[:, None].to(dt)
             elif self.reward_type == REWARD_TYPES["INDIVIDUAL"]:
                 rewards = rewards + who.to(dt)
             else:
                 rewards = rewards + 0.5 * who.to(dt)
-                self.has_delivered = self.has_delivered | who
-            delivered_any = delivered_any | hit
-            n_hits = n_hits + hit
-        self.inactive = torch.where(delivered_any, 0, self.inactive + 1)
-        self.t = self.t + 1
-        trunc = self.t >= self.max_steps if self.max_steps else torch.zeros(E, dtype=torch.bool, device=dev)
-        term = (self.inactive >= self.max_inactivity_steps if self.max_inactivity_steps
-                else torch.zeros(E, dtype=torch.bool, device=dev))
-        trunc = trunc & ~term
-        obs = final_obs = self._obs()
-        final_state = None
+                has_delivered = has_delivered | who
+            delivered = delivered | hit
+            n_hits = n_hits + hit[:, None]
+        inactive = torch.where(delivered, 0, inactive + 1)
+        t = t + 1
+        never = torch.zeros(E, dtype=torch.bool, device=dev)
+        term = inactive >= self.max_inactivity_steps if self.max_inactivity_steps else never
+        trunc = (t >= self.max_steps if self.max_steps else never) & ~term
+        obs = self._observe(agent_pos, agent_dir, carrying, requests, ag, sh)
+        state = (agent_pos, agent_dir, carrying, has_delivered, shelf_pos, requests, t, inactive)
+        return state, obs, rewards, term, trunc, stats
+
+    def step(self, actions: dict[str, Tensor], tie_priority: Tensor | None = None,
+             request_draws: Tensor | None = None) -> TimeStep:
+        """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes. For parity tests with the
+        reference: ``tie_priority`` (E, A) long, lower wins a tie between equally long queues (default: networkx's
+        insertion order of the start cells); ``request_draws`` (E, G) long in [0, S - R): for the d-th delivery of
+        the step (goals in order), the index among the unrequested shelves (in shelf order) of the new request
+        (default: uniform draws from the env's generator)."""
+        if self.validate:
+            validate_actions(self.spec, actions, self.num_envs, self.device)
+        if request_draws is None:
+            n_free = max(self.num_shelves - self.num_requests, 1)
+            request_draws = torch.randint(0, n_free, (self.num_envs, len(self._goal_list)), generator=self._gen,
+                                          device=self.device)
+        state = tuple(getattr(self, k) for k in self._STATE)
+        state, obs, rewards, term, trunc, stats = self._advance_fn(*state, actions[GROUP].long(), request_draws,
+                                                                    tie_priority)
+        for k, v in zip(self._STATE, state):
+            setattr(self, k, v)
         done = term | trunc
+        final_obs, final_state = {GROUP: obs}, None
         if bool(done.any()):
-            final_state = final_obs[GROUP].flatten(1)
+            final_state = obs.flatten(1)
             self._reset_where(done)
-            obs = self._obs()
-        return TimeStep(obs=obs, reward={GROUP: rewards}, terminated=term, truncated=trunc, final_obs=final_obs,
-                        final_state=final_state, info={"conflicts": stats})
+            obs = self._obs()[GROUP]
+        return TimeStep(obs={GROUP: obs}, reward={GROUP: rewards}, terminated=term, truncated=trunc,
+                        final_obs=final_obs, final_state=final_state, info={"conflicts": stats})
 
     # -- rendering, checkpoints -------------------------------------------------------------
     def render(self, env_index: int = 0, cell: int = 16) -> np.ndarray:
@@ -373,7 +465,7 @@ class Warehouse:
         def paint(c: int, colour: tuple, margin: int) -> None:
             y, x = divmod(int(c), self.W)
             img[y * cell + margin:(y + 1) * cell - margin, x * cell + margin:(x + 1) * cell - margin] = colour
-        for c in self.goal_cells.tolist():
+        for c in self._goal_list:
             paint(c, (60, 180, 60), 0)
         req = set(self.requests[env_index].tolist())
         for s, c in enumerate(self._cells(self.shelf_pos[env_index]).tolist()):
@@ -397,29 +489,35 @@ class Warehouse:
 
 
 # fastmarl's own kwargs, beside the reference's constructor arguments
-_EXTRA = dict(dtype=torch.float32, validate=True)
+_EXTRA = dict(dtype=torch.float32, validate=True, compile=False)
 _REFERENCE = dict(shelf_columns=3, column_height=8, shelf_rows=1, n_agents=2, msg_bits=0, sensor_range=1,
                   request_queue_size=2, max_inactivity_steps=None, max_steps=500, reward_type="individual",
                   layout=None, observation_type="flattened", image_observation_layers=None,
                   image_observation_directional=True, normalised_coordinates=False, render_mode=None)
+_IMAGE_IDS = {"-img": ("image", True), "-imgdict": ("image_dict", True), "-img-Nd": ("image", False),
+              "-imgdict-Nd": ("image_dict", False)}
 
 
 def rware_ids() -> dict[str, dict[str, Any]]:
-    """Every id ``rware==2.0.0`` registers on import -> its constructor kwargs (non-default ones)."""
+    """The ids ``rware==2.0.0`` registers on import (``rware-{size}-{n}ag{diff}-v2``) and those its
+    ``image_registration()`` adds (``rware-img[dict][-Nd]-...``) -> their constructor kwargs (non-default ones)."""
     out = {}
-    for size, diff, n in itertools.product(SIZES, DIFFICULTY, range(1, 20)):
+    for prefix, size, diff, n in itertools.product(["", *_IMAGE_IDS], SIZES, DIFFICULTY, range(1, 20)):
         rows, cols = SIZES[size]
-        out[f"rware-{size}-{n}ag{diff}-v2"] = dict(shelf_rows=rows, shelf_columns=cols, n_agents=n,
-                                                    request_queue_size=int(n * DIFFICULTY[diff]))
+        kw = dict(shelf_rows=rows, shelf_columns=cols, n_agents=n, request_queue_size=int(n * DIFFICULTY[diff]))
+        if prefix:
+            kw.update(observation_type=_IMAGE_IDS[prefix][0], image_observation_directional=_IMAGE_IDS[prefix][1])
+        out[f"rware{prefix}-{size}-{n}ag{diff}-v2"] = kw
     return out
 
 
-def rware_factory(env_id: str):
-    defaults = {**_REFERENCE, **rware_ids()[env_id], **_EXTRA}
+def rware_factory(env_id: str, kwargs: dict[str, Any]):
+    """``make``'s factory for one id; ``kwargs`` its constructor arguments from :func:`rware_ids`."""
+    defaults = {**_REFERENCE, **kwargs, **_EXTRA}
 
     def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
-                **kwargs: Any) -> Warehouse:
-        check_known_keys(kwargs, defaults, f"{env_id} keyword argument", TypeError)
-        return Warehouse(num_envs=num_envs, device=device, seed=seed, env_id=env_id, **{**defaults, **kwargs})
+                **kw: Any) -> Warehouse:
+        check_known_keys(kw, defaults, f"{env_id} keyword argument", TypeError)
+        return Warehouse(num_envs=num_envs, device=device, seed=seed, env_id=env_id, **{**defaults, **kw})
 
     return factory
