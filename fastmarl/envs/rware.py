@@ -261,7 +261,8 @@ class Warehouse:
                               requested.gather(1, s).to(dt)[..., None]], -1).view(E, A, 7 * K)
             xy = agent_pos.to(dt)
             if self.normalised_coordinates:
-                xy = xy / torch.tensor([W - 1, H - 1], dtype=dt, device=dev)
+                # the reference divides in float64 and stores float32
+                xy = (agent_pos.double() / torch.tensor([W - 1, H - 1], device=dev)).float().to(dt)
                 if self.observation_type == 0:
                     xy = xy.floor()  # the reference's dict location is int32
             return torch.cat([xy, loaded, dir1h, highway, cell], -1)
