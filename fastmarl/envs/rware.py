@@ -181,15 +181,29 @@ class Warehouse:
         self.num_shelves, self.num_requests = S, R = len(homes), request_queue_size
         if n_agents > H * W or R > S:
             raise ValueError(f"{env_id}: {n_agents} robots / {R} requests do not fit {H * W} cells / {S} shelves")
+        r = sensor_range
+        # Grids are kept padded by r empty cells on every side (P cells), so a sensor window never leaves them.
+        self._pW, P = W + 2 * r, (H + 2 * r) * (W + 2 * r)
+        inside = np.pad(np.ones((H, W), bool), r)
         self.highway = torch.tensor(highway, device=dev).flatten()  # (C,) bool
+        self._p_highway = torch.tensor(np.pad(highway, r), device=dev).flatten()  # (P,) bool
+        self._p_inside = torch.tensor(inside, device=dev).flatten()  # (P,) bool: on the map
         self.goal_cells = torch.tensor([y * W + x for x, y in goals], device=dev)  # (G,)
         self._goal_list = [y * W + x for x, y in goals]
+        self._goal_p = [(y + r) * self._pW + x + r for x, y in goals]
+        self._p_goals = torch.zeros(P, dtype=dtype, device=dev)
+        self._p_goals[self._goal_p] = 1.0
         self.shelf_home = torch.tensor(homes, device=dev)
-        r = sensor_range
+        self._grid_dtype = torch.int16 if len(homes) < 2**15 else torch.int32
         k = 2 * r + 1
         self.K = K = k * k
         oy, ox = np.indices((k, k))
-        window = torch.tensor((oy * (W + 2 * r) + ox).flatten(), device=dev)  # (K,) offsets in the padded grid
+        window = torch.tensor((oy * self._pW + ox).flatten(), device=dev)  # (K,) offsets from the window's corner
+        # one sensor cell's 7 values by code 3 * (0 no robot, else its direction + 1) + (0 no shelf, 1 shelf,
+        # 2 requested shelf)
+        codes = [[float(a > 0), *np.eye(4)[max(a - 1, 0)], float(sc > 0), float(sc == 2)]
+                 for a in range(5) for sc in range(3)]
+        self._cell_table = torch.tensor(codes, dtype=dtype, device=dev)  # (15, 7)
         # per heading, the window cells in the order of the reference's rotated image (rot90 by k = _ROT90[d])
         perm = torch.arange(K).view(k, k)
         rot = [torch.rot90(perm, _ROT90[d] if self.image_directional else 0, (0, 1)).flatten() for d in range(4)]
@@ -225,21 +239,24 @@ class Warehouse:
 
     # -- grids and observations -----------------------------------------------------------
     def _cells(self, pos: Tensor) -> Tensor:
+        """(..., 2) [x, y] -> (...) cell index y W + x."""
         return pos[..., 1] * self.W + pos[..., 0]
 
-    def _grids(self, agent_pos: Tensor, shelf_pos: Tensor) -> tuple[Tensor, Tensor]:
-        """(agent grid, shelf grid), each (E, C) long: index + 1 of what stands on a cell, 0 if nothing."""
-        E, A, S, C, dev = self.num_envs, self.num_agents, self.num_shelves, self.H * self.W, self.device
-        ag = torch.zeros(E, C, dtype=torch.long, device=dev).scatter_(
-            1, self._cells(agent_pos), torch.arange(1, A + 1, device=dev).expand(E, -1))
-        sh = torch.zeros(E, C, dtype=torch.long, device=dev).scatter_(
-            1, self._cells(shelf_pos), torch.arange(1, S + 1, device=dev).expand(E, -1))
-        return ag, sh
-
-    def _pad(self, grid: Tensor) -> Tensor:
-        """(E, ..., C) -> (E, ..., P): the grid with ``sensor_range`` zero cells around it, flattened."""
+    def _pcells(self, pos: Tensor) -> Tensor:
+        """(..., 2) [x, y] -> (...) index in the padded grids."""
         r = self.sensor_range
-        return F.pad(grid.view(*grid.shape[:-1], self.H, self.W), (r, r, r, r)).flatten(-2)
+        return (pos[..., 1] + r) * self._pW + pos[..., 0] + r
+
+    def _grids(self, agent_pos: Tensor, shelf_pos: Tensor) -> tuple[Tensor, Tensor]:
+        """(agent grid, shelf grid), each (E, P) int16 over the padded grid: index + 1 of what stands on a
+        cell, 0 if nothing."""
+        E, A, S, dev, gd = self.num_envs, self.num_agents, self.num_shelves, self.device, self._grid_dtype
+        P = self._p_inside.shape[0]
+        ag = torch.zeros(E, P, dtype=gd, device=dev).scatter_(
+            1, self._pcells(agent_pos), torch.arange(1, A + 1, dtype=gd, device=dev).expand(E, -1))
+        sh = torch.zeros(E, P, dtype=gd, device=dev).scatter_(
+            1, self._pcells(shelf_pos), torch.arange(1, S + 1, dtype=gd, device=dev).expand(E, -1))
+        return ag, sh
 
     def _observe(self, agent_pos: Tensor, agent_dir: Tensor, carrying: Tensor, requests: Tensor, ag: Tensor,
                  sh: Tensor) -> Tensor:
@@ -249,16 +266,16 @@ class Warehouse:
         requested = torch.zeros(E, S + 1, dtype=torch.bool, device=dev).scatter_(1, requests + 1, True)
         requested[:, 0] = False  # (E, S + 1): index 0 is "no shelf"
         x, y = agent_pos[..., 0], agent_pos[..., 1]
-        base = y * (W + 2 * self.sensor_range) + x  # (E, A) top-left of the window in the padded grid
+        base = y * self._pW + x  # (E, A) top-left corner of the window in the padded grid
         dir1h = F.one_hot(agent_dir, 4).to(dt)
-        highway = self.highway[self._cells(agent_pos)].to(dt)[..., None]
+        highway = self._p_highway[self._pcells(agent_pos)].to(dt)[..., None]
         loaded = (carrying >= 0).to(dt)[..., None]
         if self.observation_type in (0, 1):
             idx = (base[..., None] + self._window).view(E, A * K)
-            a, s = self._pad(ag).gather(1, idx), self._pad(sh).gather(1, idx)  # (E, A K)
-            dirs = torch.cat([torch.zeros(E, 1, dtype=torch.long, device=dev), agent_dir], 1).gather(1, a)
-            cell = torch.cat([(a > 0).to(dt)[..., None], F.one_hot(dirs, 4).to(dt), (s > 0).to(dt)[..., None],
-                              requested.gather(1, s).to(dt)[..., None]], -1).view(E, A, 7 * K)
+            a, s = ag.gather(1, idx).long(), sh.gather(1, idx).long()  # (E, A K)
+            code_a = torch.cat([torch.zeros(E, 1, dtype=torch.long, device=dev), agent_dir + 1], 1).gather(1, a)
+            code_s = torch.where(s > 0, 1 + requested.gather(1, s).long(), 0)
+            cell = self._cell_table[3 * code_a + code_s].view(E, A, 7 * K)
             xy = agent_pos.to(dt)
             if self.normalised_coordinates:
                 # the reference divides in float64 and stores float32
@@ -266,27 +283,28 @@ class Warehouse:
                 if self.observation_type == 0:
                     xy = xy.floor()  # the reference's dict location is int32
             return torch.cat([xy, loaded, dir1h, highway, cell], -1)
-        layers = []  # (E, C) each
+        layers = []  # (E, P) each, over the padded grid (the padding reads 0 in every layer, as the reference's)
+        P, r = self._p_inside.shape[0], self.sensor_range
         for la in self.image_layers:
             if la == IMAGE_LAYERS["SHELVES"]:
                 layers.append((sh > 0).to(dt))
             elif la == IMAGE_LAYERS["REQUESTS"]:
-                layers.append(requested.gather(1, sh).to(dt))
+                layers.append(requested.gather(1, sh.long()).to(dt))
             elif la == IMAGE_LAYERS["AGENTS"]:
                 layers.append((ag > 0).to(dt))
             elif la in (IMAGE_LAYERS["AGENT_DIRECTION"], IMAGE_LAYERS["AGENT_LOAD"]):
                 value = (agent_dir + 1).to(dt) if la == IMAGE_LAYERS["AGENT_DIRECTION"] else loaded[..., 0]
                 fits = (x < H) & (y < W)  # the reference writes layer[x, y]
-                t_cell = torch.where(fits, x * W + y, H * W)
-                grid = torch.zeros(E, H * W + 1, dtype=dt, device=dev).scatter_(1, t_cell, value * fits)
+                t_cell = torch.where(fits, (x + r) * self._pW + y + r, P)
+                grid = torch.zeros(E, P + 1, dtype=dt, device=dev).scatter_(1, t_cell, value * fits)
                 layers.append(grid[:, :-1])
             elif la == IMAGE_LAYERS["GOALS"]:
-                layers.append(torch.zeros(E, H * W, dtype=dt, device=dev).index_fill_(1, self.goal_cells, 1.0))
-            else:  # ACCESSIBLE; off the map reads 0 like the reference's padding
-                layers.append((ag == 0).to(dt))
+                layers.append(self._p_goals.expand(E, -1))
+            else:  # ACCESSIBLE
+                layers.append(((ag == 0) & self._p_inside).to(dt))
         L = len(layers)
         idx = (base[..., None] + self._image_window[agent_dir]).view(E, 1, A * K).expand(-1, L, -1)
-        image = self._pad(torch.stack(layers, 1)).gather(2, idx).view(E, L, A, K).transpose(1, 2).reshape(E, A, L * K)
+        image = torch.stack(layers, 1).gather(2, idx).view(E, L, A, K).transpose(1, 2).reshape(E, A, L * K)
         if self.observation_type == 2:
             return image
         return torch.cat([dir1h, highway, loaded, image], -1)
@@ -328,15 +346,15 @@ class Warehouse:
     def _resolve(self, agent_pos: Tensor, agent_dir: Tensor, carrying: Tensor, ag: Tensor, sh: Tensor,
                  action: Tensor, tie_priority: Tensor | None) -> tuple[Tensor, Tensor, dict]:
         """Which robots' actions go ahead: (action (E, A) with cancelled and failed moves set to NOOP, target
-        cell (E, A), conflict counts {name: (E,) long}); ``ag``/``sh`` the grids before the step."""
-        E, A, W, H, dev = self.num_envs, self.num_agents, self.W, self.H, self.device
-        cell = self._cells(agent_pos)
+        cell (E, A) in the padded grid, conflict counts {name: (E,) long}); ``ag``/``sh`` the grids before the step."""
+        A, W, H, dev = self.num_agents, self.W, self.H, self.device
+        cell = self._pcells(agent_pos)
         step = self._dxy[agent_dir] * (action == FORWARD)[..., None]
         tpos = torch.stack([(agent_pos[..., 0] + step[..., 0]).clamp(0, W - 1),
                             (agent_pos[..., 1] + step[..., 1]).clamp(0, H - 1)], -1)
-        target = self._cells(tpos)
+        target = self._pcells(tpos)  # (E, A) in the padded grid
         moving = target != cell
-        occupant = ag.gather(1, target) - 1  # (E, A) robot standing on the target, -1 if none
+        occupant = ag.gather(1, target).long() - 1  # (E, A) robot standing on the target, -1 if none
         loaded = carrying >= 0
         occupant_loaded = (occupant >= 0) & loaded.gather(1, occupant.clamp(min=0))
         blocked = loaded & moving & (sh.gather(1, target) > 0) & ~occupant_loaded
@@ -357,8 +375,8 @@ class Warehouse:
         if tie_priority is None:
             # networkx adds cells in the order start_0, target_0, start_1, ...: a start cell is first seen as a
             # start or as an earlier robot's target
-            seen_as_target = (target[:, :, None] == cell[:, None, :]) & (ar[:, None] < ar[None, :])
-            tie_priority = torch.where(seen_as_target, 2 * ar[None, :, None] + 1, 2 * A).amin(1).clamp(max=2 * ar)
+            seen_as_target = (cell[:, :, None] == target[:, None, :]) & (ar[None, :] < ar[:, None])  # [i, j]
+            tie_priority = torch.where(seen_as_target, 2 * ar + 1, 2 * A).amin(-1).clamp(max=2 * ar)
         rivals = moving[:, None, :] & (target[:, None, :] == target[:, :, None]) & (ar[:, None] != ar[None, :])
         level = behind[:, None, :] == behind[:, :, None]
         beats = (behind[:, None, :] > behind[:, :, None]) | (
@@ -380,14 +398,16 @@ class Warehouse:
         E, A, S, dev, dt = self.num_envs, self.num_agents, self.num_shelves, self.device, self.dtype
         ag, sh = self._grids(agent_pos, shelf_pos)
         action, target, stats = self._resolve(agent_pos, agent_dir, carrying, ag, sh, action, tie_priority)
-        cell = self._cells(agent_pos)
+        cell = self._pcells(agent_pos)
         fwd = action == FORWARD
-        agent_pos = torch.where(fwd[..., None], torch.stack([target % self.W, target // self.W], -1), agent_pos)
+        r = self.sensor_range
+        tpos = torch.stack([target % self._pW - r, target // self._pW - r], -1)
+        agent_pos = torch.where(fwd[..., None], tpos, agent_pos)
         turn = torch.where(action == RIGHT, 1, torch.where(action == LEFT, -1, 0))
         agent_dir = self._from_cw[(self._cw[agent_dir] + turn) % 4]
-        toggle, loaded, under = action == TOGGLE_LOAD, carrying >= 0, sh.gather(1, cell)
+        toggle, loaded, under = action == TOGGLE_LOAD, carrying >= 0, sh.gather(1, cell).long()
         pick = toggle & ~loaded & (under > 0)
-        drop = toggle & loaded & ~self.highway[cell]
+        drop = toggle & loaded & ~self._p_highway[cell]
         rewards = torch.zeros(E, A, dtype=dt, device=dev)
         if self.reward_type == REWARD_TYPES["TWO_STAGE"]:
             rewards = rewards + 0.5 * (drop & has_delivered).to(dt)
@@ -401,15 +421,15 @@ class Warehouse:
         delivered = torch.zeros(E, dtype=torch.bool, device=dev)
         n_hits = torch.zeros(E, 1, dtype=torch.long, device=dev)
         G = len(self._goal_list)
-        for goal in self._goal_list:  # goals in order: a new request may be the shelf on a later goal
-            shelf = sh[:, goal] - 1
+        for goal in self._goal_p:  # goals in order: a new request may be the shelf on a later goal
+            shelf = sh[:, goal].long() - 1
             slot_hit = requests == shelf[:, None]
             hit = (shelf >= 0) & slot_hit.any(1)
             free = torch.ones(E, S, dtype=torch.bool, device=dev).scatter(1, requests, False)
             draw = request_draws.gather(1, n_hits.clamp(max=G - 1))  # the d-th delivery of the step takes draw d
             new = (free & (free.cumsum(1) == draw + 1)).long().argmax(1)
             requests = torch.where(hit[:, None] & slot_hit, new[:, None], requests)
-            who = F.one_hot((ag[:, goal] - 1).clamp(min=0), A).bool() & hit[:, None]
+            who = F.one_hot((ag[:, goal].long() - 1).clamp(min=0), A).bool() & hit[:, None]
             if self.reward_type == REWARD_TYPES["GLOBAL"]:
                 rewards = rewards + hit[:, None].to(dt)
             elif self.reward_type == REWARD_TYPES["INDIVIDUAL"]:
