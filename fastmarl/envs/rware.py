@@ -224,7 +224,12 @@ class Warehouse:
         self.shelf_pos = self.shelf_home.expand(E, S, 2).clone()
         self.requests = torch.zeros(E, R, **li)
         self.t, self.inactive = torch.zeros(E, **li), torch.zeros(E, **li)
-        self._advance_fn = (torch.compile(self._advance, dynamic=False, fullgraph=True) if compile
+        if compile:
+            # every env's step is one code object to dynamo, specialised per env (sizes, kwargs): a process that
+            # builds many compiled envs (tests, benchmarks, evaluation envs) needs more than the default 8 entries
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        self._advance_fn = (torch.compile(self._advance, dynamic=False, fullgraph=True,
+                                          options={"assert_indirect_indexing": False}) if compile
                             else self._advance)
         self.reset()
 
@@ -267,7 +272,7 @@ class Warehouse:
         requested[:, 0] = False  # (E, S + 1): index 0 is "no shelf"
         x, y = agent_pos[..., 0], agent_pos[..., 1]
         base = y * self._pW + x  # (E, A) top-left corner of the window in the padded grid
-        dir1h = F.one_hot(agent_dir, 4).to(dt)
+        dir1h = (agent_dir[..., None] == torch.arange(4, device=dev)).to(dt)  # (one_hot asserts; this fuses)
         highway = self._p_highway[self._pcells(agent_pos)].to(dt)[..., None]
         loaded = (carrying >= 0).to(dt)[..., None]
         if self.observation_type in (0, 1):
@@ -363,7 +368,7 @@ class Warehouse:
         ar = torch.arange(A, device=dev)
         # nxt[i]: the robot i drives into (itself when standing still), A when the target cell is free
         nxt = torch.where(moving, torch.where(occupant >= 0, occupant, A), ar)
-        reach = F.one_hot(nxt, A + 1)[..., :A].float() + torch.eye(A, device=dev)  # j lies on i's path (or j = i)
+        reach = ((nxt[..., None] == ar) | (ar[:, None] == ar)).float()  # (E, A, A): j lies on i's path (or j = i)
         for _ in range(max(1, (A - 1).bit_length())):
             reach = (reach @ reach).clamp(max=1.0)
         reach = reach > 0
@@ -425,11 +430,15 @@ class Warehouse:
             shelf = sh[:, goal].long() - 1
             slot_hit = requests == shelf[:, None]
             hit = (shelf >= 0) & slot_hit.any(1)
-            free = torch.ones(E, S, dtype=torch.bool, device=dev).scatter(1, requests, False)
             draw = request_draws.gather(1, n_hits.clamp(max=G - 1))  # the d-th delivery of the step takes draw d
-            new = (free & (free.cumsum(1) == draw + 1)).long().argmax(1)
+            # the draw-th shelf not requested: the least fixpoint of new = draw + #(requests <= new), reached from
+            # new = draw in at most R rounds
+            new = draw
+            for _ in range(self.num_requests):
+                new = draw + (requests <= new).sum(1, keepdim=True)
+            new = new[:, 0]
             requests = torch.where(hit[:, None] & slot_hit, new[:, None], requests)
-            who = F.one_hot((ag[:, goal].long() - 1).clamp(min=0), A).bool() & hit[:, None]
+            who = (ag[:, goal, None].long() - 1 == torch.arange(A, device=dev)) & hit[:, None]
             if self.reward_type == REWARD_TYPES["GLOBAL"]:
                 rewards = rewards + hit[:, None].to(dt)
             elif self.reward_type == REWARD_TYPES["INDIVIDUAL"]:
