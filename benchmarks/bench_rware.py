@@ -24,11 +24,12 @@ import json
 import os
 import platform
 import time
+from importlib import metadata
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import rware
+import rware  # noqa: F401 (registers the reference's ids)
 import torch
 
 import fastmarl
@@ -93,8 +94,8 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    versions = (f"torch {torch.__version__}, fastmarl {fastmarl.__version__}, rware {rware.__version__ if hasattr(rware, '__version__') else '2.0.0'}, "
-                f"gymnasium {gym.__version__}, numpy {np.__version__}")
+    versions = (f"torch {torch.__version__}, fastmarl {fastmarl.__version__}, rware {metadata.version('rware')}, "
+                f"networkx {metadata.version('networkx')}, gymnasium {gym.__version__}, numpy {np.__version__}")
     rows = []
     with open(out / f"rware-{stamp}.jsonl", "w") as f:
         for env_id in args.envs:

@@ -57,7 +57,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from fastmarl.envs.api import (
