@@ -21,6 +21,7 @@ from fastmarl.envs.influence import make_influence
 from fastmarl.envs.market import make_market
 from fastmarl.envs.matrix import GAMES, matrix_factory
 from fastmarl.envs.mpe.core import MPEEnv, check_kwargs
+from fastmarl.envs.rware import rware_factory, rware_ids
 from fastmarl.envs.swarm.coverage import make_swarm_coverage
 from fastmarl.envs.swarm.formation import make_formation
 from fastmarl.envs.swarm.jammer import make_jammer
@@ -37,6 +38,7 @@ class EnvEntry:
     family: str
     description: str
     factory: Callable[..., Any]
+    listed: bool = True  # False: a variant id that make() knows but list_envs() (and the per-env test suites) skip
 
 
 _REGISTRY: dict[str, EnvEntry] = {}
@@ -46,11 +48,11 @@ _MPE_ENV_KWARGS = dict(continuous_actions=False, render_mode=None, dynamic_resca
                        dtype=torch.float32, compile=False, validate=True)
 
 
-def register(env_id: str, factory: Callable[..., Any], family: str, description: str) -> None:
+def register(env_id: str, factory: Callable[..., Any], family: str, description: str, listed: bool = True) -> None:
     """Register ``factory(num_envs=, device=, seed=, **kwargs)`` under ``env_id``."""
     if env_id in _REGISTRY:
         raise ValueError(f"env id {env_id!r} is already registered")
-    _REGISTRY[env_id] = EnvEntry(env_id, family, description, factory)
+    _REGISTRY[env_id] = EnvEntry(env_id, family, description, factory, listed)
 
 
 def mpe_factory(module: str) -> Callable[..., MPEEnv]:
@@ -93,7 +95,7 @@ def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", see
 
 
 def list_envs() -> list[EnvEntry]:
-    return sorted(_REGISTRY.values(), key=lambda e: (e.family, e.env_id))
+    return sorted((e for e in _REGISTRY.values() if e.listed), key=lambda e: (e.family, e.env_id))
 
 
 # -- matrix games (family "matrix"; fastmarl.envs.matrix) ---------------------------
@@ -121,3 +123,9 @@ register("influence_v0", make_influence, "applications",
          "blue and red agents push node opinions on a random graph toward their side (zero-sum, opinion dynamics)")
 register("market_v0", make_market, "applications",
          "market makers quote bid/ask around a moving fair price for arriving traders (mixed-motive, inventory risk)")
+
+# -- multi-robot warehouse (family "rware"; fastmarl.envs.rware): every id rware==2.0.0 registers;
+# one is listed, the others (sizes, robots, -easy/-hard, image observations) are variants make() builds
+for _id, _kw in rware_ids().items():
+    register(_id, rware_factory(_id, _kw), "rware", "robots fetch requested shelves to the goals of a warehouse (RWARE; "
+             "rware[-img|-imgdict][-Nd]-{tiny,small,medium,large}-{1..19}ag[-easy|-hard]-v2)", listed=_id == "rware-tiny-2ag-v2")
