@@ -216,3 +216,13 @@ def test_a_missing_device_is_one_line_naming_what_is_available(device, tmp_path)
 def test_a_device_torch_does_not_know_is_named():
     with pytest.raises(ValueError, match=r"^device 'gpu' is not a torch device \(.*\); available: cpu"):
         fastmarl.make("simple_spread_v3", device="gpu")
+
+
+def test_unknown_env_id_message_stays_short_with_thousands_of_variant_ids():
+    with pytest.raises(KeyError) as info:
+        fastmarl.make("pong")
+    msg = str(info.value)
+    assert len(msg) < 3000 and "variant ids of the rware" in msg and "'rware-tiny-2ag-v2'" in msg
+    assert "rware-img-Nd-large-10ag-easy-v2" not in msg  # an unlisted variant is not spelled out ...
+    with pytest.raises(KeyError, match=r"did you mean 'rware-small-4ag-v2'"):  # ... but still suggested
+        fastmarl.make("rware-smal-4ag-v2")

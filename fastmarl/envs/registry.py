@@ -10,13 +10,14 @@ Unknown ids and unknown keyword arguments are errors that list close matches.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
-from fastmarl.envs.api import check_device, check_known_keys
+from fastmarl.envs.api import check_device
 from fastmarl.envs.influence import make_influence
 from fastmarl.envs.market import make_market
 from fastmarl.envs.matrix import GAMES, matrix_factory
@@ -89,9 +90,22 @@ for _id, (_mod, _desc) in _MPE.items():
 
 def make(env_id: str, num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, **kwargs: Any):
     """Build a registered batched env; see the module docstring."""
-    check_known_keys([env_id], _REGISTRY, "env id (`fastmarl envs` describes them)", KeyError)
+    if env_id not in _REGISTRY:
+        raise KeyError(_unknown_id_message(env_id))
     check_device(device)
     return _REGISTRY[env_id].factory(num_envs=num_envs, device=device, seed=seed, **kwargs)
+
+
+def _unknown_id_message(env_id: str) -> str:
+    """The closest id over every registered one, but only the listed ids spelled out: the variant ids
+    (every RWARE/LBF size and option) number in the thousands."""
+    close = difflib.get_close_matches(str(env_id), list(_REGISTRY), n=1)
+    listed = sorted(e.env_id for e in _REGISTRY.values() if e.listed)
+    variants = sorted({e.family for e in _REGISTRY.values() if not e.listed})
+    more = (f"; plus {len(_REGISTRY) - len(listed):,} variant ids of the {', '.join(variants)} families (their "
+            "reference packages' ids, e.g. 'rware-small-4ag-v2')") if variants else ""
+    return (f"unknown env id (`fastmarl envs` describes them): {env_id!r}"
+            + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {listed}{more}")
 
 
 def list_envs() -> list[EnvEntry]:
