@@ -106,6 +106,8 @@ def test_checker_and_pettingzoo_on_the_other_observation_types(kwargs):
 def test_compiled_step_equals_eager():
     eager = fastmarl.make("rware-tiny-8ag-v2", num_envs=16, seed=4)
     comp = fastmarl.make("rware-tiny-8ag-v2", num_envs=16, seed=4, compile=True)
+    x, y = eager.reset(seed=4), comp.reset(seed=4)
+    assert torch.equal(x.obs["agent"], y.obs["agent"])
     g = torch.Generator().manual_seed(0)
     for _ in range(40):
         a = {"agent": torch.randint(0, 5, (16, 8), generator=g)}
