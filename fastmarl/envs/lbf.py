@@ -66,6 +66,7 @@ from fastmarl.envs.api import (
 
 GROUP = "agent"
 NONE, NORTH, SOUTH, WEST, EAST, LOAD = range(6)
+CONFLICTS = ("invalid", "move_collision", "overlap", "load", "joint_load", "failed_load")  # info["conflicts"]
 _DELTA = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))  # action -> (d_row, d_col)
 
 
@@ -149,6 +150,7 @@ class Foraging:
         self._wall = torch.tensor(wall, device=dev).flatten()  # (P,)
         self._nb = torch.tensor([-self._PW, self._PW, -1, 1], device=dev)  # N, S, W, E in the padded grid
         self._delta = torch.tensor(_DELTA, device=dev)
+        self._lower = torch.ones(A, A, dtype=torch.bool, device=dev).tril(-1)  # [b, c]: c < b
         r, c = np.indices((H, W))
         self._interior = torch.tensor(((r > 0) & (r < H - 1) & (c > 0) & (c < W - 1)).flatten(), device=dev)
         # food k + 1 avoids the 3x3 block and the +-2 cross of every earlier food (the reference's spawn check)
@@ -190,20 +192,12 @@ class Foraging:
         """(..., 2) [row, col] -> (...) index in the padded grid ((-1, -1) -> 0, a wall cell)."""
         return (pos[..., 0] + 1) * self._PW + pos[..., 1] + 1
 
-    def _food_grid(self, food_pos: Tensor, food_level: Tensor) -> Tensor:
-        """(n, P) long: the level of the food on each padded cell, 0 if none."""
-        P = self._wall.shape[0]
-        return torch.zeros(food_pos.shape[0], P, dtype=torch.long, device=self.device).scatter_add_(
-            1, self._pcells(food_pos), food_level)
-
-    def _mask(self, agent_pos: Tensor, fgrid: Tensor) -> tuple[Tensor, Tensor]:
+    def _mask(self, agent_pos: Tensor, food_pos: Tensor, food_level: Tensor) -> tuple[Tensor, Tensor]:
         """(action mask (n, A, 6) bool, food level in the N, S, W, E neighbour cells (n, A, 4))."""
-        n, A = agent_pos.shape[:2]
-        nb = self._pcells(agent_pos)[..., None] + self._nb  # (n, A, 4)
-        food4 = fgrid.gather(1, nb.view(n, A * 4)).view(n, A, 4)
+        nb = self._pcells(agent_pos)[..., None] + self._nb  # (n, A, 4); comparisons, not a grid: F is small
+        food4 = ((nb[..., None] == self._pcells(food_pos)[:, None, None, :]) * food_level[:, None, None, :]).sum(-1)
         free = ~self._wall[nb] & (food4 == 0)
-        mask = torch.cat([torch.ones(n, A, 1, dtype=torch.bool, device=self.device), free,
-                          (food4 > 0).any(-1, keepdim=True)], -1)
+        mask = torch.cat([torch.ones_like(free[..., :1]), free, (food4 > 0).any(-1, keepdim=True)], -1)
         return mask, food4
 
     def _observe(self, agent_pos: Tensor, agent_level: Tensor, food_pos: Tensor, food_level: Tensor) -> Tensor:
@@ -223,7 +217,7 @@ class Foraging:
         vis_p = ((rel >= 0) & (rel <= 2 * s)).all(-1)
         eye = torch.eye(A, dtype=torch.bool, device=dev)
         other = vis_p & ~eye
-        slot_p = torch.where(eye, 0, 1 + other.long().cumsum(-1) - other.long())
+        slot_p = torch.where(eye, 0, 1 + (other[:, :, None, :] & self._lower).sum(-1))  # visible others before
         k = 3 if self.observe_agent_levels else 2
         val_p = rel if k == 2 else torch.cat([rel, agent_level[:, None, :, None].expand(n, A, A, 1)], -1)
         out_p = torch.tensor([-1.0, -1.0, 0.0][:k], dtype=dt, device=dev).repeat(n, A, A + 1, 1)
@@ -231,9 +225,8 @@ class Foraging:
         return torch.cat([out_f[:, :, :F].reshape(n, A, 3 * F), out_p[:, :, :A].reshape(n, A, k * A)], -1)
 
     def _obs_mask(self) -> tuple[Tensor, Tensor]:
-        fgrid = self._food_grid(self.food_pos, self.food_level)
         return (self._observe(self.agent_pos, self.agent_level, self.food_pos, self.food_level),
-                self._mask(self.agent_pos, fgrid)[0])
+                self._mask(self.agent_pos, self.food_pos, self.food_level)[0])
 
     def state(self) -> Tensor:
         """(E, A * D): every player's observation, in player order."""
@@ -316,8 +309,7 @@ class Foraging:
         """One step of every env, a pure function of the state (no auto-reset): returns the new state (as
         :attr:`_STATE`), obs (E, A, D), action mask (E, A, 6), rewards (E, A), terminated, truncated (E,) and the
         conflict counts."""
-        fgrid = self._food_grid(food_pos, food_level)
-        mask, food4 = self._mask(agent_pos, fgrid)
+        mask, _ = self._mask(agent_pos, food_pos, food_level)
         valid = mask.gather(2, action[..., None])[..., 0]
         action = torch.where(valid, action, NONE)
         claim = agent_pos + self._delta[action]  # (E, A, 2): the cell each player claims
@@ -345,10 +337,9 @@ class Foraging:
         term = ~(food_level > 0).any(1)
         trunc = (t >= self.max_episode_steps) & ~term
         obs = self._observe(agent_pos, agent_level, food_pos, food_level)
-        mask = self._mask(agent_pos, self._food_grid(food_pos, food_level))[0]
-        stats = {"invalid": (~valid).sum(1), "move_collision": (moving & valid & ~unique).sum(1),
-                 "overlap": shared.sum(1), "load": ok.sum(1), "joint_load": (ok & (group.sum(1) > 1)).sum(1),
-                 "failed_load": (group.any(1) & ~ok).sum(1)}
+        mask = self._mask(agent_pos, food_pos, food_level)[0]
+        stats = torch.stack([(~valid).sum(1), (moving & valid & ~unique).sum(1), shared.sum(1), ok.sum(1),
+                             (ok & (group.sum(1) > 1)).sum(1), (group.any(1) & ~ok).sum(1)], 1)  # as CONFLICTS
         state = (agent_pos, agent_level, food_pos, food_level, food_spawned, t)
         return state, obs, mask, rewards, term, trunc, stats
 
@@ -369,10 +360,10 @@ class Foraging:
             sub = [getattr(self, k)[idx] for k in self._STATE[:4]]
             obs, mask = obs.clone(), mask.clone()
             obs[idx] = self._observe(*sub)
-            mask[idx] = self._mask(sub[0], self._food_grid(sub[2], sub[3]))[0]
+            mask[idx] = self._mask(sub[0], sub[2], sub[3])[0]
         return TimeStep(obs={GROUP: obs}, reward={GROUP: rewards}, terminated=term, truncated=trunc,
                         final_obs=final_obs, final_state=final_state, action_mask={GROUP: mask},
-                        info={"conflicts": stats})
+                        info={"conflicts": dict(zip(CONFLICTS, stats.unbind(1)))})
 
     # -- rendering, checkpoints -------------------------------------------------------------
     def render(self, env_index: int = 0, cell: int = 16) -> np.ndarray:
