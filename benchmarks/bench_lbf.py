@@ -38,7 +38,7 @@ def bench_fastmarl(env_id: str, n: int, compile: bool, seconds: float) -> float:
     env = fastmarl.make(env_id, num_envs=n, seed=0, compile=compile)
     env.reset(seed=0)
     A, g = env.num_agents, torch.Generator().manual_seed(0)
-    for _ in range(20 if compile else 5):  # warm-up (and compilation)
+    for _ in range(60 if compile else 5):  # warm-up (and compilation, auto-reset included: episodes <= 50 steps)
         env.step({"agent": torch.randint(0, 6, (n, A), generator=g)})
     steps, t0 = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < seconds or steps < 3:

@@ -44,6 +44,7 @@ failed on a contested cell), ``overlap`` (players that ended on a shared cell), 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -52,9 +53,11 @@ import torch
 from torch import Tensor
 
 from fastmarl.envs.api import (
+    ActionError,
     EnvSpec,
     GroupSpec,
     TimeStep,
+    check_action_structure,
     check_known_keys,
     fields_state_dict,
     load_fields_state_dict,
@@ -68,6 +71,24 @@ GROUP = "agent"
 NONE, NORTH, SOUTH, WEST, EAST, LOAD = range(6)
 CONFLICTS = ("invalid", "move_collision", "overlap", "load", "joint_load", "failed_load")  # info["conflicts"]
 _DELTA = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (0, 0))  # action -> (d_row, d_col)
+
+
+class _Counts(Mapping):
+    """``info["conflicts"]``: name (of CONFLICTS) -> (E,) long count, sliced from the (E, 6) tensor on access."""
+
+    def __init__(self, stats: Tensor):
+        self._stats = stats
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in CONFLICTS:
+            raise KeyError(f"no conflict count {name!r}; counted: {list(CONFLICTS)}")
+        return self._stats[:, CONFLICTS.index(name)]
+
+    def __iter__(self):
+        return iter(CONFLICTS)
+
+    def __len__(self) -> int:
+        return len(CONFLICTS)
 
 
 def _levels(v: Any, n: int, what: str, minimum: int) -> np.ndarray:
@@ -177,6 +198,8 @@ class Foraging:
         opts = {"assert_indirect_indexing": False, "cpp.simdlen": 1}
         self._advance_fn = (torch.compile(self._advance, dynamic=False, fullgraph=True, options=opts) if compile
                             else self._advance)
+        self._respawn_fn = (torch.compile(self._respawn, dynamic=True, fullgraph=True, options=opts) if compile
+                            else self._respawn)  # any number of envs at once
         self.reset()
         self._was_reset = False  # the constructor's state is a placeholder, not a seeded episode start
 
@@ -205,7 +228,7 @@ class Foraging:
 
     def _observe(self, agent_pos: Tensor, agent_level: Tensor, food_pos: Tensor, food_level: Tensor) -> Tensor:
         """(n, A, D) observations, any batch size n; see the module docstring."""
-        n, A, F, s, dt, dev = agent_pos.shape[0], self.num_agents, self.num_food, self.sight, self.dtype, self.device
+        n, A, F, s, dev = agent_pos.shape[0], self.num_agents, self.num_food, self.sight, self.device
         origin = (agent_pos - s).clamp(min=0)  # (n, A, 2)
         # food within sight, in row-major order (slot = how many visible food come first)
         vis_f = ((food_pos[:, None] - agent_pos[:, :, None]).abs() <= s).all(-1) & (food_level > 0)[:, None]
@@ -247,44 +270,48 @@ class Foraging:
         return self._obs_mask()[1]
 
     # -- reset ------------------------------------------------------------------------------
-    def _rand(self, *shape: int) -> Tensor:
-        return torch.rand(*shape, generator=self._gen, device=self.device)
+    def _pick(self, allowed: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """(cell (n,), found (n,)): the ``floor(u * count)``-th allowed cell of ``allowed`` (n, C), i.e. uniform over
+        them for ``u`` (n,) uniform in [0, 1) (the law of the reference's retries until a cell is allowed)."""
+        count = allowed.sum(1, keepdim=True)
+        k = (u[:, None] * count).long()
+        return (allowed.long().cumsum(1) > k).long().argmax(1), count[:, 0] > 0
 
-    def _spawn(self, n: int, old_pos: Tensor | None) -> tuple[Tensor, ...]:
-        """A fresh episode start for ``n`` envs: (agent_pos, agent_level, food_pos, food_level, food_spawned);
-        ``old_pos`` (n, A, 2): the cells the players left (avoided as the reference does), None at a first reset."""
-        A, F, H, W, dev = self.num_agents, self.num_food, self.H, self.W, self.device
-        C = H * W
+    def _spawn(self, u: Tensor, old_pos: Tensor | None) -> tuple[Tensor, ...]:
+        """A fresh episode start for ``n`` envs from ``u`` (n, 3 (A + F)) uniform draws: (agent_pos, agent_level,
+        food_pos, food_level, food_spawned); ``old_pos`` (n, A, 2): the cells the players left (avoided as the
+        reference does), None at a first reset. A pure function (``compile=True`` compiles it, shapes dynamic)."""
+        A, F, W, dev = self.num_agents, self.num_food, self.W, self.device
+        n, C = u.shape[0], self.H * W
+        u_perm, u_lvl, u_cell = u[:, :A], u[:, A:2 * A], u[:, 2 * A:3 * A]
         lo, hi = self._pl_lo.expand(n, A), self._pl_hi.expand(n, A)
         if self._pl_permute:
-            perm = self._rand(n, A).argsort(1)
+            perm = u_perm.argsort(1)
             lo, hi = lo.gather(1, perm), hi.gather(1, perm)
-        level = lo + (self._rand(n, A) * (hi - lo + 1)).long()
-        if old_pos is None:  # uniform distinct cells, as the sequential draw without any old cell
-            cells = self._rand(n, C).argsort(1)[:, :A]
-            taken = torch.zeros(n, C, dtype=torch.bool, device=dev).scatter_(1, cells, True)
-        else:  # player i avoids the new cells of players < i and the old cells of players >= i
+        level = lo + (u_lvl * (hi - lo + 1)).long()
+        # player i avoids the new cells of players < i and (auto-reset) the old cells of players >= i
+        taken, cells = torch.zeros(n, C, dtype=torch.bool, device=dev), []
+        if old_pos is not None:
             old = old_pos[..., 0] * W + old_pos[..., 1]
-            left = torch.zeros(n, C, dtype=torch.long, device=dev).scatter_add_(1, old, torch.ones_like(old))
-            taken, chosen = torch.zeros(n, C, dtype=torch.bool, device=dev), []
-            for i in range(A):  # sequential rounds of the reference's placement, batched over envs
-                c = self._rand(n, C).masked_fill(taken | (left > 0), -1.0).argmax(1, keepdim=True)
-                taken = taken.scatter(1, c, True)
-                left = left.scatter_add(1, old[:, i:i + 1], -torch.ones_like(c))
-                chosen.append(c)
-            cells = torch.cat(chosen, 1)
+            left = (old[..., None] == torch.arange(C, device=dev)).long()  # (n, A, C)
+        for i in range(A):  # sequential rounds of the reference's placement, batched over envs
+            blocked = taken if old_pos is None else taken | (left[:, i:].sum(1) > 0)
+            c = self._pick(~blocked, u_cell[:, i])[0]
+            taken = taken | (torch.arange(C, device=dev) == c[:, None])
+            cells.append(c)
+        cells = torch.stack(cells, 1)
         pos = torch.stack([cells // W, cells % W], -1)
+        u_perm, u_lvl, u_cell = u[:, 3 * A:3 * A + F], u[:, 3 * A + F:3 * A + 2 * F], u[:, 3 * A + 2 * F:]
         f_hi = (level.sort(1).values[:, :3].sum(1, keepdim=True).expand(n, F) if self._f_hi is None
                 else self._f_hi.expand(n, F))
         f_lo = f_hi if self.force_coop else self._f_lo.expand(n, F)
-        perm = self._rand(n, F).argsort(1)
+        perm = u_perm.argsort(1)
         f_lo, f_hi = f_lo.gather(1, perm), f_hi.gather(1, perm)
-        f_level = f_lo + (self._rand(n, F) * (f_hi - f_lo + 1)).long()
+        f_level = f_lo + (u_lvl * (f_hi - f_lo + 1)).long()
         allowed = self._interior & ~taken
         f_cells, placed = [], []
-        for _ in range(F):  # food one after another; a food without a free cell (and all after it) is not spawned
-            ok = allowed.any(1)
-            c = self._rand(n, C).masked_fill(~allowed, -1.0).argmax(1)
+        for k in range(F):  # food one after another; a food without a free cell (and all after it) is not spawned
+            c, ok = self._pick(allowed, u_cell[:, k])
             allowed = allowed & ~(self._near[c] & ok[:, None])
             f_cells.append(c)
             placed.append(ok)
@@ -293,14 +320,25 @@ class Foraging:
         f_level = torch.where(placed, f_level, 0)
         return pos, level, f_pos, f_level, f_level.sum(1)
 
-    def _reset_where(self, mask: Tensor, first: bool) -> Tensor:
-        """Respawn the envs where ``mask``; returns their indices (k,)."""
+    def _respawn(self, u: Tensor, old_pos: Tensor | None) -> tuple[Tensor, ...]:
+        """:meth:`_spawn` and the new start's observations (n, A, D) and action masks (n, A, 6)."""
+        new = self._spawn(u, old_pos)
+        return new, self._observe(new[0], new[1], new[2], new[3]), self._mask(new[0], new[2], new[3])[0]
+
+    def _reset_where(self, mask: Tensor, first: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Respawn the envs where ``mask``: (their indices (k,), their observations (k, A, D), masks (k, A, 6))."""
         idx = mask.nonzero()[:, 0]
-        if idx.numel():
-            new = self._spawn(idx.numel(), None if first else self.agent_pos[idx])
-            for k, v in zip(self._STATE, (*new, torch.zeros_like(idx))):
-                getattr(self, k)[idx] = v
-        return idx
+        if not idx.numel():
+            return idx, None, None
+        # at least two rows (a second copy of the first env, discarded): a compiled respawn then never meets the
+        # size-1 batch that torch.compile would specialise (and recompile) for
+        rows = idx if idx.numel() > 1 else idx.repeat(2)
+        u = torch.rand(rows.numel(), 3 * (self.num_agents + self.num_food), generator=self._gen, device=self.device)
+        new, obs, amask = self._respawn_fn(u, None if first else self.agent_pos[rows])
+        k = idx.numel()
+        for name, v in zip(self._STATE, (*new, torch.zeros_like(idx))):
+            getattr(self, name)[idx] = v[:k]
+        return idx, obs[:k], amask[:k]
 
     def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
         """Reset all envs (mask None) or those where ``mask`` (E,) bool is True; draws like the reference's
@@ -317,8 +355,10 @@ class Foraging:
     def _advance(self, agent_pos: Tensor, agent_level: Tensor, food_pos: Tensor, food_level: Tensor,
                  food_spawned: Tensor, t: Tensor, action: Tensor) -> tuple:
         """One step of every env, a pure function of the state (no auto-reset): returns the new state (as
-        :attr:`_STATE`), obs (E, A, D), action mask (E, A, 6), rewards (E, A), terminated, truncated (E,) and the
-        conflict counts."""
+        :attr:`_STATE`), obs (E, A, D), action mask (E, A, 6), rewards (E, A), terminated, truncated (E,), the
+        conflict counts (E, 6) and the flags (any action out of range, any episode ended)."""
+        invalid = ((action < 0) | (action > LOAD)).any()
+        action = action.long().clamp(0, LOAD)
         mask, _ = self._mask(agent_pos, food_pos, food_level)
         valid = mask.gather(2, action[..., None])[..., 0]
         action = torch.where(valid, action, NONE)
@@ -351,29 +391,30 @@ class Foraging:
         stats = torch.stack([(~valid).sum(1), (moving & valid & ~unique).sum(1), shared.sum(1), ok.sum(1),
                              (ok & (group.sum(1) > 1)).sum(1), (group.any(1) & ~ok).sum(1)], 1)  # as CONFLICTS
         state = (agent_pos, agent_level, food_pos, food_level, food_spawned, t)
-        return state, obs, mask, rewards, term, trunc, stats
+        return state, obs, mask, rewards, term, trunc, stats, torch.stack([invalid, (term | trunc).any()])
 
     def step(self, actions: dict[str, Tensor]) -> TimeStep:
-        """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes."""
+        """Step every env; see :mod:`fastmarl.envs.api`. Auto-resets ended episodes. Invalid actions raise
+        ActionError before anything changes."""
         require_reset(self)
         if self.validate:
-            validate_actions(self.spec, actions, self.num_envs, self.device)
+            check_action_structure(self.spec, actions, self.num_envs, self.device)
         state = tuple(getattr(self, k) for k in self._STATE)
-        state, obs, mask, rewards, term, trunc, stats = self._advance_fn(*state, actions[GROUP].long())
+        state, obs, mask, rewards, term, trunc, stats, flags = self._advance_fn(*state, actions[GROUP])
+        invalid, any_done = flags.tolist()  # one device sync for both questions
+        if invalid and self.validate:  # the step is pure: nothing was committed; explain the problem
+            validate_actions(self.spec, actions, self.num_envs, self.device)
+            raise ActionError(f"group {GROUP!r}: discrete action out of range, expected 0 <= a < 6")
         for k, v in zip(self._STATE, state):
             setattr(self, k, v)
-        done = term | trunc
         final_obs, final_state = {GROUP: obs}, None
-        if bool(done.any()):
+        if any_done:
             final_state = obs.flatten(1)
-            idx = self._reset_where(done, first=False)
-            sub = [getattr(self, k)[idx] for k in self._STATE[:4]]
-            obs, mask = obs.clone(), mask.clone()
-            obs[idx] = self._observe(*sub)
-            mask[idx] = self._mask(sub[0], sub[2], sub[3])[0]
+            idx, new_obs, new_mask = self._reset_where(term | trunc, first=False)
+            obs, mask = obs.index_put((idx,), new_obs), mask.index_put((idx,), new_mask)
         return TimeStep(obs={GROUP: obs}, reward={GROUP: rewards}, terminated=term, truncated=trunc,
                         final_obs=final_obs, final_state=final_state, action_mask={GROUP: mask},
-                        info={"conflicts": dict(zip(CONFLICTS, stats.unbind(1)))})
+                        info={"conflicts": _Counts(stats)})
 
     # -- rendering, checkpoints -------------------------------------------------------------
     def render(self, env_index: int = 0, cell: int = 16) -> np.ndarray:
