@@ -158,3 +158,22 @@ def test_train_cli_on_lbf(tmp_path, algo, extra):
     assert 0 < float(rows[-1]["episode_length"]) <= 50
     evals = list(csv.DictReader(open(run / "eval.csv")))
     assert evals and all(0 <= float(r["return_det"]) <= 1 and float(r["episodes_det"]) == 2 for r in evals)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_cuda_equals_cpu():
+    """The same seed and actions on a GPU: the same trajectory (random draws differ between devices, so the
+    CUDA env's state is copied from the CPU one and auto-reset excluded by a long episode limit)."""
+    cpu = fastmarl.make("Foraging-2s-8x8-4p-3f-v3", num_envs=64, seed=0, max_episode_steps=1000)
+    gpu = fastmarl.make("Foraging-2s-8x8-4p-3f-v3", num_envs=64, seed=0, max_episode_steps=1000, device="cuda")
+    cpu.reset(seed=0)
+    gpu.load_state_dict({k: v for k, v in cpu.state_dict().items() if k != "generator"} | {
+        "generator": gpu._gen.get_state()})
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        a = torch.randint(0, 6, (64, 4), generator=g)
+        x, y = cpu.step({"agent": a}), gpu.step({"agent": a.cuda()})
+        if bool(x.done.any()):  # all food eaten: the respawns differ by device
+            break
+        assert torch.equal(x.obs["agent"], y.obs["agent"].cpu()) and torch.equal(x.reward["agent"],
+                                                                                 y.reward["agent"].cpu())
