@@ -105,8 +105,8 @@ class Foraging:
     State tensors: ``agent_pos`` (E, A, 2) long [row, col]; ``agent_level`` (E, A) long;
     ``food_pos`` (E, F, 2) long [row, col] ((-1, -1) for food never spawned); ``food_level``
     (E, F) long (0: eaten or never spawned); ``food_spawned`` (E,) long; ``t`` (E,) long.
-    The food slots may be in any order. ``compile=True`` runs the step (everything but
-    auto-reset) through ``torch.compile``.
+    The food slots may be in any order. ``compile=True`` runs the step and the auto-reset (all
+    but the random draws) through ``torch.compile``, with scalar C++ loops on CPU.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 5}
@@ -274,7 +274,7 @@ class Foraging:
         """(cell (n,), found (n,)): the ``floor(u * count)``-th allowed cell of ``allowed`` (n, C), i.e. uniform over
         them for ``u`` (n,) uniform in [0, 1) (the law of the reference's retries until a cell is allowed)."""
         count = allowed.sum(1, keepdim=True)
-        k = (u[:, None] * count).long()
+        k = torch.minimum((u[:, None] * count).long(), (count - 1).clamp(min=0))  # (float rounding at u -> 1)
         return (allowed.long().cumsum(1) > k).long().argmax(1), count[:, 0] > 0
 
     def _spawn(self, u: Tensor, old_pos: Tensor | None) -> tuple[Tensor, ...]:
