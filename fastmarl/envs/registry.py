@@ -104,7 +104,7 @@ def _unknown_id_message(env_id: str) -> str:
     listed = sorted(e.env_id for e in _REGISTRY.values() if e.listed)
     variants = sorted({e.family for e in _REGISTRY.values() if not e.listed})
     more = (f"; plus {len(_REGISTRY) - len(listed):,} variant ids ({', '.join(variants)}: their "
-            "reference packages' ids, e.g. 'rware-small-4ag-v2')") if variants else ""
+            "reference packages' ids, e.g. 'rware-small-4ag-v2', 'Foraging-2s-10x10-3p-3f-v3')") if variants else ""
     return (f"unknown env id (`fastmarl envs` describes them): {env_id!r}"
             + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {listed}{more}")
 
