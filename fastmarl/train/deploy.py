@@ -97,6 +97,9 @@ class DeployedPolicy:
         if not observations:
             return {}
         rows, masks, batched = self._read(observations, action_mask or {})
+        if masks and not self.spec.has_action_mask:
+            raise ValueError(f"action masks given, but {self.spec.env_id} has none: the policy was trained without "
+                             "them and would not apply them; drop action_mask (and the observations' masks)")
         B = next(iter(rows.values())).shape[0]
         obs, present = {}, {}
         for name, g in self.spec.groups.items():
