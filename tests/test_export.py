@@ -13,7 +13,7 @@ from deployruns import RUNS, trained
 import fastmarl
 from fastmarl.cli import main
 from fastmarl.config import ConfigError, TrainConfig
-from fastmarl.train.checkpoint import MODEL, latest_checkpoint
+from fastmarl.train.checkpoint import MODEL, TRAINER, latest_checkpoint
 from fastmarl.train.deploy import check_deployable
 from fastmarl.train.export import ExportError, actor_graphs, export_policy, export_run
 from fastmarl.train.runner import load_run
@@ -104,6 +104,7 @@ def test_cli_export_and_its_errors(tmp_path_factory, tmp_path, capsys):
 
     run = tmp_path / "run"
     shutil.copytree(trained("qmix", tmp_path_factory), run)
+    (latest_checkpoint(run / "checkpoints") / TRAINER).write_bytes(b"broken")  # export needs only the model
     rc, out, err = cli(str(run), "--format", "onnx")
     assert rc == 0, err
     assert (run / "export" / "agent.onnx").is_file() and (run / "export" / "manifest.json").is_file()

@@ -19,9 +19,9 @@ name           shape                  what
 ``h_out``      (B, A_g, H)            recurrent actors only: the next hidden state
 =============  =====================  ==================================================================
 
-An actor with learned communication (``--comm``) mixes its group's agents inside the graph; without
+An actor with learned communication (``fastmarl train --comm``) mixes its group's agents inside the graph; without
 it, each agent's output depends on its own row only (the other rows may be zeros). Runs that need
-more than observations (``--message-bits``, ``--comm-range``) are refused with the reason, and so
+more than observations (``fastmarl train --message-bits`` or ``--comm-range``) are refused with the reason, and so
 is tabular Q-learning (a lookup table over discretised observations, not a network; its tables are
 ``learner.tables``). After writing, each graph is run with onnxruntime (when installed) on a random
 batch and compared with the torch actor; the largest difference is in the manifest.

@@ -14,7 +14,7 @@ the results load into marl-eval's ``data_process_pipeline`` and plotting tools a
   ``rware``, ...); for a ``pz:`` env, the package of its module (``pz:mpe2.simple_spread_v3`` ->
   ``mpe2``). Task: the env id (the module's last name for ``pz:``), with its ``env_kwargs`` appended
   when the run set any (``simple_spread_v3__n=5``): another setting is another task. Algorithm: the
-  ``--algo``. Names are lower case (marl-eval lower-cases the names it looks up).
+  ``fastmarl train --algo``. Names are lower case (marl-eval lower-cases the names it looks up).
 - step_i: the i-th evaluation of the run (``eval_interval``), in order, with ``step_count`` its env
   step; each metric a list with one entry per evaluation episode of the deterministic policy:
   ``return`` (per agent, mpe2's convention), or on a competitive env each group's own
