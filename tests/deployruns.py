@@ -29,6 +29,8 @@ RUNS = {
     "ippo_tarmac": lambda: TrainConfig(algo="ippo", env="simple_reference_v3", total_steps=400, num_envs=8,
                                        eval_interval=0, eval_episodes=8, ppo=PPOConfig(comm="tarmac", share_params=False),
                                        **QUIET),
+    "mappo_dial": lambda: TrainConfig(algo="mappo", env="simple_reference_v3", total_steps=400, num_envs=8,
+                                      eval_interval=0, eval_episodes=8, ppo=PPOConfig(comm="dial"), **QUIET),
     "happo": lambda: HAPPOTrainConfig(algo="happo", env=SPREAD, total_steps=400, num_envs=8, eval_interval=0,
                                       eval_episodes=8, **QUIET),
     "iql_gru": lambda: QConfig(algo="iql", env=SPREAD, total_steps=400, eval_episodes=8, **QUIET),

@@ -12,7 +12,7 @@ from deployruns import RUNS, trained
 
 import fastmarl
 from fastmarl.cli import main
-from fastmarl.config import ConfigError, TrainConfig
+from fastmarl.config import ConfigError, PPOConfig, TrainConfig
 from fastmarl.train.checkpoint import MODEL, TRAINER, latest_checkpoint
 from fastmarl.train.deploy import check_deployable
 from fastmarl.train.export import ExportError, actor_graphs, export_policy, export_run
@@ -21,7 +21,8 @@ from fastmarl.version import __version__
 
 ort = pytest.importorskip("onnxruntime")
 
-EXPORTABLE = sorted(n for n in RUNS if n != "mappo")  # mappo: the same graph as mappo_gru_box without the GRU
+# mappo: the same graph as mappo_gru_box without the GRU; mappo_dial: refused (test below)
+EXPORTABLE = sorted(n for n in RUNS if n not in ("mappo", "mappo_dial"))
 
 
 @pytest.fixture(autouse=True)
@@ -94,6 +95,13 @@ def test_tabular_and_undeployable_runs_are_refused_with_the_reason(tmp_path):
         export_policy(res.learner, env.spec, tmp_path)
     with pytest.raises(ConfigError, match="message_bits=1.*BroadcastChannel"):
         check_deployable(TrainConfig(message_bits=1))
+    with pytest.raises(ConfigError, match="comm_range=0.5: its actors need the agents' positions"):
+        check_deployable(TrainConfig(comm_range=0.5, ppo=PPOConfig(comm="tarmac")))
+
+
+def test_dial_is_refused_with_the_reason(tmp_path_factory, tmp_path):
+    with pytest.raises(ExportError, match="--comm dial` cannot be exported: its message channel draws random"):
+        export_run(trained("mappo_dial", tmp_path_factory), tmp_path)
 
 
 def test_cli_export_and_its_errors(tmp_path_factory, tmp_path, capsys):

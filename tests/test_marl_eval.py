@@ -113,6 +113,9 @@ def test_every_run_writes_marl_eval_json_matching_its_eval_csv(tmp_path):
     assert check_layout(merged) == {"mpe": 3}
     assert {a: sorted(s) for a, s in merged["mpe"]["simple_spread_v3"].items()} == \
         {"ippo": ["seed_0", "seed_1"], "mappo": ["seed_0"], "iql": ["seed_0"]}
+    out = marl_eval.merge_runs(tmp_path)  # what experiments/mappo_vs_ippo.py writes for its runs folder
+    assert out == tmp_path / marl_eval.FILE and json.loads(out.read_text()) == merged
+    assert marl_eval.merge_runs(tmp_path) == out  # its own output is not merged into itself
     with pytest.raises(ValueError, match="mpe/simple_spread_v3/ippo/seed_0 appears twice"):
         marl_eval.merge(json.loads((runs[0] / marl_eval.FILE).read_text()) for _ in range(2))
 

@@ -21,8 +21,9 @@ name           shape                  what
 
 An actor with learned communication (``fastmarl train --comm``) mixes its group's agents inside the graph; without
 it, each agent's output depends on its own row only (the other rows may be zeros). Runs that need
-more than observations (``fastmarl train --message-bits`` or ``--comm-range``) are refused with the reason, and so
-is tabular Q-learning (a lookup table over discretised observations, not a network; its tables are
+more than observations (``fastmarl train --message-bits`` or ``--comm-range``) and DIAL actors
+(``fastmarl train --comm dial``: they draw message noise inside the actor) are refused with the reason,
+and so is tabular Q-learning (a lookup table over discretised observations, not a network; its tables are
 ``learner.tables``). After writing, each graph is run with onnxruntime (when installed) on a random
 batch and compared with the torch actor; the largest difference is in the manifest.
 """
@@ -120,6 +121,11 @@ def actor_graphs(learner: Any, spec: EnvSpec) -> dict[str, tuple[nn.Module, int 
         extra: dict[str, Any] = {}
         if isinstance(learner, PPO):  # HAPPO too
             net = learner.nets[name]
+            if net.dial:
+                raise ExportError("a run of `fastmarl train --comm dial` cannot be exported: its message channel "
+                                  "draws random numbers inside the actor (message noise), which ONNX graphs of a "
+                                  "dynamic batch do not support; load it with fastmarl.load_policy instead, or train "
+                                  "with `fastmarl train --comm commnet` (or tarmac)")
             module, hidden = _PPOActor(net), learner.p.hidden_size if learner.p.recurrent else None
             module = _Recurrent(module) if hidden is not None else module
             if net.log_std is not None:

@@ -334,9 +334,13 @@ class Loop:
             if path.is_file():
                 self.references = json.loads(path.read_text())
             else:
-                seed = self.s.seed + EVAL_SEED_OFFSET
-                self.references = {name: headline(evaluate_policy(pol, self._eval_env, True, seed))
-                                   for name, pol in reference_policies(self._eval_env, self.s.env_kwargs).items()}
+                seed, self.references = self.s.seed + EVAL_SEED_OFFSET, {}
+                for name, pol in reference_policies(self._eval_env, self.s.env_kwargs).items():
+                    try:
+                        self.references[name] = headline(evaluate_policy(pol, self._eval_env, True, seed))
+                    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # a line on a plot: never fatal
+                        _progress(False).console.print(f"[yellow]warning:[/] the {name} reference policy could not "
+                                                       f"play {self.s.info['env']} ({e}); the curve omits it")
                 atomic_write_text(path, json.dumps(self.references, indent=2) + "\n")
         return self.references
 

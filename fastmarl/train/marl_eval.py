@@ -111,3 +111,12 @@ def merge_files(paths: Iterable[str | Path], out: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(data) + "\n")
     return out
+
+
+def merge_runs(folder: str | Path, out: str | Path | None = None) -> Path | None:
+    """Merge the ``marl_eval.json`` of every run directory directly inside ``folder`` (an experiment's
+    runs) into ``out`` (default ``folder/marl_eval.json``); None when no run there has one."""
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder / FILE
+    paths = sorted(p for p in folder.glob(f"*/{FILE}") if p.resolve() != out.resolve())
+    return merge_files(paths, out) if paths else None
