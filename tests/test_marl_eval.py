@@ -181,3 +181,18 @@ def test_compare_experiment_writes_one_merged_file(tmp_path):
     assert check_layout(data) == {"mpe": 2}
     assert {a: sorted(s) for a, s in data["mpe"]["simple_spread_v3"].items()} == \
         {"ippo": ["seed_0", "seed_1"], "mappo": ["seed_0", "seed_1"]}
+
+
+def test_a_resumed_run_writes_the_same_file_as_an_uninterrupted_one(tmp_path):
+    def cfg(name):
+        return TrainConfig(algo="ippo", env="simple_spread_v3", total_steps=4000, num_envs=20, eval_interval=1000,
+                           eval_episodes=8, checkpoint_interval=1000, runs_dir=str(tmp_path), name=name, **QUIET)
+
+    whole = fastmarl.train(cfg("whole")).run_dir
+    stopped = fastmarl.train(cfg("parts"), callback=lambda info: info.step >= 2000)
+    assert stopped.stopped and not (stopped.run_dir / marl_eval.FILE).exists()  # written when the run ends
+    fastmarl.train(resume=stopped.run_dir)
+    a = json.loads((whole / marl_eval.FILE).read_text())
+    b = json.loads((stopped.run_dir / marl_eval.FILE).read_text())
+    assert check_layout(b) == {"mpe": 4}
+    assert a == b  # on CPU the resumed run equals the uninterrupted one, evaluations included
