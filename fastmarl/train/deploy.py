@@ -20,8 +20,9 @@ not yet acting, get zeros and no action):
 - batched: the same with a leading batch axis ``(B, ...)`` on every agent's entry (B copies of
   the task acted on at once); the actions then have that axis too.
 
-Actions: a Discrete group's action is an int (batched: an int64 array ``(B,)``), a Box group's a
-float32 array ``(act_dim,)`` (batched ``(B, act_dim)``) inside the action space. Recurrent policies
+Actions: a Discrete group's action is an int index ``0..n-1`` (batched: an int64 array ``(B,)``; add
+the space's ``start`` where a PettingZoo space has one), a Box group's a float32 array ``(act_dim,)``
+(batched ``(B, act_dim)``) inside the action space. Recurrent policies
 keep their hidden state inside: call ``reset()`` at the start of every episode (``reset(done)`` with
 a ``(B,)`` bool array resets only those rows of a batch). Action masks are read from the classic
 observation dict or passed as ``act(obs, action_mask={agent: bool array})``.
