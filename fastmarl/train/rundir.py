@@ -199,6 +199,7 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
     for ax, x in zip(axes, ("step", "time")):
         for rows, base, label, style in [(train, "return", "train (stochastic)", "-"),
                                          (evals, "return_det", "eval deterministic", "o-"),
+                                         (evals, "return", "eval", "o-"),  # self-play's own evaluation row
                                          (evals, "return_stoch", "eval stochastic", "s--")]:
             columns = rows[0].keys() if rows else ()
             keys = [base] if base in columns else [k for k in columns if k.startswith(base + "/")]

@@ -336,14 +336,15 @@ class SelfPlay:
             lrn.load_weights({k: v for k, v in tensors.items() if k.startswith(f"{g}.")})
 
     def trainer_state(self) -> dict[str, Any]:
-        return {"learners": {g: lrn.trainer_state() for g, lrn in self.learners.items()},
+        # a learner whose phase has not come yet has no rollout position (nor state) to save
+        return {"learners": {g: lrn.trainer_state() for g, lrn in self.learners.items() if lrn.ts is not None},
                 "gen": self.gen.get_state(), "pool_gen": self.pool_gen.get_state(), "vs_returns": self.vs_returns,
                 "tracker": self.tracker.state_dict(), "dirty": sorted(self.dirty), "active": list(self.active),
                 "step": self.step, "ts": _ts_state(self.ts), "info": dict(self._info)}
 
     def load_trainer_state(self, s: dict[str, Any]) -> None:
-        for g, lrn in self.learners.items():
-            lrn.load_trainer_state(s["learners"][g])
+        for g, state in s["learners"].items():
+            self.learners[g].load_trainer_state(state)
         self.gen.set_state(s["gen"])
         self.pool_gen.set_state(s["pool_gen"])
         self.vs_returns = {g: dict(v) for g, v in s["vs_returns"].items()}
