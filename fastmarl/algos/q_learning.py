@@ -292,18 +292,34 @@ class QLearner:
 
     def begin(self, env, seed: int) -> None:
         """Start from ``env.reset(seed=seed)`` (unfinished episodes in the buffer are dropped)."""
+        self.start(env.reset(seed=seed), env)
+
+    def start(self, ts: TimeStep, env) -> None:
+        """Start from ``ts``, the first TimeStep of a freshly reset ``env``."""
         self._ensure_buffer(env.num_envs).reset_envs()
-        self.ts = env.reset(seed=seed)
+        self.ts = ts
         self.state = env.state() if self.use_state else None
         self.carry = self.initial_carry(env.num_envs)
 
     @torch.no_grad()
     def collect(self, env, tracker) -> int:
         """One epsilon-greedy step of every env, stored in the replay buffer."""
-        self.set_step(self.env_steps)
-        actions, self.carry = self.act(self.ts, self.carry)
+        actions = self.act_step()
         next_ts = env.step(actions)
         tracker(next_ts)
+        return self.record_step(actions, next_ts, env)
+
+    # ``collect`` in two halves, for several learners sharing one env (fastmarl.algos.lockstep)
+    @torch.no_grad()
+    def act_step(self) -> dict[str, Tensor]:
+        """Epsilon-greedy actions group -> (E, A_g) at the current TimeStep (epsilon of this env step)."""
+        self.set_step(self.env_steps)
+        actions, self.carry = self.act(self.ts, self.carry)
+        return actions
+
+    @torch.no_grad()
+    def record_step(self, actions: dict[str, Tensor], next_ts: TimeStep, env) -> int:
+        """Store the step ``actions -> next_ts`` of every env in the replay buffer; returns the env steps."""
         next_state = final_state = None
         if self.use_state:
             next_state = env.state()
