@@ -115,3 +115,15 @@ def test_competitive_config_rejects_unknown_keys():
         CompetitiveConfig.from_dict({"groups": ["agent=ippo"]})
     cfg = CompetitiveConfig(groups={"agent": GroupSetup(algo="ippo", ppo={"lr": 1e-3})}, pool_size=3)
     assert CompetitiveConfig.from_dict(cfg.to_dict()) == cfg  # a run's config.json round trip
+
+
+def test_the_loop_writes_checkpoints_tensorboard_and_the_gif(tmp_path):
+    res = train(_cfg(tmp_path, name="files", total_steps=160, checkpoint_interval=80, tensorboard=True, gif=True,
+                     groups={"agent": GroupSetup(mode="scripted", scripted="noop")}))
+    run = res.run_dir
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == \
+        ["step_000000000080", "step_000000000160"]
+    assert any((run / "tb").iterdir()) and (run / "episode.gif").stat().st_size > 0
+    assert (run / "learning_curve.png").is_file()
+    assert [r["learning"] for r in _rows(run / "metrics.csv")] == ["adversary", "adversary"]
+    assert "opponent/agent" not in _rows(run / "metrics.csv")[0]  # a scripted group is no opponent from the pool

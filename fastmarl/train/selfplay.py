@@ -317,7 +317,7 @@ class SelfPlay:
 
     # -- acting -------------------------------------------------------------------------------
     def _joint(self) -> JointPolicy:
-        return JointPolicy({g: self.fixed.get(g) or self.learners[g] for g in self.spec.groups})
+        return JointPolicy({g: self.fixed[g] if g in self.fixed else self.learners[g] for g in self.spec.groups})
 
     def initial_carry(self, num_envs: int) -> list:
         return self._joint().initial_carry(num_envs)
