@@ -404,7 +404,7 @@ def report(out: Path, make_gifs: bool = True) -> str:
              f"and are evaluated {len(any_run['evals']) - 1} times (plus once before training) on "
              f"{any_run['eval_episodes']} greedy episodes (the same start states every time).")
     L.append("")
-    L.append("- Deep IQL (`fastmarl.algos.q_learning.QLearner`, driven by this script's loop): feed-forward Q-network "
+    L.append("- Deep IQL (`fastmarl.algos.q_learning.QLearner`, predators and a learning prey in lockstep through `fastmarl.algos.lockstep` and the one training loop): feed-forward Q-network "
              "2x64 ReLU shared by the predators with a one-hot agent id, double Q, hard target copy every 100 "
              "updates, Adam lr 1e-3, gamma 0.95, 16 envs, one update of 32 stored episodes every 64 env steps, "
              "epsilon 1 -> 0.05 over the first fifth of training. Each predator learns on its own reward "
