@@ -1,4 +1,4 @@
-"""Training: the runner loop, run directories, checkpoints, evaluation, CLI.
+"""Training: the one loop, run directories, checkpoints, evaluation, self-play (:mod:`fastmarl.train.selfplay`).
 
 ``fastmarl.train`` is both this package and the training function:
 ``fastmarl.train(TrainConfig(...))`` calls :func:`fastmarl.train.runner.train`

@@ -8,7 +8,9 @@ until the run's env-step budget is spent, and does once, for every algorithm:
   training env (:class:`EpisodeTracker`), ``metrics.csv`` and TensorBoard;
 - evaluation every ``eval_interval`` env steps and at the end, on separate envs
   seeded ``seed + EVAL_SEED_OFFSET`` (one episode per env, ``eval_episodes`` envs)
-  in each of the learner's ``eval_modes``: ``eval.csv`` and the learning curve;
+  in each of the learner's ``eval_modes`` (or the row of the learner's own
+  ``evaluate(env, seed)``, where it has one: self-play's per-group returns):
+  ``eval.csv`` and the learning curve;
 - checkpoints every ``checkpoint_interval`` env steps and at the end (weights,
   trainer state, env state, episode statistics, this loop's own state, the
   learner's extra tensor files), and exact resume from the latest one;
@@ -293,15 +295,23 @@ class Loop:
         s = self.s
         if self._eval_env is None:
             self._eval_env = self.make_env(s.eval_episodes, s.seed + EVAL_SEED_OFFSET, False)
-        row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
-                                             s.seed + EVAL_SEED_OFFSET)}
+        own = getattr(self.learner, "evaluate", None)  # a learner with its own evaluation row (self-play)
+        if own is not None:
+            row = {"step": self.step, **own(self._eval_env, s.seed + EVAL_SEED_OFFSET)}
+        else:
+            row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
+                                                 s.seed + EVAL_SEED_OFFSET)}
         self.evals.append(row)
         now = self.elapsed()
         if self.logger is not None:
             self.logger.log({**row, "time": now}, kind="eval")
             plot_learning_curve(self.run_dir, s.title.replace(" ", " on ", 1))
-        names = {"det": "deterministic", "stoch": "stochastic"}
-        returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}" for m in self.learner.eval_modes)
+        if own is not None:
+            returns = "  ".join(f"{k}={v:.2f}" for k, v in row.items() if k.startswith("return"))
+        else:
+            names = {"det": "deterministic", "stoch": "stochastic"}
+            returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}"
+                                for m in self.learner.eval_modes)
         bar.console.print(f"step {self.step:>10,}  {now:6.1f}s  eval return: {returns}")
 
     def gif(self) -> None:
