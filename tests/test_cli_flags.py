@@ -52,7 +52,9 @@ FILE_COMMAND = {
     "fastmarl/train/rundir.py": "fastmarl train",
     "fastmarl/train/checkpoint.py": "fastmarl train",
     "fastmarl/algos/q_learning.py": "fastmarl train --algo qmix",
-    "fastmarl/train/competitive.py": "fastmarl selfplay",
+    "fastmarl/train/selfplay.py": "fastmarl selfplay",
+    "fastmarl/cli/selfplay.py": "fastmarl selfplay",
+    "fastmarl/config/competitive.py": "fastmarl selfplay",
     "fastmarl/bench.py": "fastmarl bench envs",
     "fastmarl/train/deploy.py": "fastmarl train",
     "fastmarl/train/export.py": "fastmarl export",
@@ -118,7 +120,8 @@ def options_of(command: str) -> frozenset[str]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # get_parser: tyro's argparse view of the same spec
         parser = tyro.extras.get_parser(f, **{k: v for k, v in kwargs.items() if k in allowed})
-    extra = {"--resume", "--algo"} if name == "train" else set()  # the pre-parser takes these before tyro parses the rest
+    # the pre-parser takes these before tyro parses the rest
+    extra = {"train": {"--resume", "--algo"}, "selfplay": {"--resume"}}.get(name, set())
     return frozenset(parser._option_string_actions) | extra
 
 

@@ -1,4 +1,5 @@
-"""Training: the runner loop, run directories, checkpoints, evaluation, deployment, CLI.
+"""Training: the one loop, run directories, checkpoints, evaluation, self-play (:mod:`fastmarl.train.selfplay`),
+deployment (:mod:`fastmarl.train.deploy`, :mod:`fastmarl.train.export`).
 
 ``fastmarl.train`` is both this package and the training function:
 ``fastmarl.train(TrainConfig(...))`` calls :func:`fastmarl.train.runner.train`

@@ -8,7 +8,9 @@ until the run's env-step budget is spent, and does once, for every algorithm:
   training env (:class:`EpisodeTracker`), ``metrics.csv`` and TensorBoard;
 - evaluation every ``eval_interval`` env steps and at the end, on separate envs
   seeded ``seed + EVAL_SEED_OFFSET`` (one episode per env, ``eval_episodes`` envs)
-  in each of the learner's ``eval_modes``: ``eval.csv`` and the learning curve;
+  in each of the learner's ``eval_modes`` (or the row of the learner's own
+  ``evaluate(env, seed)``, where it has one: self-play's per-group returns):
+  ``eval.csv`` and the learning curve;
 - checkpoints every ``checkpoint_interval`` env steps and at the end (weights,
   trainer state, env state, episode statistics, this loop's own state, the
   learner's extra tensor files), and exact resume from the latest one;
@@ -21,7 +23,13 @@ until the run's env-step budget is spent, and does once, for every algorithm:
 - ``references.json`` at the first evaluation: the returns of uniform random play and of the env's
   scripted controller where it has one (:mod:`fastmarl.envs.references`), drawn on the learning curve;
 - a NaN or infinite loss (``NonFiniteLoss`` from ``update``) stops the run, naming the
-  env step, the loss and the last good checkpoint.
+  env step, the loss and the last good checkpoint;
+- memory that stays flat over long runs: after each evaluation and checkpoint,
+  :func:`release_memory` collects the reference cycles they leave (matplotlib figures,
+  serialisation buffers; about 3 MB an evaluation otherwise, freed only by a rare full
+  collection) and hands freed heap pages back to the OS (``malloc_trim`` on glibc), which
+  otherwise keeps them fragmented: without it a MAPPO run's resident memory rose about 5%
+  per 10 evaluations (``benchmarks/soak.py``, ``docs/benchmarks.md``).
 
 Without a run directory (``run=None``) nothing is written: the result holds the
 log rows and evaluations.
@@ -29,7 +37,10 @@ log rows and evaluations.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +164,28 @@ def evaluate(policy, env, modes: tuple[str, ...], seed: int,
     return row
 
 
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).malloc_trim  # glibc only (musl has none)
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Collect garbage cycles, then return the C heap's free pages to the OS where the libc can
+    (glibc ``malloc_trim(0)``); a no-op elsewhere. Tens of milliseconds: call it rarely."""
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
+
+
 def _mean(values: list[float | Tensor]) -> float:
     if isinstance(values[0], Tensor):
         return torch.stack(values).mean().item()
@@ -180,6 +213,7 @@ class Loop:
         self._eval_env = None
         self._train_time = 0.0  # seconds in collect/update since the last log row (its steps/s)
         self._train_steps = 0
+        self._next_release = 0.0
 
     # -- state ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -279,11 +313,15 @@ class Loop:
                 if last or crossed(prev, self.step, s.log_interval) or s.log_interval == 0:
                     row = self.log()
                     bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}", ret=format_headline(row))
-                if s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval)):
+                evaluated = s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval))
+                if evaluated:
                     self.evaluate(bar)
                 checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
                 if checkpointed:
                     self.checkpoint()
+                if (evaluated or (checkpointed and self.run_dir is not None)) and time.perf_counter() > self._next_release:
+                    release_memory()  # at most every few seconds: short test runs that evaluate often stay fast
+                    self._next_release = time.perf_counter() + 5.0
                 if self.callback is not None and self.callback(
                         LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None)):
                     if not checkpointed:
@@ -313,17 +351,25 @@ class Loop:
         s = self.s
         if self._eval_env is None:
             self._eval_env = self.make_env(s.eval_episodes, s.seed + EVAL_SEED_OFFSET, False)
-        episodes: dict[str, list[float]] = {}
-        row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
-                                             s.seed + EVAL_SEED_OFFSET, episodes)}
+        own = getattr(self.learner, "evaluate", None)  # a learner with its own evaluation row (self-play)
+        if own is not None:  # (no per-episode values: no marl_eval.json)
+            row = {"step": self.step, **own(self._eval_env, s.seed + EVAL_SEED_OFFSET)}
+        else:
+            episodes: dict[str, list[float]] = {}
+            row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
+                                                 s.seed + EVAL_SEED_OFFSET, episodes)}
+            self.episode_evals.append({"step": self.step, **episodes})
         self.evals.append(row)
-        self.episode_evals.append({"step": self.step, **episodes})
         now = self.elapsed()
         if self.logger is not None:
             self.logger.log({**row, "time": now}, kind="eval")
             plot_learning_curve(self.run_dir, s.title.replace(" ", " on ", 1), self.reference_returns())
-        names = {"det": "deterministic", "stoch": "stochastic"}
-        returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}" for m in self.learner.eval_modes)
+        if own is not None:
+            returns = "  ".join(f"{k}={v:.2f}" for k, v in row.items() if k.startswith("return"))
+        else:
+            names = {"det": "deterministic", "stoch": "stochastic"}
+            returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}"
+                                for m in self.learner.eval_modes)
         bar.console.print(f"step {self.step:>10,}  {now:6.1f}s  eval return: {returns}")
 
     def reference_returns(self) -> dict[str, dict[str, float]]:

@@ -233,14 +233,14 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
     loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
                 callback)
     if resume is not None:
-        loop.restore(_resume_checkpoint(run), device)
+        loop.restore(resume_checkpoint(run), device)
         run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
     else:
         loop.start()
     return loop.run()
 
 
-def _resume_checkpoint(run: RunDir) -> Path:
+def resume_checkpoint(run: RunDir) -> Path:
     """The checkpoint a resume continues from: the newest valid one. First removes what killed
     writes left in the run directory and its checkpoints folder; a damaged newer checkpoint is
     renamed ``damaged-step_*`` (kept, never deleted; the resumed run writes that step anew), and
