@@ -9,7 +9,9 @@
   return, losses, ...); ``eval.csv``: one row per evaluation;
 - ``tb/``: the same as TensorBoard events;
 - ``checkpoints/``: see :mod:`fastmarl.train.checkpoint`;
-- ``learning_curve.png`` and ``episode.gif``.
+- ``learning_curve.png`` (with the random and scripted reference returns of ``references.json``)
+  and ``episode.gif``;
+- ``marl_eval.json``: the evaluations in marl-eval's layout (:mod:`fastmarl.train.marl_eval`).
 """
 
 from __future__ import annotations
@@ -183,9 +185,12 @@ class Logger:
             self.tb.close()
 
 
-def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
+def plot_learning_curve(run: RunDir, title: str = "",
+                        references: dict[str, dict[str, float]] | None = None) -> Path | None:
     """learning_curve.png: training return and evaluation returns vs env steps and vs wall time (one
-    line per group on a competitive env, whose rows have per-group returns only)."""
+    line per group on a competitive env, whose rows have per-group returns only), and a dotted
+    horizontal line per reference policy (``references``: name -> its headline returns, e.g.
+    ``{"random": {"return": -27.1}, "scripted": {"return": -8.0}}``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,6 +213,11 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
                 if pts:
                     group = key.partition("/")[2]
                     ax.plot(*zip(*pts), style, label=f"{label} {group}".rstrip(), markersize=4)
+        for (name, rets), color in zip((references or {}).items(), ("tab:gray", "black", "tab:purple")):
+            for key, value in rets.items():
+                group = key.partition("/")[2]
+                ax.axhline(value, color=color, linestyle=":", linewidth=1.5,
+                           label=f"{name} {group + ' ' if group else ''}{value:.2f}")
         ax.set_xlabel("env steps" if x == "step" else "wall time (s)")
         ax.set_ylabel("return per agent")
         ax.grid(alpha=0.3)
