@@ -163,11 +163,12 @@ class GroupActorCritic(nn.Module):
             return self._with_id(self.encoder(obs))
         return self._with_id(obs.float())
 
-    def inputs(self, obs: Tensor, state: Tensor | None) -> tuple[Tensor, Tensor]:
-        """(actor input, critic input) of the same observations: one CNN pass serves both."""
+    def inputs(self, obs: Tensor, state: Tensor | None, subsampled: bool = False) -> tuple[Tensor, Tensor]:
+        """(actor input, critic input) of the same observations: one CNN pass serves both.
+        ``subsampled``: ``obs`` are frames already through ``encoder.subsample`` (..., A, C, h, w)."""
         if self.encoder is None:
             return self.actor_input(obs), self.critic_input(obs, state)
-        f = self.encoder(obs)
+        f = self.encoder.encode(obs) if subsampled else self.encoder(obs)
         return self._with_id(f), self._critic_features(f)
 
     def _critic_features(self, f: Tensor) -> Tensor:

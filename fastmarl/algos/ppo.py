@@ -198,6 +198,7 @@ class PPO:
         self.ts: TimeStep | None = None  # the TimeStep the next action is taken from
         self.starts: Tensor | None = None  # (E,) that TimeStep begins an episode
         self.carry: Carry = {}
+        self._frames: dict[str, Tensor] = {}  # during an update: the rollout's subsampled frames (CNN groups)
         self.planned_steps = derived.num_iterations * derived.steps_per_iteration
 
     # -- acting ---------------------------------------------------------------
@@ -473,6 +474,9 @@ class PPO:
         p = self.p
         lr = self.set_lr(progress)
         targets = self.targets()
+        # frames subsampled once for all epochs (a fixed function): minibatches gather small frames, not raw ones
+        self._frames = {n: net.encoder.subsample(self.buffer.obs[n]) for n, net in self.nets.items()
+                        if net.encoder is not None}
         stats: dict[str, list[Tensor]] = {}
         for _ in range(p.num_epochs):
             for idx in self.minibatches():
@@ -489,6 +493,7 @@ class PPO:
                     opt.step()
                     for k, v in out.items():
                         stats.setdefault(f"{k}/{name}", []).append(v.detach())
+        self._frames = {}
         metrics = {k: torch.stack(v).mean().item() for k, v in stats.items()}
         metrics["lr"] = lr
         metrics.update(self.explained_variance(targets))
@@ -501,7 +506,7 @@ class PPO:
         alive = pick(b.alive[name]) if name in b.alive else None
         x_actor = x_critic = None
         if net.encoder is not None:  # one CNN pass over the minibatch's frames for actor and critic
-            x_actor, x_critic = net.inputs(pick(b.obs[name]), None)
+            x_actor, x_critic = net.inputs(pick(self._frames[name]), None, subsampled=True)
         new_logp, entropy = self.policy_logp(name, net, idx, x_actor)
         v = self.value_pred(name, net, idx, x_critic)
         a = pick(adv)

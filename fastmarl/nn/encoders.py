@@ -104,8 +104,10 @@ class ImageEncoder(nn.Module):
         nn.init.orthogonal_(self.fc.weight, math.sqrt(2))
         nn.init.zeros_(self.fc.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(..., *shape) or (..., frame_size) -> (..., F) float32."""
+    def subsample(self, x: Tensor) -> Tensor:
+        """(..., *shape) or (..., frame_size) frames, any dtype -> (..., C, h, w) in that dtype: every
+        ``downsample``-th row and column, channels first. A fixed function of the frame: an update may
+        apply it once to a whole rollout and feed minibatches of the result to :meth:`encode`."""
         nd = len(self.shape)
         if tuple(x.shape[-nd:]) == self.shape:
             lead = x.shape[:-nd]
@@ -122,11 +124,20 @@ class ImageEncoder(nn.Module):
             x = x[:, :, ::s, ::s]
         else:
             x = x[:, None, ::s, ::s]
-        x = x.float().contiguous()
+        return x.contiguous().reshape(*lead, *x.shape[1:])
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Subsampled frames (..., C, h, w) (:meth:`subsample`) -> (..., F) float32 features."""
+        lead = x.shape[:-3]
+        x = x.reshape(-1, *x.shape[-3:]).float()
         if x.shape[0] == 0:
             return x.new_zeros(*lead, self.out_features)
         f = self.convs(x * self.scale if self.scale != 1.0 else x)
         return torch.relu(self.fc(f.flatten(1))).reshape(*lead, self.out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., *shape) or (..., frame_size) frames -> (..., F) float32: ``encode(subsample(x))``."""
+        return self.encode(self.subsample(x))
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, layout={self.layout}, downsample={self.downsample}, input_hw={self.input_hw}"
