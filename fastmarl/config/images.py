@@ -36,7 +36,7 @@ class ImageEncoderConfig:
     encoder: Literal["auto", "mlp", "cnn"] = "auto"
     """auto: a CNN for groups whose observations are images, an MLP otherwise; cnn: a CNN (error without images);
     mlp: images flattened into MLP inputs"""
-    cnn_channels: tuple[int, ...] = (16, 32)
+    cnn_channels: tuple[int, ...] = (8, 16)
     """output channels of each convolution"""
     cnn_kernels: tuple[int, ...] = (4, 4)
     """kernel size of each convolution"""
