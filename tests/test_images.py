@@ -215,3 +215,19 @@ def test_encoder_settings_are_checked():
     with pytest.raises(ConfigError, match=r"16x16 frame subsampled by 4 is 4x4, too small"):
         check_images(ImageEncoderConfig(cnn_downsample=4), spec)
     assert ImageEncoderConfig(cnn_channels=[8, 16]).cnn_channels == (8, 16)  # a saved config.json's lists
+
+
+@pytest.mark.slow
+def test_pistonball_trains_with_its_image_defaults(tmp_path):
+    """The real pistonball_v6 (20 pistons, 457x120x3 frames): `fastmarl train` with no other option
+    than a short budget gets 8 envs and the CNN, and keeps its frames as uint8."""
+    pytest.importorskip("pettingzoo.butterfly.pistonball_v6")
+    res = train(TrainConfig(env="pz:pettingzoo.butterfly.pistonball_v6", total_steps=400, runs_dir=str(tmp_path),
+                            threads=1, eval_interval=0, eval_episodes=2, gif=False, tensorboard=False,
+                            progress=False))
+    assert res.global_step == 400 and np.isfinite(res.final_eval["return_det"])
+    cfg = json.loads((res.run_dir / "config.json").read_text())
+    assert cfg["num_envs"] == 8
+    obs = res.learner.buffer.obs["piston"]
+    assert obs.dtype == torch.uint8 and obs.shape == (25, 8, 20, 457 * 120 * 3)
+    assert res.learner.buffer.state is None

@@ -123,7 +123,8 @@ class TrainConfig:
     total_steps: StepCount = 2_000_000
     """env steps to train for (one step of one env, all agents acting); e.g. 2e6"""
     num_envs: int = 200
-    """parallel envs in the batched training env"""
+    """parallel envs in the batched training env (left at 200 on an env with image observations: 8,
+    fastmarl.config.images.IMAGE_DEFAULTS)"""
     seed: int = 0
     """seed of env, network init and action sampling"""
     device: str = "cpu"
