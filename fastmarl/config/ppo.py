@@ -109,6 +109,10 @@ class PPOConfig:
     images: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
     """image observations: the CNN torso (fastmarl.config.images)"""
 
+    def __post_init__(self):  # a saved PPOConfig rebuilt field by field (a self-play snapshot) has a dict here
+        if isinstance(self.images, dict):
+            self.images = config_from_dict(ImageEncoderConfig, self.images, "ppo.images.")
+
 
 @dataclass
 class TrainConfig:

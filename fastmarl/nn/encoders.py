@@ -8,7 +8,7 @@ All agents' frames go through one convolution batch, never a loop over agents.
 
 The frame is first subsampled by ``downsample`` (every ``downsample``-th row and
 column: nearest-neighbour, no averaging, so a 457x120 pistonball frame costs what a
-57x15 one does), then converted to float (``uint8`` frames scaled by 1/255 there and
+58x15 one does), then converted to float (``uint8`` frames scaled by 1/255 there and
 only there: storage keeps the bytes), then convolutions with ReLUs, flatten, one linear
 layer with a ReLU. Plain ``Conv2d``/``Linear`` layers and tensor slicing: traceable and
 exportable (ONNX).
