@@ -112,6 +112,12 @@ def list_envs() -> list[EnvEntry]:
     return sorted((e for e in _REGISTRY.values() if e.listed), key=lambda e: (e.family, e.env_id))
 
 
+def env_family(env_id: str) -> str | None:
+    """The family a registered env id belongs to (``mpe``, ``applications``, ...); None if unregistered."""
+    entry = _REGISTRY.get(env_id)
+    return entry.family if entry is not None else None
+
+
 # -- matrix games (family "matrix"; fastmarl.envs.matrix) ---------------------------
 for _id, (_, _, _desc) in GAMES.items():
     register(_id, matrix_factory(_id), "matrix", _desc)
