@@ -23,6 +23,8 @@ from fastmarl.envs import make
 from fastmarl.envs.pz_vecenv import from_pettingzoo
 from fastmarl.nn.encoders import ImageEncoder, auto_downsample, image_layout
 from fastmarl.train import train
+from fastmarl.train.deploy import load_policy
+from fastmarl.train.export import export_run
 from fastmarl.train.runner import build_learner
 
 FLAGS = ["--threads", "1", "--no-gif", "--no-tensorboard", "--no-progress"]
@@ -231,3 +233,26 @@ def test_pistonball_trains_with_its_image_defaults(tmp_path):
     obs = res.learner.buffer.obs["piston"]
     assert obs.dtype == torch.uint8 and obs.shape == (25, 8, 20, 457 * 120 * 3)
     assert res.learner.buffer.state is None
+
+
+def test_an_image_policy_plays_from_pettingzoo_dicts_and_exports_to_onnx(tmp_path):
+    res = train(TrainConfig(env="pz:image_env", total_steps=512, num_envs=4, runs_dir=str(tmp_path), name="img",
+                            threads=1, eval_interval=0, eval_episodes=2, gif=False, tensorboard=False,
+                            progress=False, ppo=PPOConfig(num_steps=32)))
+    policy = load_policy(res.run_dir)
+    env = ImageEnv()
+    obs, _ = env.reset(seed=3)  # uint8 frames straight from the PettingZoo env
+    actions = policy.act(obs)
+    assert set(actions) == set(env.agents) and all(int(a) in (0, 1) for a in actions.values())
+    # the same frames through the learner's own (batched) acting give the same deterministic actions
+    frames = torch.from_numpy(np.stack([obs[a] for a in env.possible_agents]).reshape(1, 2, -1))
+    net = res.learner.nets["agent"]
+    with torch.no_grad():
+        logits, _ = net.actor_step(net.actor_input(frames), None, torch.zeros(1, dtype=torch.bool),
+                                   deterministic=True)
+    assert [int(actions[a]) for a in env.possible_agents] == logits.argmax(-1)[0].tolist()
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    manifest = json.loads(export_run(res.run_dir, tmp_path / "onnx").read_text())
+    entry = manifest["groups"]["agent"]
+    assert entry["source_obs_shape"] == [16, 16, 3] and entry["max_abs_error_vs_torch"] < 1e-4
