@@ -75,8 +75,8 @@ def downsample_of(cfg: ImageEncoderConfig, group: GroupSpec) -> int:
 
 
 def obs_itemsize(group: GroupSpec) -> int:
-    """Bytes per observation value as the env gives it and rollouts store it (1 for ``uint8`` frames)."""
-    return int(np.dtype(group.observation_space.dtype).itemsize)
+    """Bytes per observation value as PPO's rollout stores it: 1 for ``uint8`` (frames), else 4 (float32)."""
+    return 1 if np.dtype(group.observation_space.dtype) == np.uint8 else 4
 
 
 CNN_FIELDS = ("cnn_channels", "cnn_kernels", "cnn_strides", "cnn_downsample", "cnn_features")
