@@ -44,6 +44,8 @@ FILE_COMMAND = {
     "docs/credit_assignment.md": "python experiments/credit_assignment.py",
     "fastmarl/config/base.py": "fastmarl train",
     "fastmarl/config/ppo.py": "fastmarl train",
+    "fastmarl/config/images.py": "fastmarl train",
+    "docs/images.md": "fastmarl train",
     "fastmarl/config/q.py": "fastmarl train --algo qmix",
     "fastmarl/config/happo.py": "fastmarl train --algo happo",
     "fastmarl/config/offpolicy.py": "fastmarl train --algo masac",

@@ -10,6 +10,7 @@ from pettingzoo import ParallelEnv
 
 import fastmarl.config.base as config_base
 from fastmarl.config import ConfigError, PPOConfig, TrainConfig, resolve
+from fastmarl.config.images import ImageEncoderConfig
 from fastmarl.envs.api import is_image_shape, memory_available
 from fastmarl.envs.pz_vecenv import from_pettingzoo
 from fastmarl.train import train
@@ -46,9 +47,10 @@ class Frames(ParallelEnv):
         return np.zeros((A * H * W * C,), np.uint8)
 
 
-def _cfg(**kw):
+def _cfg(**kw):  # the frames flattened into MLP inputs (the CNN torso's estimate: tests/test_images.py)
     return TrainConfig(**{"env": "pz:frames", "num_envs": 200, "total_steps": 10_000,
-                          "ppo": PPOConfig(num_steps=24), **kw})  # 4 minibatches for any num_envs
+                          "ppo": PPOConfig(num_steps=24, images=ImageEncoderConfig(encoder="mlp")),
+                          **kw})  # 4 minibatches for any num_envs
 
 
 def test_image_observations_are_recognised():

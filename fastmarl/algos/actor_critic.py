@@ -19,9 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from fastmarl.config import PPOConfig
+from fastmarl.config.images import downsample_of, frame_scale, frame_shape, uses_cnn
 from fastmarl.envs.api import GroupSpec
 from fastmarl.nn import AgentGRU, AgentLinear, AgentMLP, RunningMeanStd, agent_id_onehot
 from fastmarl.nn.comm import DialComm, DialNoise, DialTrace, make_comm
+from fastmarl.nn.encoders import ImageEncoder
 
 MASKED_LOGIT = -1e8  # finite, so masked entries give p = 0 and p * log p = 0, never NaN
 
@@ -83,6 +85,13 @@ class GroupActorCritic(nn.Module):
     Inputs are (..., A, features); ``num_nets`` is 1 (shared) or A (per agent).
     The critic predicts the *normalised* value when value normalisation is on;
     ``value_norm`` holds the running statistics (a buffer, saved with the weights).
+
+    Image observations (``ppo.images``, :func:`fastmarl.config.images.uses_cnn`): one CNN torso
+    per group (``encoder``, :class:`~fastmarl.nn.encoders.ImageEncoder`, (..., A, H*W*C) ->
+    (..., A, F)) feeds both the actor body and the critic, and learns from both losses. A
+    centralised critic then does not read the env's state (a frame, for pistonball: 1.5M values):
+    it sees the mean of its group's frame features (plus, with ``critic_obs``, the agent's own), so
+    its input is ``F`` or ``2F`` wide whatever the frame size and the number of agents.
     """
 
     def __init__(self, group: GroupSpec, state_dim: int, cfg: PPOConfig, centralized: bool):
@@ -93,6 +102,14 @@ class GroupActorCritic(nn.Module):
         self.use_id = cfg.agent_id and cfg.share_params and A > 1
         self.critic_obs = cfg.critic_obs and centralized
         ids = A if self.use_id else 0
+        self.encoder: ImageEncoder | None = None
+        if uses_cnn(cfg.images, group):
+            im = cfg.images
+            self.encoder = ImageEncoder(frame_shape(group), tuple(im.cnn_channels), tuple(im.cnn_kernels),
+                                        tuple(im.cnn_strides), downsample_of(im, group), im.cnn_features,
+                                        frame_scale(group))
+            O = state_dim = im.cnn_features  # the critic's "state" is the group's mean frame feature
+        self.reads_state = centralized and self.encoder is None  # the critic reads env.state()
         critic_in = (state_dim + (O if self.critic_obs else 0) if centralized else O) + ids
         self.actor_body = AgentMLP(K, O + ids, H, cfg.num_layers, cfg.activation)
         self.critic_body = AgentMLP(K, critic_in, H, cfg.num_layers, cfg.activation)
@@ -128,6 +145,10 @@ class GroupActorCritic(nn.Module):
     def critic_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.startswith("critic")]
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The CNN torso's (shared by actor and critic; empty without image observations)."""
+        return list(self.encoder.parameters()) if self.encoder is not None else []
+
     # inputs
     def _with_id(self, x: Tensor) -> Tensor:
         if not self.use_id:
@@ -136,11 +157,32 @@ class GroupActorCritic(nn.Module):
         return torch.cat([x, eye.expand(*x.shape[:-1], self.num_agents)], -1)
 
     def actor_input(self, obs: Tensor) -> Tensor:
-        """obs (..., A, O) -> (..., A, actor_in); networks are float32 whatever the env dtype."""
+        """obs (..., A, O) -> (..., A, actor_in); networks are float32 whatever the env dtype
+        (``uint8`` frames become floats inside the CNN torso)."""
+        if self.encoder is not None:
+            return self._with_id(self.encoder(obs))
         return self._with_id(obs.float())
 
+    def inputs(self, obs: Tensor, state: Tensor | None, subsampled: bool = False) -> tuple[Tensor, Tensor]:
+        """(actor input, critic input) of the same observations: one CNN pass serves both.
+        ``subsampled``: ``obs`` are frames already through ``encoder.subsample`` (..., A, C, h, w)."""
+        if self.encoder is None:
+            return self.actor_input(obs), self.critic_input(obs, state)
+        f = self.encoder.encode(obs) if subsampled else self.encoder(obs)
+        return self._with_id(f), self._critic_features(f)
+
+    def _critic_features(self, f: Tensor) -> Tensor:
+        """Frame features (..., A, F) -> the critic's input: the group's mean feature (centralised;
+        with ``critic_obs`` the agent's own appended) or the agent's own (independent)."""
+        if self.centralized:
+            team = f.mean(-2, keepdim=True).expand_as(f)
+            f = torch.cat([team, f], -1) if self.critic_obs else team
+        return self._with_id(f)
+
     def critic_input(self, obs: Tensor, state: Tensor | None) -> Tensor:
-        """obs (..., A, O), state (..., S) -> (..., A, critic_in)."""
+        """obs (..., A, O), state (..., S) -> (..., A, critic_in); with the CNN torso the state is not read."""
+        if self.encoder is not None:
+            return self._critic_features(self.encoder(obs))
         obs = obs.float()
         if not self.centralized:
             return self._with_id(obs)

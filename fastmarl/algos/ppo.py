@@ -31,14 +31,14 @@ agents of group ``g``):
 ==================  =========================  ==========================================
 buffer              shape                      meaning
 ==================  =========================  ==========================================
-obs[g]              (T, E, A_g, obs_dim)       observation the action was taken from
+obs[g]              (T, E, A_g, obs_dim)       observation the action was taken from (uint8 frames stay uint8)
 actions[g]          (T, E, A_g) or (.., D)     sampled action (before clipping to the box)
 logp[g]             (T, E, A_g)                its log-probability
 values[g]           (T, E, A_g)                V(s_t), de-normalised
 rewards[g]          (T, E, A_g)                reward after the action
 final_values[g]     (T, E, A_g)                V(final_obs) where the episode was truncated
 masks[g]            (T, E, A_g, n)             action masks (if used)
-state               (T, E, state_dim)          global state (MAPPO)
+state               (T, E, state_dim)          global state (MAPPO without a CNN torso)
 terminated          (T, E)                     the episode ended at t (no bootstrap)
 truncated           (T, E)                     the episode hit its time limit at t (bootstrap)
 starts              (T, E)                     obs_t is the first of an episode (GRU reset)
@@ -58,6 +58,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -184,6 +185,8 @@ class PPO:
         }).to(self.device)
         self.optimizers = {name: torch.optim.Adam(net.parameters(), lr=self.p.lr, eps=1e-5)
                            for name, net in self.nets.items()}
+        # a critic reads env.state() (MAPPO without a CNN torso); CNN critics see their group's frame features
+        self.reads_state = any(net.reads_state for net in self.nets.values())
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.use_masks = derived.action_masks
@@ -195,6 +198,7 @@ class PPO:
         self.ts: TimeStep | None = None  # the TimeStep the next action is taken from
         self.starts: Tensor | None = None  # (E,) that TimeStep begins an episode
         self.carry: Carry = {}
+        self._frames: dict[str, Tensor] = {}  # during an update: the rollout's subsampled frames (CNN groups)
         self.planned_steps = derived.num_iterations * derived.steps_per_iteration
 
     # -- acting ---------------------------------------------------------------
@@ -267,15 +271,17 @@ class PPO:
             return {n: torch.zeros(T, E, g.num_agents, *extra(g), device=dev, dtype=dtype)
                     for n, g in self.spec.groups.items() if only(g)}
 
-        return Rollout(
-            obs=per_group(lambda g: (g.obs_dim,)),
+        return Rollout(  # frames stay uint8 (1 byte per pixel); the CNN torso makes them floats
+            obs={n: torch.zeros(T, E, g.num_agents, g.obs_dim, device=dev,
+                                dtype=torch.uint8 if g.observation_space.dtype == np.uint8 else torch.float32)
+                 for n, g in self.spec.groups.items()},
             actions={n: torch.zeros(T, E, g.num_agents, *(() if g.discrete else (g.action_dim,)), device=dev,
                                     dtype=torch.long if g.discrete else torch.float32)
                      for n, g in self.spec.groups.items()},
             logp=per_group(), values=per_group(), rewards=per_group(), final_values=per_group(),
             masks=per_group(lambda g: (g.action_dim,), torch.bool, lambda g: self.use_masks.get(g.name, False)),
             alive=per_group(dtype=torch.bool, only=lambda g: self.spec.has_alive_mask),
-            state=torch.zeros(T, E, self.spec.state_dim, **f) if self.centralized else None,
+            state=torch.zeros(T, E, self.spec.state_dim, **f) if self.reads_state else None,
             terminated=torch.zeros(T, E, dtype=torch.bool, device=dev),
             truncated=torch.zeros(T, E, dtype=torch.bool, device=dev),
             starts=torch.zeros(T, E, dtype=torch.bool, device=dev),
@@ -295,7 +301,7 @@ class PPO:
         env steps once with every group's actions, each records its own groups."""
         self.start_rollout()
         for t in range(self.p.num_steps):
-            actions = self.act_step(t, env.state() if self.centralized else None)
+            actions = self.act_step(t, env.state() if self.reads_state else None)
             ts = env.step(actions)
             if on_step is not None:
                 on_step(ts)
@@ -311,10 +317,10 @@ class PPO:
     def act_step(self, t: int, state: Tensor | None) -> dict[str, Tensor]:
         """Sample this learner's actions (group -> (E, A_g[, D])) from the current
         TimeStep and store obs, actions, log-probs and values at rollout step ``t``.
-        ``state`` (E, state_dim) is ``env.state()`` (needed when centralized)."""
+        ``state`` (E, state_dim) is ``env.state()`` (needed when ``reads_state``)."""
         b, ts, starts, carry = self.buffer, self.ts, self.starts, self.carry
         b.starts[t] = starts
-        if self.centralized:
+        if self.reads_state:
             b.state[t] = state
         actions = {}
         for name, net in self.nets.items():
@@ -324,12 +330,13 @@ class PPO:
             comm_mask = self.comm_mask(ts, name)
             if comm_mask is not None:  # the update replays exactly the topology the actions were taken with
                 b.comm_mask[name][t] = comm_mask
-            out, ha, trace = net.actor_step(net.actor_input(obs), h[0], starts, generator=self.generator,
+            x_actor, x_critic = net.inputs(obs, state)
+            out, ha, trace = net.actor_step(x_actor, h[0], starts, generator=self.generator,
                                             return_trace=True, comm_mask=comm_mask)
             if trace is not None:  # the message samples, replayed by the update
                 b.comm_noise[name].write(t, trace.noise)
             a, logp = sample_action(out, net.log_std, mask, False, self.generator)
-            v, hc = net.critic_step(net.critic_input(obs, state), h[1], starts)
+            v, hc = net.critic_step(x_critic, h[1], starts)
             b.obs[name][t] = obs
             b.actions[name][t] = a
             b.logp[name][t] = logp
@@ -354,7 +361,7 @@ class PPO:
             b.rewards[name][t] = ts.reward[name]
         if any(ts.final_obs[n] is not ts.obs[n] for n in self.nets):  # some episode ended: bootstrap values
             final_state = None
-            if self.centralized:
+            if self.reads_state:
                 final_state = ts.final_state if ts.final_state is not None else env.state()
             for name, net in self.nets.items():
                 h = carry.get(name, (None, None))
@@ -367,7 +374,7 @@ class PPO:
     def end_rollout(self, env) -> None:
         """V(obs_T) of the TimeStep after the rollout, for the last step's bootstrap."""
         b, ts, starts = self.buffer, self.ts, self.starts
-        state = env.state() if self.centralized else None
+        state = env.state() if self.reads_state else None
         for name, net in self.nets.items():
             h = self.carry.get(name, (None, None))
             v, _ = net.critic_step(net.critic_input(ts.obs[name], state), h[1], starts)
@@ -431,23 +438,27 @@ class PPO:
             return lambda x: x[:, idx]
         return lambda x: x.flatten(0, 1)[idx]
 
-    def policy_logp(self, name: str, net: GroupActorCritic, idx: Tensor) -> tuple[Tensor, Tensor]:
+    def policy_logp(self, name: str, net: GroupActorCritic, idx: Tensor,
+                    x: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(log-probability of the stored actions, entropy) under the current actor of group ``name``
-        on minibatch ``idx``, each (T, B, A_g) or (B, A_g)."""
+        on minibatch ``idx``, each (T, B, A_g) or (B, A_g); ``x``: the actor's input if computed already."""
         b, pick = self.buffer, self.picker(idx)
         h0, starts = (b.h0[name][0][idx], pick(b.starts)) if self.p.recurrent else (None, None)
         noise = b.comm_noise[name].map(pick) if name in b.comm_noise else None
         cmask = pick(b.comm_mask[name]) if name in b.comm_mask else None
-        out = net.actor_seq(net.actor_input(pick(b.obs[name])), h0, starts, noise, cmask)
+        out = net.actor_seq(net.actor_input(pick(b.obs[name])) if x is None else x, h0, starts, noise, cmask)
         mask = pick(b.masks[name]) if name in b.masks else None
         return logp_entropy(out, net.log_std, mask, pick(b.actions[name]))
 
-    def value_pred(self, name: str, net: GroupActorCritic, idx: Tensor) -> Tensor:
-        """The current critic's (normalised) values on minibatch ``idx``, (T, B, A_g) or (B, A_g)."""
+    def value_pred(self, name: str, net: GroupActorCritic, idx: Tensor, x: Tensor | None = None) -> Tensor:
+        """The current critic's (normalised) values on minibatch ``idx``, (T, B, A_g) or (B, A_g);
+        ``x``: the critic's input if computed already."""
         b, pick = self.buffer, self.picker(idx)
         h0, starts = (b.h0[name][1][idx], pick(b.starts)) if self.p.recurrent else (None, None)
-        state = pick(b.state) if b.state is not None else None
-        return net.critic_seq(net.critic_input(pick(b.obs[name]), state), h0, starts)
+        if x is None:
+            state = pick(b.state) if b.state is not None else None
+            x = net.critic_input(pick(b.obs[name]), state)
+        return net.critic_seq(x, h0, starts)
 
     def explained_variance(self, targets: dict[str, tuple[Tensor, Tensor, Tensor]]) -> dict[str, float]:
         """Share of the return variance each group's critic explains."""
@@ -463,6 +474,9 @@ class PPO:
         p = self.p
         lr = self.set_lr(progress)
         targets = self.targets()
+        # frames subsampled once for all epochs (a fixed function): minibatches gather small frames, not raw ones
+        self._frames = {n: net.encoder.subsample(self.buffer.obs[n]) for n, net in self.nets.items()
+                        if net.encoder is not None}
         stats: dict[str, list[Tensor]] = {}
         for _ in range(p.num_epochs):
             for idx in self.minibatches():
@@ -473,9 +487,13 @@ class PPO:
                     out["loss"].backward()
                     out["actor_grad_norm"] = nn.utils.clip_grad_norm_(net.actor_parameters(), p.max_grad_norm)
                     out["critic_grad_norm"] = nn.utils.clip_grad_norm_(net.critic_parameters(), p.max_grad_norm)
+                    if net.encoder is not None:
+                        out["encoder_grad_norm"] = nn.utils.clip_grad_norm_(net.encoder_parameters(),
+                                                                            p.max_grad_norm)
                     opt.step()
                     for k, v in out.items():
                         stats.setdefault(f"{k}/{name}", []).append(v.detach())
+        self._frames = {}
         metrics = {k: torch.stack(v).mean().item() for k, v in stats.items()}
         metrics["lr"] = lr
         metrics.update(self.explained_variance(targets))
@@ -486,8 +504,11 @@ class PPO:
         p, b, pick = self.p, self.buffer, self.picker(idx)
         adv, ret, old_v = targets
         alive = pick(b.alive[name]) if name in b.alive else None
-        new_logp, entropy = self.policy_logp(name, net, idx)
-        v = self.value_pred(name, net, idx)
+        x_actor = x_critic = None
+        if net.encoder is not None:  # one CNN pass over the minibatch's frames for actor and critic
+            x_actor, x_critic = net.inputs(pick(self._frames[name]), None, subsampled=True)
+        new_logp, entropy = self.policy_logp(name, net, idx, x_actor)
+        v = self.value_pred(name, net, idx, x_critic)
         a = pick(adv)
         if p.norm_adv:
             a = normalize_advantages(a, alive)

@@ -158,11 +158,12 @@ GiB = 2 ** 30
 MEMORY_MARGIN = 0.8  # a run may plan on this share of the free memory (the env, torch and Python need the rest)
 
 
-def check_memory(what: str, need: int, per_env: int, cfg: Any, spec: EnvSpec, advice: str = "") -> None:
+def check_memory(what: str, need: int, per_env: int, cfg: Any, spec: EnvSpec, advice: str = "",
+                 note: str | None = None) -> None:
     """Refuse, before anything is allocated, a run whose estimated memory ``need`` (bytes, of which
     ``per_env`` per env of ``num_envs``) exceeds MEMORY_MARGIN of what ``cfg.device`` has free,
     in one line naming the settings that fit; a run on an env with image observations says that
-    they are flattened into MLP inputs."""
+    they are flattened into MLP inputs (or ``note``: how the learner handles them)."""
     avail = memory_available(cfg.device)
     if avail is None or need <= MEMORY_MARGIN * avail:
         return
@@ -173,6 +174,7 @@ def check_memory(what: str, need: int, per_env: int, cfg: Any, spec: EnvSpec, ad
     hint = f"--num-envs {fit} fits" if fit >= 1 else "even one env does not fit"
     seen = (f"; the observations of {images} are images flattened into MLP inputs ({sizes} floats per agent)"
             if images else f"; observation floats per agent: {sizes}")
+    seen = note if note is not None else seen
     raise ConfigError(f"{what} needs about {need / GiB:.1f} GiB, more than {MEMORY_MARGIN:.0%} of the "
                       f"{avail / GiB:.1f} GiB free on {cfg.device} (num_envs={cfg.num_envs}): {hint}{advice}{seen}",
                       ("num_envs",))

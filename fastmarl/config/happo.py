@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import tyro
 
 from fastmarl.config.base import ConfigError
+from fastmarl.config.images import check_images
 from fastmarl.config.ppo import Derived, PPOConfig, TrainConfig, resolve
 from fastmarl.envs.api import EnvSpec
 
@@ -53,6 +54,11 @@ def resolve_happo(cfg: HAPPOTrainConfig, spec: EnvSpec) -> Derived:
                           f"--comm {cfg.ppo.comm} makes every actor's policy depend on the other actors' networks; "
                           "use --algo mappo for learned communication (the env's message channel, --message-bits, "
                           "works with happo)")
+    cnn = [n for n, use in check_images(cfg.ppo.images, spec).items() if use]
+    if cnn:
+        raise ConfigError(f"happo has separate actor and critic optimizers and updates one agent's actor at a time, "
+                          f"but the observations of {cnn} are images, whose CNN torso actor and critic share; use "
+                          "--algo mappo or ippo for image observations", ("ppo.images.encoder",))
     if cfg.happo.order_scope not in ("all", "group"):
         raise ConfigError(f"happo.order_scope must be 'all' or 'group', got {cfg.happo.order_scope!r}")
     return resolve(cfg, spec, family="happo")

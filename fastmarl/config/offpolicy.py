@@ -30,6 +30,7 @@ from fastmarl.config.base import (
     check_unit,
     config_from_dict,
 )
+from fastmarl.config.images import refuse_images
 from fastmarl.envs.api import EnvSpec
 
 
@@ -172,6 +173,7 @@ def validate_offpolicy(cfg: OffPolicyConfig, spec: EnvSpec) -> OffPolicyDerived:
     """Check ``cfg`` (a SACConfig or DDPGConfig) against the env ``spec``; ConfigError says what to change."""
     family = "sac" if isinstance(cfg, SACConfig) else "ddpg"
     algo = algo_spec(cfg.algo, family)
+    refuse_images(cfg.algo, spec)
     check_run(cfg, log_interval_low=1)
     for name, low in [("buffer_size", 1), ("batch_size", 1), ("learning_starts", 0), ("update_interval", 1),
                       ("hidden_size", 1), ("num_layers", 1)]:

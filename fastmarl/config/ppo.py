@@ -30,6 +30,13 @@ from fastmarl.config.base import (
     check_unit,
     config_from_dict,
 )
+from fastmarl.config.images import (
+    ImageEncoderConfig,
+    check_images,
+    encoder_activation_floats,
+    encoder_parameters,
+    obs_itemsize,
+)
 from fastmarl.envs.api import EnvSpec
 
 
@@ -99,6 +106,12 @@ class PPOConfig:
     """dial: probability that a digit arrives changed, per (receiver, sender) link"""
     dial_drop_prob: float = 0.0
     """dial: probability that a message is lost, per (receiver, sender) link"""
+    images: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    """image observations: the CNN torso (fastmarl.config.images)"""
+
+    def __post_init__(self):  # a saved PPOConfig rebuilt field by field (a self-play snapshot) has a dict here
+        if isinstance(self.images, dict):
+            self.images = config_from_dict(ImageEncoderConfig, self.images, "ppo.images.")
 
 
 @dataclass
@@ -114,7 +127,8 @@ class TrainConfig:
     total_steps: StepCount = 2_000_000
     """env steps to train for (one step of one env, all agents acting); e.g. 2e6"""
     num_envs: int = 200
-    """parallel envs in the batched training env"""
+    """parallel envs in the batched training env (left at 200 on an env with image observations: 8,
+    fastmarl.config.images.IMAGE_DEFAULTS)"""
     seed: int = 0
     """seed of env, network init and action sampling"""
     device: str = "cpu"
@@ -195,20 +209,40 @@ def _check_dial(p: PPOConfig) -> None:
         check_unit(f"ppo.{name}", getattr(p, name), "is a probability in [0, 1]")
 
 
-def _check_ppo_memory(cfg: TrainConfig, spec: EnvSpec, centralized: bool) -> None:
-    """A lower bound of a PPO run's memory, float32 throughout: the rollout's observations (and
-    global states), one minibatch's critic inputs (each agent's copy of the state, and its
-    gradient) and the first layers' weights with their Adam moments and gradients."""
+def _check_ppo_memory(cfg: TrainConfig, spec: EnvSpec, centralized: bool, cnn: dict[str, bool]) -> None:
+    """A lower bound of a PPO run's memory: the rollout's observations (as the env gives them: one
+    byte per pixel for ``uint8`` frames) and global states (float32, where a critic reads them), one
+    minibatch's critic inputs (each agent's copy, and its gradient) and the first layers' weights with
+    their Adam moments and gradients; for a group with the CNN torso also the env's frame buffers,
+    one minibatch's frames and the CNN's activations (float32, with their gradients)."""
     p, f = cfg.ppo, 4
-    per_step = sum(g.num_agents * g.obs_dim for g in spec.groups.values()) + (spec.state_dim if centralized else 0)
-    critic_in = {g.name: (spec.state_dim + (g.obs_dim if p.critic_obs else 0)) if centralized else g.obs_dim
-                 for g in spec.groups.values()}
-    per_env = f * p.num_steps * (per_step + 2 * sum(g.num_agents * critic_in[g.name] for g in spec.groups.values())
-                                 // p.num_minibatches)
-    nets = 1 if p.share_params else max(g.num_agents for g in spec.groups.values())
-    weights = f * 4 * nets * p.hidden_size * sum(g.obs_dim + critic_in[g.name] for g in spec.groups.values())
-    advice = ", or --algo ippo (its critics see each agent's observation, not the global state)" if centralized else ""
-    check_memory(f"{cfg.algo} on {spec.env_id}", per_env * cfg.num_envs + weights, per_env, cfg, spec, advice)
+    groups = list(spec.groups.values())
+    uses_state = centralized and not all(cnn.values())
+    F = p.images.cnn_features
+    per_step = (sum(g.num_agents * g.obs_dim * obs_itemsize(g) for g in groups)
+                + (f * spec.state_dim if uses_state else 0))
+    critic_in = {g.name: (F * (1 + p.critic_obs) if centralized else F) if cnn[g.name] else
+                 ((spec.state_dim + (g.obs_dim if p.critic_obs else 0)) if centralized else g.obs_dim)
+                 for g in groups}
+    minibatch = sum(2 * f * g.num_agents * critic_in[g.name] for g in groups)
+    frames = [g for g in groups if cnn[g.name]]
+    minibatch += sum(g.num_agents * (g.obs_dim * obs_itemsize(g) + 2 * f * encoder_activation_floats(p.images, g))
+                     for g in frames)
+    env_buffers = sum(3 * g.num_agents * g.obs_dim * obs_itemsize(g) for g in frames)  # the env's obs and copies
+    per_env = p.num_steps * (per_step + minibatch // p.num_minibatches) + env_buffers
+    nets = 1 if p.share_params else max(g.num_agents for g in groups)
+    first_in = {g.name: (F if cnn[g.name] else g.obs_dim) + critic_in[g.name] for g in groups}
+    weights = f * 4 * nets * p.hidden_size * sum(first_in.values())
+    weights += f * 4 * sum(encoder_parameters(p.images, g) for g in frames)  # with gradients and Adam moments
+    advice = (", or --algo ippo (its critics see each agent's observation, not the global state)"
+              if uses_state else "")
+    note = None
+    if frames:
+        note = (f"; frames of {[g.name for g in frames]} are stored as uint8 where the env gives uint8 "
+                f"({ {g.name: g.obs_dim * obs_itemsize(g) for g in frames} } bytes per agent per step) "
+                "and encoded by the CNN torso")
+    check_memory(f"{cfg.algo} on {spec.env_id}", per_env * cfg.num_envs + weights, per_env, cfg, spec, advice,
+                 note)
 
 
 def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
@@ -242,7 +276,8 @@ def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
         check_at_least(f"ppo.{name}", getattr(p, name), 0.0)
     check_finite("ppo.log_std_init", p.log_std_init)
 
-    if algo.needs_state and spec.state_dim == 0:
+    cnn = check_images(p.images, spec)
+    if algo.needs_state and spec.state_dim == 0 and not all(cnn.values()):
         raise ConfigError(f"{cfg.algo} needs a global state for its centralized critic, but {spec.env_id} has "
                           "state_dim 0 (no state()); use --algo ippo, whose critics see each agent's observation")
     _check_dial(p)
@@ -275,7 +310,7 @@ def resolve(cfg: TrainConfig, spec: EnvSpec, family: str = "ppo") -> Derived:
     elif steps_per_iteration % p.num_minibatches:
         raise ConfigError(f"num_envs * num_steps = {steps_per_iteration} must be divisible by "
                           f"num_minibatches={p.num_minibatches}")
-    _check_ppo_memory(cfg, spec, algo.centralized_critic)
+    _check_ppo_memory(cfg, spec, algo.centralized_critic, cnn)
     num_iterations = -(-cfg.total_steps // steps_per_iteration)
     return Derived(
         steps_per_iteration=steps_per_iteration,

@@ -28,6 +28,7 @@ from fastmarl.config.base import (
     check_unit,
     config_from_dict,
 )
+from fastmarl.config.images import refuse_images
 from fastmarl.envs.api import EnvSpec, check_known_keys
 
 
@@ -194,6 +195,7 @@ ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
 def validate_q_config(cfg: QConfig, spec: EnvSpec) -> QDerived:
     """Check ``cfg`` against the env ``spec``; ConfigError says what to change."""
     algo = algo_spec(cfg.algo, "q")
+    refuse_images(cfg.algo, spec)
     check_run(cfg, log_interval_low=1)
     for name, low in [("buffer_size", 1), ("batch_size", 1), ("learning_starts", 0), ("update_interval", 1),
                       ("target_update_interval", 1), ("epsilon_anneal_steps", 0), ("hidden_size", 1),

@@ -20,7 +20,16 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel, turn_based_aec_to_parallel
 from torch import Tensor
 
-from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep, check_device, require_reset, reset_mask, validate_actions
+from fastmarl.envs.api import (
+    EnvSpec,
+    GroupSpec,
+    TimeStep,
+    check_device,
+    is_image_shape,
+    require_reset,
+    reset_mask,
+    validate_actions,
+)
 from fastmarl.envs.mpe.core import group_of_name
 
 __all__ = ["from_pettingzoo", "PettingZooVecEnv", "sub_seed"]
@@ -48,7 +57,8 @@ def _as_parallel(env: Any) -> ParallelEnv:
 class _ObsCodec:
     """Turns one agent's PettingZoo observation into a flat float32 vector.
 
-    Box: flattened (images ``(H, W, C)`` become ``H*W*C`` values, unscaled);
+    Box: flattened (images ``(H, W, C)`` become ``H*W*C`` values, unscaled; ``uint8`` images stay
+    ``uint8``, a quarter of the bytes, for learners with a CNN torso to scale);
     Discrete(n): one-hot of length n; MultiBinary: flattened 0/1;
     Dict ``{"observation", "action_mask"}`` (pettingzoo.classic): the
     ``observation`` entry as above, the mask read separately.
@@ -79,7 +89,10 @@ class _ObsCodec:
             raise TypeError(f"{where}: observation space {space} is not supported (Box, Discrete, MultiBinary "
                             "or the classic Dict with 'observation'/'action_mask'); flatten it in env_fn")
         self.dim = low.size
-        self.space = gym.spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        self.dtype = np.dtype(np.float32)
+        if self.kind == "box" and space.dtype == np.uint8 and is_image_shape(tuple(space.shape)):
+            self.dtype = np.dtype(np.uint8)
+        self.space = gym.spaces.Box(low.astype(self.dtype), high.astype(self.dtype), dtype=self.dtype)
 
     def encode(self, obs: Any, out: np.ndarray) -> np.ndarray | None:
         """Write the flat observation into ``out`` (dim,); return the obs mask or None."""
@@ -91,7 +104,7 @@ class _ObsCodec:
             out[:] = 0.0
             out[int(obs) - int(self.inner.start)] = 1.0
         else:
-            out[:] = np.asarray(obs, dtype=np.float32).reshape(-1)
+            out[:] = np.asarray(obs, dtype=self.dtype).reshape(-1)
         return mask
 
 
@@ -101,7 +114,8 @@ class PettingZooVecEnv:
     Groups: agents are grouped by name prefix (``adversary_0`` -> ``adversary``)
     unless ``group_fn(agent) -> group name`` says otherwise; a group's agents
     must share observation and action spaces. Observations are flattened to
-    float32 vectors (see :class:`_ObsCodec`; images become ``H*W*C`` vectors).
+    float32 vectors (see :class:`_ObsCodec`; images become ``H*W*C`` vectors, ``uint8``
+    ones stay ``uint8``; ``GroupSpec.source_shape`` keeps the frame's shape).
 
     Shapes (``E`` = num_envs), beyond :mod:`fastmarl.envs.api`:
 
@@ -198,7 +212,7 @@ class PettingZooVecEnv:
 
         # numpy buffers (E, A_g, ...) filled in place by the per-env loop
         E = num_envs
-        self._obs = {g: np.zeros((E, s.num_agents, s.obs_dim), np.float32) for g, s in groups.items()}
+        self._obs = {g: np.zeros((E, s.num_agents, s.obs_dim), self._codec[g].dtype) for g, s in groups.items()}
         self._alive = {g: np.zeros((E, s.num_agents), bool) for g, s in groups.items()}
         self._reward = {g: np.zeros((E, s.num_agents), np.float32) for g, s in groups.items()}
         self._mask = ({g: np.ones((E, s.num_agents, s.action_dim), bool) for g, s in groups.items() if s.discrete}

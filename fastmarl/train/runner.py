@@ -46,6 +46,7 @@ from fastmarl.config import (
     validate_offpolicy,
     validate_q_config,
 )
+from fastmarl.config.images import check_images, image_run_defaults
 from fastmarl.envs import make
 from fastmarl.envs.api import check_known_keys
 from fastmarl.envs.comm_wrappers import AgentPositions, BroadcastChannel
@@ -226,6 +227,8 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device)
+    if run is None and cfg.env.startswith(PETTINGZOO_PREFIX):
+        cfg = _checked_on_one_env(cfg)
     env = _make_env(cfg, cfg.num_envs, cfg.seed)
     learner = build_learner(cfg, env.spec, device)
     if run is None and cfg.runs_dir is not None:
@@ -238,6 +241,27 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
     else:
         loop.start()
     return loop.run()
+
+
+def _checked_on_one_env(cfg: RunConfig) -> RunConfig:
+    """A PettingZoo env's run, checked against one copy of the env before ``num_envs`` copies are made
+    (each may draw frames): a config error, or a run that would not fit in memory, is refused first.
+    With image observations, the settings left at their general defaults become ``IMAGE_DEFAULTS``
+    (fewer envs and evaluation episodes), said in one line on stderr."""
+    probe = _make_env(cfg, 1, cfg.seed)
+    spec = probe.spec
+    getattr(probe, "close", lambda: None)()
+    family = next((f for f, cls in FAMILIES.items() if type(cfg) is cls), None)
+    if isinstance(cfg, TrainConfig):  # the PPO family (HAPPO's config extends it): a CNN torso for images
+        cfg, changes = image_run_defaults(cfg, spec, check_images(cfg.ppo.images, spec))
+        if changes:
+            images = {g.name: g.source_shape for g in spec.groups.values() if g.image_observations}
+            print(f"{spec.env_id}: image observations {images}, so " + ", ".join(
+                f"{k} {new} (not {old})" for k, (old, new) in changes.items()) + "; set them to choose others",
+                file=sys.stderr)
+    if family is not None:
+        LEARNERS[family][0](cfg, spec)
+    return cfg
 
 
 def resume_checkpoint(run: RunDir) -> Path:
