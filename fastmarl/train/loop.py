@@ -234,6 +234,9 @@ class Loop:
         finally:
             if self.logger is not None:
                 self.logger.close()
+            if self._eval_env is not None and hasattr(self._eval_env, "close"):
+                self._eval_env.close()  # its workers, with an env backend that has them
+                self._eval_env = None
 
     def _run(self) -> TrainResult:
         s, learner = self.s, self.learner
