@@ -19,6 +19,7 @@ COMMANDS = {
     "train": ("fastmarl.cli.train", "train_main", "train agents: `fastmarl train --algo mappo --env simple_spread_v3`"),
     "eval": ("fastmarl.cli.train", "eval_main", "evaluate a run directory"),
     "render": ("fastmarl.cli.train", "render_main", "render an episode of a run to a GIF"),
+    "sweep": ("fastmarl.cli.sweep", "main", "a grid of training runs (or a search) as Ray Tune trials, with a summary"),
     "selfplay": ("fastmarl.train.competitive", "main",
                  "competitive training with self-play pools, Elo ratings and exploitability"),
 }

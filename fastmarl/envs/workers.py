@@ -97,9 +97,12 @@ def ray_or_error():
 
 
 def driver_pythonpath() -> str:
-    """This process's import path (an uninstalled checkout, a test's folder) as a PYTHONPATH for
-    workers on this machine, as multiprocessing passes it to its children."""
-    return os.pathsep.join([os.getcwd()] + [p for p in sys.path if p])
+    """This process's own import path (the working directory, an uninstalled checkout, a test's
+    folder: the entries outside the Python installation) as a PYTHONPATH for its workers, so that
+    they import the same fastmarl and the same env factories."""
+    prefixes = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    own = [p for p in sys.path if p and not os.path.abspath(p).startswith(prefixes)]
+    return os.pathsep.join(dict.fromkeys([os.getcwd()] + own))
 
 
 class EnvShard:

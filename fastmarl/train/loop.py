@@ -63,6 +63,8 @@ class LoopInfo:
     row: dict[str, float] | None
     """the log row written at this step, if one was"""
     run_dir: Path | None
+    evaluation: dict[str, float] | None = None
+    """the evaluation row of this step (return_det, ...), if the loop evaluated at this step"""
 
 
 Callback = Callable[[LoopInfo], "bool | None"]
@@ -264,13 +266,16 @@ class Loop:
                 if last or crossed(prev, self.step, s.log_interval) or s.log_interval == 0:
                     row = self.log()
                     bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}", ret=format_headline(row))
+                evaluated = None
                 if s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval)):
                     self.evaluate(bar)
+                    evaluated = self.evals[-1]
                 checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
                 if checkpointed:
                     self.checkpoint()
                 if self.callback is not None and self.callback(
-                        LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None)):
+                        LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None,
+                                 evaluated)):
                     if not checkpointed:
                         self.checkpoint()
                     stopped = not last
