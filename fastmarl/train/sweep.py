@@ -197,15 +197,17 @@ def _report_metrics(row: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def run_trial(trial: dict[str, Any], sweep_dir: Path, report) -> dict[str, Any]:
+def run_trial(trial: dict[str, Any], sweep_dir: Path, report, node: str | None = None) -> dict[str, Any]:
     """Train (or resume, or read back) one trial, calling ``report(metrics)`` at each evaluation and
-    at the end; returns the final metrics. Raises what training raises."""
+    at the end; returns the final metrics. Raises what training raises. Each start is recorded in
+    ``storage/<sweep>/trials/<trial>.json`` (its grid point; per attempt the process id and node)."""
     name, config = trial["name"], trial["config"]
     run_dir = Path(config["runs_dir"]) / name
     record = sweep_dir / "trials" / f"{name}.json"
-    if not record.is_file():
-        record.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(record, json.dumps({"params": trial["params"]}, default=str) + "\n")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    attempts = json.loads(record.read_text()).get("attempts", []) if record.is_file() else []
+    attempts.append({"pid": os.getpid(), "node": node, "host": socket.gethostname(), "time": time.time()})
+    atomic_write_text(record, json.dumps({"params": trial["params"], "attempts": attempts}, default=str) + "\n")
     done = run_dir / RESULT_FILE
     if done.is_file():
         final = json.loads(done.read_text())
@@ -242,8 +244,10 @@ def _trainable(config: dict[str, Any]) -> None:
         params = {k: v for k, v in config["params"].items()}
         params["env_kwargs"] = sc.env_kwargs[int(params.pop("env_kwargs_index"))]
         trial = {"name": name, "config": trial_config(sc, params, name, sweep_dir / "runs"), "params": params}
+    import ray
+
     try:
-        run_trial(trial, sweep_dir, tune.report)
+        run_trial(trial, sweep_dir, tune.report, node=ray.get_runtime_context().get_node_id())
     except Exception:  # noqa: BLE001 (reported with its traceback file; the other trials go on)
         err = sweep_dir / "errors" / f"{trial['name']}.txt"
         err.parent.mkdir(parents=True, exist_ok=True)

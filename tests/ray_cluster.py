@@ -1,0 +1,96 @@
+"""A genuine multi-node Ray cluster on loopback for tests: ``ray start --head`` plus more
+``ray start --address`` nodes (each with its own CPUs, custom resources and a small object
+store), all with one private ``--temp-dir``; ``stop()`` ends exactly the processes of that
+cluster, found by PID (every process whose command line names the temp dir, and their
+descendants), never by name, so other Ray instances on the machine are left alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RAY = str(Path(sys.executable).with_name("ray"))
+OBJECT_STORE = 80 * 2 ** 20  # bytes: the smallest Ray accepts is 75 MiB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _procs() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process (from /proc)."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(d.name)] = (ppid, cmd)
+    return out
+
+
+class LocalCluster:
+    def __init__(self):
+        self.temp_dir = tempfile.mkdtemp(prefix="fmray-", dir="/tmp")  # short: Ray's socket paths have a limit
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+                    "OMP_NUM_THREADS": "1"}
+
+    def _start(self, args: list[str]) -> None:
+        cmd = [RAY, "start", "--node-ip-address", "127.0.0.1", "--temp-dir", self.temp_dir,
+               "--object-store-memory", str(OBJECT_STORE), "--disable-usage-stats", *args]
+        res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=180)
+        if res.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+    def start_head(self, num_cpus: int, resources: dict[str, float] | None = None) -> None:
+        self._start(["--head", "--port", str(self.port), "--num-cpus", str(num_cpus), "--include-dashboard", "false",
+                     "--resources", json.dumps(resources or {})])
+
+    def add_node(self, num_cpus: int, resources: dict[str, float] | None = None) -> None:
+        self._start(["--address", self.address, "--num-cpus", str(num_cpus), "--resources",
+                     json.dumps(resources or {})])
+
+    def pids(self) -> list[int]:
+        procs = _procs()
+        # the head's Ray-client server names only the port, and outlives the `ray start` that made it
+        roots = {pid for pid, (_, cmd) in procs.items() if pid != os.getpid() and (
+            self.temp_dir in cmd or ("ray.util.client.server" in cmd and f":{self.port} " in cmd + " "))}
+        found, frontier = set(roots), set(roots)
+        while frontier:
+            frontier = {pid for pid, (ppid, _) in procs.items() if ppid in frontier and pid not in found}
+            found |= frontier
+        return sorted(found)
+
+    def stop(self) -> None:
+        pids = self.pids()
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.time() + 5
+            while time.time() < deadline and any(Path(f"/proc/{p}").exists() and _alive(p) for p in pids):
+                time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

@@ -1,0 +1,133 @@
+"""``fastmarl sweep``: the grid, its checks before any trial starts, a local sweep with a failing
+trial and a resume, and a genuine two-node Ray cluster on loopback where a trial's worker process
+is killed mid-trial and the trial is restored to the same final result as an uninterrupted run."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fastmarl.config import ConfigError, config_class
+from fastmarl.config.sweep import SweepConfig
+from fastmarl.train.sweep import RESULT_FILE, check_storage, connect, expand_grid, prepare
+
+pytest.importorskip("ray")
+pytest.importorskip("ray.tune")
+
+TESTS = Path(__file__).parent
+SMALL = {"total_steps": 1200, "num_envs": 8, "eval_interval": 600, "eval_episodes": 4, "checkpoint_interval": 200,
+         "tensorboard": False, "ppo.num_minibatches": 2}
+
+
+def test_the_grid_is_the_product_of_its_axes_with_nested_overrides(tmp_path):
+    sc = SweepConfig(algos=["mappo", "ippo"], envs=["simple_spread_v3"], env_kwargs=[{"N": 2}, {"N": 3}],
+                     seeds=[0, 1], grid={"ppo.lr": [1e-3, 3e-3]}, set={"total_steps": 1000, "ppo.num_epochs": 2})
+    trials = expand_grid(sc, tmp_path)
+    assert len(trials) == 2 * 2 * 2 * 2
+    assert len({t.name for t in trials}) == 16
+    t = trials[0]
+    assert t.name == "000_mappo_simple_spread_v3_kw0_lr=0.001_s0"
+    assert t.params == {"algo": "mappo", "env": "simple_spread_v3", "env_kwargs": {"N": 2}, "seed": 0, "ppo.lr": 1e-3}
+    cfg = config_class("mappo").from_dict(t.config)
+    assert (cfg.ppo.lr, cfg.ppo.num_epochs, cfg.total_steps, cfg.env_kwargs) == (1e-3, 2, 1000, {"N": 2})
+    assert (cfg.runs_dir, cfg.name, cfg.progress, cfg.threads) == (str(tmp_path), t.name, False, 1)
+    assert {(x.params["algo"], x.params["env_kwargs"]["N"], x.params["ppo.lr"], x.params["seed"]) for x in trials} \
+        == {(a, n, lr, s) for a in ("mappo", "ippo") for n in (2, 3) for lr in (1e-3, 3e-3) for s in (0, 1)}
+    assert [x.name for x in expand_grid(sc, tmp_path)] == [x.name for x in trials]  # stable: resume finds them
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(algos=["mapo"]), "did you mean 'mappo'"),
+    (dict(envs=["simple_sprad_v3"]), "simple_spread_v3"),
+    (dict(grid={"ppo.lrr": [1e-3]}), "did you mean 'lr'"),
+    (dict(set={"total_step": 100}), "did you mean 'total_steps'"),
+    (dict(set={"ppo.num_epochs": 0}), "num_epochs"),
+    (dict(grid={"seed": [1, 2]}), "'seed' is set by the sweep itself"),
+    (dict(space={"ppo.lr": "loguniform(1e-2, 1e-4)"}, search="optuna"), "two numbers low < high"),
+    (dict(space={"ppo.lr": "lognormal(0, 1)"}, search="optuna"), "expected one of uniform(...)"),
+])
+def test_a_bad_grid_is_refused_before_anything_is_written(tmp_path, kw, message):
+    sc = SweepConfig(**{"set": dict(SMALL), "storage": str(tmp_path), "name": "bad", **kw})
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        prepare(sc)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_unwritable_storage_is_refused(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="storage .* is not writable"):
+        check_storage(blocker / "sweeps")
+    sc = SweepConfig(set=dict(SMALL), storage=str(blocker / "sweeps"))
+    with pytest.raises(ConfigError, match="is not writable"):
+        prepare(sc)
+
+
+def test_an_unreachable_address_is_a_clear_error_in_seconds():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    t = time.time()
+    with pytest.raises(ConfigError, match=f"address '127.0.0.1:{port}': no Ray cluster answers there"):
+        connect(f"127.0.0.1:{port}")
+    assert time.time() - t < 10
+    with pytest.raises(ConfigError, match="expected auto or HOST:PORT"):
+        connect("nowhere")
+
+
+def test_resume_needs_an_existing_sweep_and_a_second_start_is_refused(tmp_path):
+    sc = SweepConfig(set=dict(SMALL), storage=str(tmp_path), name="s")
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        prepare(sc, resume=True)
+    prepare(sc)
+    assert json.loads((tmp_path / "s" / "sweep.json").read_text())["set"] == SMALL
+    with pytest.raises(ConfigError, match="exists; continue it with `fastmarl sweep --resume"):
+        prepare(sc)
+
+
+def _sweep(args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "fastmarl.cli", "sweep", *args]
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]), "OMP_NUM_THREADS": "1",
+            "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **(env or {})}
+    return subprocess.run(cmd, env=full, capture_output=True, text=True, timeout=400, cwd=TESTS.parent, **kw)
+
+
+def _small_set() -> list[str]:
+    return [f"{k}={v}" for k, v in SMALL.items()]
+
+
+def test_local_sweep_reports_a_failing_trial_and_resume_reruns_nothing_finished(tmp_path):
+    # two trials on pz:sweep_envs: kwargs set 0 makes the env raise after 30 steps of training, set 1 is plain
+    toml = tmp_path / "grid.toml"
+    toml.write_text('algos = ["ippo"]\nenvs = ["pz:sweep_envs"]\nseeds = [0]\nname = "local"\n'
+                    '[[env_kwargs]]\nfail_after = 30\n[[env_kwargs]]\nmax_cycles = 25\n')
+    res = _sweep(["--config", str(toml), "--storage", str(tmp_path), "--num-cpus", "2", "--set", *_small_set()])
+    assert res.returncode == 1, res.stderr[-3000:]  # 1: a trial failed (the others went on)
+    out = tmp_path / "local"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"failed": 1, "finished": 1}
+    failed, done = sorted(summary["trials"], key=lambda r: r["status"])
+    assert failed["trial"].startswith("000_ippo_pz-sweep_envs_kw0") and failed["status"] == "failed"
+    assert "sweep_envs: failing on purpose after 30 steps" in Path(failed["error_file"]).read_text()
+    assert f"trial {failed['trial']} failed; traceback: {failed['error_file']}" in res.stderr
+    assert done["status"] == "finished" and done["steps"] == 1200 and done["return_det"] < 0
+    run = Path(done["run_dir"])
+    for f in ("config.json", "metrics.csv", "eval.csv", "meta.json", RESULT_FILE):
+        assert (run / f).is_file(), f  # an ordinary run directory
+    assert "| grid point | runs | IQM return_det |" in res.stdout and done["trial"] in res.stdout
+    assert (out / "summary.md").read_text() in res.stdout
+
+    # --resume: the finished trial is read back, not trained again; the failed one is tried again
+    stamp = (run / "metrics.csv").stat().st_mtime_ns
+    again = _sweep(["--resume", "--name", "local", "--storage", str(tmp_path), "--num-cpus", "2"])
+    assert again.returncode == 1, again.stderr[-3000:]
+    assert (run / "metrics.csv").stat().st_mtime_ns == stamp
+    summary2 = json.loads((out / "summary.json").read_text())
+    assert summary2["counts"] == {"failed": 1, "finished": 1}
+    assert [r["return_det"] for r in summary2["trials"]] == [r["return_det"] for r in summary["trials"]]
+    assert sorted(p.name for p in (out / "tune").iterdir()) == ["attempt-0", "attempt-1"]
