@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 def _procs() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process (from /proc)."""
+    """pid -> (parent pid, command line and the paths of its open files) of every process (from
+    /proc): Ray's agents retitle themselves (``ray::DashboardAgent``), but their log files stay
+    open in the session folder, under the temp dir."""
     out = {}
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
@@ -37,8 +39,45 @@ def _procs() -> dict[int, tuple[int, str]]:
             ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        out[int(d.name)] = (ppid, cmd)
+        files = []
+        try:
+            for fd in (d / "fd").iterdir():
+                try:
+                    files.append(os.readlink(fd))
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        out[int(d.name)] = (ppid, " ".join([cmd, *files]))
     return out
+
+
+def processes_of(temp_dir: str, port: int | None = None) -> list[int]:
+    """Every process of the Ray instance whose temp dir is ``temp_dir`` (and of the Ray-client
+    server on ``port``), with their descendants."""
+    procs = _procs()
+    roots = {pid for pid, (_, cmd) in procs.items() if pid != os.getpid() and (
+        temp_dir in cmd or (port is not None and "ray.util.client.server" in cmd and f":{port} " in cmd + " "))}
+    found, frontier = set(roots), set(roots)
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in procs.items() if ppid in frontier and pid not in found}
+        found |= frontier
+    return sorted(found)
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGTERM, then SIGKILL what is left after 5 s."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 5
+        while time.time() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        if not any(_alive(p) for p in pids):
+            return
 
 
 class LocalCluster:
@@ -47,7 +86,7 @@ class LocalCluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
-                    "OMP_NUM_THREADS": "1"}
+                    "OMP_NUM_THREADS": "1", "RAY_TMPDIR": self.temp_dir}
 
     def _start(self, args: list[str]) -> None:
         cmd = [RAY, "start", "--node-ip-address", "127.0.0.1", "--temp-dir", self.temp_dir,
@@ -65,27 +104,10 @@ class LocalCluster:
                      json.dumps(resources or {})])
 
     def pids(self) -> list[int]:
-        procs = _procs()
-        # the head's Ray-client server names only the port, and outlives the `ray start` that made it
-        roots = {pid for pid, (_, cmd) in procs.items() if pid != os.getpid() and (
-            self.temp_dir in cmd or ("ray.util.client.server" in cmd and f":{self.port} " in cmd + " "))}
-        found, frontier = set(roots), set(roots)
-        while frontier:
-            frontier = {pid for pid, (ppid, _) in procs.items() if ppid in frontier and pid not in found}
-            found |= frontier
-        return sorted(found)
+        return processes_of(self.temp_dir, self.port)
 
     def stop(self) -> None:
-        pids = self.pids()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.time() + 5
-            while time.time() < deadline and any(Path(f"/proc/{p}").exists() and _alive(p) for p in pids):
-                time.sleep(0.1)
+        kill_all(self.pids())
 
 
 def _alive(pid: int) -> bool:

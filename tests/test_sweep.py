@@ -4,6 +4,7 @@ is killed mid-trial and the trial is restored to the same final result as an uni
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from fastmarl.config import ConfigError, config_class
 from fastmarl.config.sweep import SweepConfig
+from fastmarl.train import train
 from fastmarl.train.sweep import RESULT_FILE, check_storage, connect, expand_grid, prepare
 
 pytest.importorskip("ray")
@@ -101,6 +103,7 @@ def _small_set() -> list[str]:
     return [f"{k}={v}" for k, v in SMALL.items()]
 
 
+@pytest.mark.slow
 def test_local_sweep_reports_a_failing_trial_and_resume_reruns_nothing_finished(tmp_path):
     # two trials on pz:sweep_envs: kwargs set 0 makes the env raise after 30 steps of training, set 1 is plain
     toml = tmp_path / "grid.toml"
@@ -131,3 +134,120 @@ def test_local_sweep_reports_a_failing_trial_and_resume_reruns_nothing_finished(
     assert summary2["counts"] == {"failed": 1, "finished": 1}
     assert [r["return_det"] for r in summary2["trials"]] == [r["return_det"] for r in summary["trials"]]
     assert sorted(p.name for p in (out / "tune").iterdir()) == ["attempt-0", "attempt-1"]
+
+
+# -- a genuine two-node cluster on loopback ------------------------------------------------------
+
+@pytest.fixture
+def two_nodes():
+    from ray_cluster import LocalCluster
+
+    cluster = LocalCluster()
+    try:
+        cluster.start_head(num_cpus=1, resources={"head_node": 1})
+        cluster.add_node(num_cpus=1, resources={"second_node": 1})  # its own CPU, resource and object store
+        yield cluster
+    finally:
+        cluster.stop()  # always, and only this cluster's processes (by PID)
+        assert cluster.pids() == []
+
+
+def _wait(cond, timeout: float, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the sweep ended (rc {proc.returncode}) before {what}:\n{err[-3000:]}")
+        if time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+LAUNCHED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_launched_drivers():
+    yield
+    while LAUNCHED:  # a failed test leaves no sweep driver behind
+        p = LAUNCHED.pop()
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+def _popen_sweep(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]), "OMP_NUM_THREADS": "1",
+           "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "fastmarl.cli", "sweep", *args], env=env, cwd=TESTS.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    LAUNCHED.append(proc)
+    return proc
+
+
+def _attempts(sweep: Path, trial: str) -> list[dict]:
+    p = sweep / "trials" / f"{trial}.json"
+    try:
+        return json.loads(p.read_text())["attempts"] if p.is_file() else []
+    except (json.JSONDecodeError, KeyError):
+        return []  # being replaced right now
+
+
+def _eval_rows(run: Path) -> list[str]:
+    return [line.rsplit(",", 1)[0] for line in (run / "eval.csv").read_text().splitlines()]  # without time
+
+
+@pytest.mark.slow
+def test_two_node_sweep_survives_a_killed_worker_and_a_killed_driver(two_nodes, tmp_path):
+    base = ["--address", two_nodes.address, "--storage", str(tmp_path), "--seeds", "0", "1", "--cpus-per-trial", "1",
+            "--set", "total_steps=4000", "num_envs=8", "eval_interval=2000", "eval_episodes=4",
+            "checkpoint_interval=200", "tensorboard=False", "ppo.num_minibatches=2"]
+    sweep = tmp_path / "kill"
+    t0, t1 = "000_mappo_simple_spread_v3_s0", "001_mappo_simple_spread_v3_s1"
+    proc = _popen_sweep([*base, "--name", "kill"])
+    # kill trial 0's worker process by its PID once it has checkpointed, before it has finished
+    _wait(lambda: _attempts(sweep, t0) and (sweep / "runs" / t0 / "checkpoints" / "latest").is_file(), 240, proc,
+          "trial 0's first checkpoint")
+    victim = _attempts(sweep, t0)[0]["pid"]
+    assert not (sweep / "runs" / t0 / RESULT_FILE).exists()
+    os.kill(victim, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["counts"] == {"finished": 2}
+    rows = {r["trial"]: r for r in summary["trials"]}
+    assert rows[t0]["resumed"] and not rows[t1]["resumed"]
+    first, second = _attempts(sweep, t0)[:2]
+    assert first["pid"] == victim and second["pid"] != victim  # Tune restarted it in a new worker
+    nodes = {a["node"] for t in (t0, t1) for a in _attempts(sweep, t)}
+    assert len(nodes) == 2  # the trials ran on both nodes (one CPU each)
+    # the restored trial's final result equals an uninterrupted run of the same config
+    cfg = config_class("mappo").from_dict({**json.loads((sweep / "runs" / t0 / "config.json").read_text()),
+                                           "runs_dir": str(tmp_path / "ref"), "name": "ref"})
+    ref = train(cfg)
+    assert rows[t0]["return_det"] == ref.metrics["return_det"] and rows[t0]["steps"] == ref.global_step == 4000
+    assert _eval_rows(sweep / "runs" / t0) == _eval_rows(ref.run_dir)
+    assert _eval_rows(sweep / "runs" / t0)[1:] != _eval_rows(sweep / "runs" / t1)[1:]  # seeds differ: not vacuous
+
+    # the driver killed with -9 mid-sweep (one trial at a time): --resume trains only what is not finished
+    drv = tmp_path / "drv"
+    proc = _popen_sweep([*base, "--name", "drv", "--max-concurrent", "1"])
+    _wait(lambda: (drv / "runs" / t0 / RESULT_FILE).is_file() and (drv / "runs" / t1 / "checkpoints" / "latest")
+          .is_file(), 240, proc, "trial 0's end and trial 1's first checkpoint")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    stamp = (drv / "runs" / t0 / "metrics.csv").stat().st_mtime_ns
+    deadline = time.time() + 60  # Ray ends the dead driver's trials
+    while time.time() < deadline and any(os.path.exists(f"/proc/{a['pid']}") for a in _attempts(drv, t1)):
+        time.sleep(0.2)
+    proc = _popen_sweep(["--resume", "--name", "drv", "--storage", str(tmp_path), "--address", two_nodes.address])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads((drv / "summary.json").read_text())
+    assert summary["counts"] == {"finished": 2}
+    assert (drv / "runs" / t0 / "metrics.csv").stat().st_mtime_ns == stamp  # not rerun
+    rows = {r["trial"]: r for r in summary["trials"]}
+    assert rows[t1]["resumed"]
+    assert rows[t0]["return_det"] == ref.metrics["return_det"]  # the same config and seed as the first sweep's
+    assert _eval_rows(drv / "runs" / t1) == _eval_rows(sweep / "runs" / t1)  # resumed exactly
