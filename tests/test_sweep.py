@@ -251,3 +251,24 @@ def test_two_node_sweep_survives_a_killed_worker_and_a_killed_driver(two_nodes, 
     assert rows[t1]["resumed"]
     assert rows[t0]["return_det"] == ref.metrics["return_det"]  # the same config and seed as the first sweep's
     assert _eval_rows(drv / "runs" / t1) == _eval_rows(sweep / "runs" / t1)  # resumed exactly
+
+
+@pytest.mark.slow
+def test_optuna_search_with_early_stopping_draws_from_the_space(tmp_path):
+    res = _sweep(["--search", "optuna", "--space", "ppo.lr=loguniform(1e-4,1e-2)", "--grid", "ppo.num_epochs=2,4",
+                  "--num-samples", "3", "--early-stop", "--seeds", "0", "--storage", str(tmp_path), "--name", "opt",
+                  "--num-cpus", "2", "--set", "total_steps=1600", "num_envs=8", "eval_interval=400", "eval_episodes=4",
+                  "tensorboard=False", "ppo.num_minibatches=2"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "opt" / "summary.json").read_text())
+    assert len(summary["trials"]) == 3 and set(summary["counts"]) <= {"finished", "stopped"}
+    assert summary["counts"].get("finished", 0) >= 1
+    lrs = set()
+    for row in summary["trials"]:
+        cfg = json.loads((Path(row["run_dir"]) / "config.json").read_text())
+        assert 1e-4 <= cfg["ppo"]["lr"] <= 1e-2 and cfg["ppo"]["num_epochs"] in (2, 4)
+        lrs.add(cfg["ppo"]["lr"])
+        if row["status"] == "finished":
+            assert row["steps"] == 1600
+    assert len(lrs) == 3  # drawn, not a grid
+    assert "A new study created" in res.stderr  # optuna ran the search

@@ -15,8 +15,9 @@ metrics at the end. A trial that raises writes its traceback to ``storage/<sweep
 and reports ``failed``; it is not retried and the other trials go on. A trial whose worker
 process (or node) dies is restarted up to ``max_failures`` times by Tune and resumes as above;
 ``run_sweep(..., resume=True)`` runs a sweep again from its saved ``sweep.json``, which trains
-only what is not finished. Everything about the trials is checked before Ray starts: unknown
-algorithms, envs and config keys (with the closest name), and an unwritable storage path.
+only what is not finished (a search restores its Tune experiment: the trials it drew).
+Everything about the trials is checked before Ray starts: unknown algorithms, envs and config
+keys (with the closest name), and an unwritable storage path.
 """
 
 from __future__ import annotations
@@ -240,7 +241,8 @@ def _trainable(config: dict[str, Any]) -> None:
         trial = config["trial"]
     else:  # a search: the drawn values on the sweep's base grid point
         sc = SweepConfig.from_dict(config["sweep"])
-        name = tune.get_context().get_trial_name()
+        p = config["params"]
+        name = f"{p['algo']}_{_slug(p['env'])}_s{p['seed']}_{tune.get_context().get_trial_id()}"
         params = {k: v for k, v in config["params"].items()}
         params["env_kwargs"] = sc.env_kwargs[int(params.pop("env_kwargs_index"))]
         trial = {"name": name, "config": trial_config(sc, params, name, sweep_dir / "runs"), "params": params}
@@ -344,8 +346,14 @@ def run_sweep(sc: SweepConfig, resume: bool = False, num_cpus: int | None = None
     else:
         (space, search_alg), samples = _tune_search(sc, sweep_dir), sc.num_samples
     attempt = len(list((sweep_dir / "tune").glob("attempt-*"))) if (sweep_dir / "tune").exists() else 0
+    trainable = tune.with_resources(_trainable, resources)
+    last = sweep_dir / "tune" / f"attempt-{attempt - 1}"
+    if resume and sc.search != "grid" and tune.Tuner.can_restore(str(last)):
+        # a search continues its own experiment: the same drawn trials (finished ones read back), then the rest
+        tune.Tuner.restore(str(last), trainable, resume_unfinished=True, resume_errored=True).fit()
+        return SweepResult(sweep_dir, collect_outcomes(sweep_dir, None, sc.early_stop), sc)
     tuner = tune.Tuner(
-        tune.with_resources(_trainable, resources), param_space=space,
+        trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=sc.metric, mode=sc.mode, num_samples=samples, search_alg=search_alg,
                                     scheduler=scheduler, max_concurrent_trials=sc.max_concurrent),
         run_config=tune.RunConfig(name=f"attempt-{attempt}", storage_path=str(sweep_dir / "tune"), verbose=0,
