@@ -2,6 +2,7 @@
 dead workers replaced with their envs reset and the event logged; training through the CLI."""
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -72,7 +73,7 @@ def _same(ref, got):
 
 
 @pytest.mark.parametrize("make, E, K, need_state", [(spread_rgb, 5, 2, True), (spread, 4, 1, False),
-                                                   (pursuit, 3, 2, True)])
+                                                   pytest.param(pursuit, 3, 2, True, marks=pytest.mark.slow)])
 def test_process_backend_steps_the_inprocess_trajectories_bitwise(make, E, K, need_state):
     ref_env = from_pettingzoo(make, E, seed=11, need_state=need_state)
     ref = _trajectory(ref_env, 20, seed=11, resets_at=(4,))
@@ -178,6 +179,7 @@ def _cfg(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_training_with_process_workers_equals_inprocess_training(tmp_path, capsys):
     ref = train(_cfg(tmp_path, name="inproc"))
     code = train_main(["--algo", "mappo", "--env", "pz:mpe2.simple_spread_v3", "--env-kwargs", "N=3", "max_cycles=25",
@@ -231,6 +233,7 @@ def local_ray():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_backend_same_trajectories_and_a_killed_actor_is_replaced(local_ray, caplog):
     E = 4
     ref = _trajectory(from_pettingzoo(spread, E, seed=2), 12, seed=2, resets_at=(3,))
@@ -249,3 +252,28 @@ def test_ray_backend_same_trajectories_and_a_killed_actor_is_replaced(local_ray,
         env.step(acts)
     finally:
         env.close()
+
+
+def _worker_children() -> list[int]:
+    from ray_cluster import _procs
+    return [pid for pid, (ppid, cmd) in _procs().items()
+            if ppid == os.getpid() and "from fastmarl.envs.workers import _process_main" in cmd]
+
+
+@pytest.mark.slow
+def test_training_goes_on_when_an_env_worker_is_killed(tmp_path, caplog):
+    killed = []
+
+    def kill_one(info):
+        if info.iteration == 2 and not killed:
+            pids = _worker_children()
+            assert len(pids) == 2  # the training env's workers (the evaluation env comes at the end)
+            killed.append(pids[0])
+            _kill(pids[0])
+
+    with caplog.at_level(logging.WARNING, logger="fastmarl.envs.workers"):
+        res = train(_cfg(tmp_path, name="kill", env_backend="process", env_workers=2), callback=kill_one)
+    assert killed and res.global_step == 6 * 25 * 4 and math.isfinite(res.final_eval["return_det"])
+    assert "died during step" in caplog.text and "replaced (restart 1 of at most 3)" in caplog.text
+    assert killed[0] not in _worker_children()
+    assert _worker_children() == []  # train() stopped its workers
