@@ -104,7 +104,7 @@ def _small_set() -> list[str]:
 
 
 @pytest.mark.slow
-def test_local_sweep_reports_a_failing_trial_and_resume_reruns_nothing_finished(tmp_path):
+def test_local_sweep_reports_a_failing_trial_and_the_others_go_on(tmp_path):
     # two trials on pz:sweep_envs: kwargs set 0 makes the env raise after 30 steps of training, set 1 is plain
     toml = tmp_path / "grid.toml"
     toml.write_text('algos = ["ippo"]\nenvs = ["pz:sweep_envs"]\nseeds = [0]\nname = "local"\n'
@@ -124,16 +124,7 @@ def test_local_sweep_reports_a_failing_trial_and_resume_reruns_nothing_finished(
         assert (run / f).is_file(), f  # an ordinary run directory
     assert "| grid point | runs | IQM return_det |" in res.stdout and done["trial"] in res.stdout
     assert (out / "summary.md").read_text() in res.stdout
-
-    # --resume: the finished trial is read back, not trained again; the failed one is tried again
-    stamp = (run / "metrics.csv").stat().st_mtime_ns
-    again = _sweep(["--resume", "--name", "local", "--storage", str(tmp_path), "--num-cpus", "2"])
-    assert again.returncode == 1, again.stderr[-3000:]
-    assert (run / "metrics.csv").stat().st_mtime_ns == stamp
-    summary2 = json.loads((out / "summary.json").read_text())
-    assert summary2["counts"] == {"failed": 1, "finished": 1}
-    assert [r["return_det"] for r in summary2["trials"]] == [r["return_det"] for r in summary["trials"]]
-    assert sorted(p.name for p in (out / "tune").iterdir()) == ["attempt-0", "attempt-1"]
+    # (--resume after a kill -9 of the driver: the two-node test below)
 
 
 # -- a genuine two-node cluster on loopback ------------------------------------------------------
@@ -257,7 +248,7 @@ def test_two_node_sweep_survives_a_killed_worker_and_a_killed_driver(two_nodes, 
 def test_optuna_search_with_early_stopping_draws_from_the_space(tmp_path):
     res = _sweep(["--search", "optuna", "--space", "ppo.lr=loguniform(1e-4,1e-2)", "--grid", "ppo.num_epochs=2,4",
                   "--num-samples", "3", "--early-stop", "--seeds", "0", "--storage", str(tmp_path), "--name", "opt",
-                  "--num-cpus", "2", "--set", "total_steps=1600", "num_envs=8", "eval_interval=400", "eval_episodes=4",
+                  "--num-cpus", "2", "--set", "total_steps=1200", "num_envs=8", "eval_interval=400", "eval_episodes=4",
                   "tensorboard=False", "ppo.num_minibatches=2"])
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "opt" / "summary.json").read_text())
@@ -269,6 +260,6 @@ def test_optuna_search_with_early_stopping_draws_from_the_space(tmp_path):
         assert 1e-4 <= cfg["ppo"]["lr"] <= 1e-2 and cfg["ppo"]["num_epochs"] in (2, 4)
         lrs.add(cfg["ppo"]["lr"])
         if row["status"] == "finished":
-            assert row["steps"] == 1600
+            assert row["steps"] == 1200
     assert len(lrs) == 3  # drawn, not a grid
     assert "A new study created" in res.stderr  # optuna ran the search

@@ -355,7 +355,8 @@ def run_sweep(sc: SweepConfig, resume: bool = False, num_cpus: int | None = None
     tuner = tune.Tuner(
         trainable, param_space=space,
         tune_config=tune.TuneConfig(metric=sc.metric, mode=sc.mode, num_samples=samples, search_alg=search_alg,
-                                    scheduler=scheduler, max_concurrent_trials=sc.max_concurrent),
+                                    scheduler=scheduler, max_concurrent_trials=sc.max_concurrent,
+                                    reuse_actors=True),  # a new trial skips the import of torch and fastmarl
         run_config=tune.RunConfig(name=f"attempt-{attempt}", storage_path=str(sweep_dir / "tune"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=sc.max_failures)))
     tuner.fit()
