@@ -277,3 +277,15 @@ def test_training_goes_on_when_an_env_worker_is_killed(tmp_path, caplog):
     assert "died during step" in caplog.text and "replaced (restart 1 of at most 3)" in caplog.text
     assert killed[0] not in _worker_children()
     assert _worker_children() == []  # train() stopped its workers
+
+
+@pytest.mark.slow
+def test_training_with_ray_workers_equals_inprocess_training(local_ray, tmp_path):
+    # the training env's and the evaluation env's actors (2 + 2) coexist on a 2-CPU Ray: they reserve no CPU
+    ref = train(_cfg(tmp_path, name="inproc", total_steps=6 * 25 * 2))
+    res = train(_cfg(tmp_path, name="ray", total_steps=6 * 25 * 2, env_backend="ray", env_workers=2))
+    assert len(res.history) == len(ref.history) == 2
+    for a, b in zip(ref.history, res.history):
+        for k in ("return", "policy_loss/agent", "value_loss/agent"):
+            assert a[k] == b[k], k
+    assert res.final_eval["return_det"] == ref.final_eval["return_det"]

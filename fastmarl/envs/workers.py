@@ -276,7 +276,10 @@ class WorkerVecEnv:
     of :class:`~fastmarl.envs.pz_vecenv.PettingZooVecEnv` (see the module docstring).
 
     ``backend``: ``"process"`` (fresh ``python`` subprocesses on this machine) or ``"ray"`` (Ray actors; ``ray_options`` go to
-    ``.options()``, default ``{"num_cpus": 1}``; Ray is started locally unless it is running
+    ``.options()``, default ``{"num_cpus": 0, "scheduling_strategy": "SPREAD"}``: the actors reserve no
+    CPU, so that a run's training and evaluation envs, or a sweep trial that already holds its CPUs,
+    never wait for each other's; SPREAD places them across the cluster's nodes; pass
+    ``{"num_cpus": 1}`` to reserve a CPU per worker); Ray is started locally unless it is running
     or ``RAY_ADDRESS`` names a cluster). ``make_shard`` is sent with cloudpickle, so lambdas
     in it work."""
 
@@ -303,7 +306,7 @@ class WorkerVecEnv:
         self.offsets = [int(x) for x in np.cumsum([0] + sizes[:-1])]
         self.sizes = sizes
         self._payload = cloudpickle.dumps(make_shard)
-        self._ray_options = {"num_cpus": 1, **(ray_options or {})}
+        self._ray_options = {"num_cpus": 0, "scheduling_strategy": "SPREAD", **(ray_options or {})}
         self.restarts = [0] * num_workers
         self.events: list[dict[str, Any]] = []
         self._closed = False
