@@ -263,3 +263,11 @@ def test_optuna_search_with_early_stopping_draws_from_the_space(tmp_path):
             assert row["steps"] == 1200
     assert len(lrs) == 3  # drawn, not a grid
     assert "A new study created" in res.stderr  # optuna ran the search
+
+
+def test_the_grid_check_runs_on_the_drivers_cpu(tmp_path):
+    # the trials may ask for a GPU that the driver (a cluster's head) lacks: checked on the CPU here
+    sweep_dir, trials = prepare(SweepConfig(set={**SMALL, "device": "cuda:0"}, gpus_per_trial=0.5,
+                                            storage=str(tmp_path), name="gpu"))
+    assert config_class("mappo").from_dict(trials[0].config).device == "cuda:0"
+    assert (sweep_dir / "sweep.json").is_file()

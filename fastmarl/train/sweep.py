@@ -111,15 +111,14 @@ def expand_grid(sc: SweepConfig, runs_dir: Path) -> list[Trial]:
 
 def check_trial(config: dict[str, Any]) -> None:
     """Build the trial's config, env (one copy, in-process) and learner, as ``train`` would: every
-    config error (unknown algorithm, env, key; a bad value) surfaces here, before Ray starts."""
+    config error (unknown algorithm, env, key; a bad value) surfaces here, before Ray starts. On
+    this machine's CPU: the driver of a cluster need not have the trials' GPU."""
     cfg = config_class(config["algo"]).from_dict(config)
-    check_env_settings(cfg)
-    probe = dataclasses.replace(cfg, num_envs=1, env_backend="inprocess", env_workers=None) if hasattr(
-        cfg, "env_backend") else dataclasses.replace(cfg, num_envs=1)
-    env = _make_env(probe, 1, cfg.seed)
+    here = dataclasses.replace(cfg, device="cpu", env_backend="inprocess", env_workers=None)
+    check_env_settings(dataclasses.replace(cfg, device="cpu"))  # the env backend's settings too
+    env = _make_env(here, 1, cfg.seed)
     try:
-        build_learner(dataclasses.replace(cfg, env_backend="inprocess", env_workers=None)
-                      if hasattr(cfg, "env_backend") else cfg, env.spec, "cpu" if cfg.device == "cpu" else cfg.device)
+        build_learner(here, env.spec, "cpu")
     finally:
         _close(env)
 
