@@ -51,6 +51,7 @@ def test_the_grid_is_the_product_of_its_axes_with_nested_overrides(tmp_path):
     (dict(grid={"seed": [1, 2]}), "'seed' is set by the sweep itself"),
     (dict(space={"ppo.lr": "loguniform(1e-2, 1e-4)"}, search="optuna"), "two numbers low < high"),
     (dict(space={"ppo.lr": "lognormal(0, 1)"}, search="optuna"), "expected one of uniform(...)"),
+    (dict(space={"ppo.lrr": "loguniform(1e-4, 1e-2)"}, search="optuna"), "did you mean 'lr'"),
 ])
 def test_a_bad_grid_is_refused_before_anything_is_written(tmp_path, kw, message):
     sc = SweepConfig(**{"set": dict(SMALL), "storage": str(tmp_path), "name": "bad", **kw})

@@ -275,13 +275,13 @@ class WorkerVecEnv:
     ``make_shard(num_envs=n, seed=seed, env_offset=offset)`` builds; the API, shapes and seeding
     of :class:`~fastmarl.envs.pz_vecenv.PettingZooVecEnv` (see the module docstring).
 
-    ``backend``: ``"process"`` (fresh ``python`` subprocesses on this machine) or ``"ray"`` (Ray actors; ``ray_options`` go to
-    ``.options()``, default ``{"num_cpus": 0, "scheduling_strategy": "SPREAD"}``: the actors reserve no
-    CPU, so that a run's training and evaluation envs, or a sweep trial that already holds its CPUs,
-    never wait for each other's; SPREAD places them across the cluster's nodes; pass
-    ``{"num_cpus": 1}`` to reserve a CPU per worker); Ray is started locally unless it is running
-    or ``RAY_ADDRESS`` names a cluster). ``make_shard`` is sent with cloudpickle, so lambdas
-    in it work."""
+    ``backend``: ``"process"`` (fresh ``python`` subprocesses on this machine) or ``"ray"`` (Ray
+    actors, started locally unless Ray is running or ``RAY_ADDRESS`` names a cluster). ``ray_options``
+    go to ``.options()``; default ``{"num_cpus": 0, "scheduling_strategy": "SPREAD"}``: the actors
+    reserve no CPU, so that a run's training and evaluation envs, or a sweep trial that already holds
+    its CPUs, never wait for each other, and SPREAD places them across the cluster's nodes (pass
+    ``{"num_cpus": 1}`` to reserve a CPU per worker). ``make_shard`` is sent with cloudpickle, so
+    lambdas in it work."""
 
     def __init__(self, make_shard: Callable[..., Any], num_envs: int, device: str | torch.device = "cpu",
                  seed: int | None = None, need_state: bool = True, backend: str = "process",

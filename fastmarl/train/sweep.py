@@ -314,8 +314,9 @@ def prepare(sc: SweepConfig, resume: bool = False) -> tuple[Path, list[Trial]]:
     trials = expand_grid(sc, sweep_dir / "runs")
     if sc.search == "grid":
         check_trials(trials)
-    else:  # a search: the base points (every algo x env x env_kwargs) with each grid key's first value
+    else:  # a search: the base points (every algo x env x env_kwargs), each grid and space key at a first value
         firsts = {k: v[0] for k, v in sc.grid.items()}
+        firsts.update({k: parse_distribution(k, v)[1][0] for k, v in sc.space.items()})
         seen = {}
         for t in trials:
             seen.setdefault((t.params["algo"], t.params["env"], json.dumps(t.params["env_kwargs"])), t)
