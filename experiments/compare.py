@@ -17,6 +17,11 @@ Statistics (``fastmarl.analysis.stats``): final-return IQM with 95% stratified-b
 probability of improvement P(first algo > each other) from ``rliable``; curves are the mean over
 seeds of the deterministic evaluation return with a 95% percentile-bootstrap band, vs env steps and
 vs wall time.
+
+Results in the field's format: every run's ``marl_eval.json`` (written by the training loop) is merged
+into ``RUNS_DIR/marl_eval.json`` (environment -> task -> algorithm -> seed_N -> step_i with the
+per-episode returns, and the absolute metrics), the layout marl-eval reads and BenchMARL and Mava
+export (:mod:`fastmarl.train.marl_eval`).
 """
 
 from __future__ import annotations
@@ -78,6 +83,16 @@ def run_job(job: Job) -> None:
            "train_wall_s": train_wall, "steps_per_s": res.global_step / train_wall,
            "final_episodes": job.final_episodes, **{k: v for k, v in final.items() if k.startswith("return")}}
     (job.run_dir / "final.json").write_text(json.dumps(out, indent=2) + "\n")
+
+
+def write_marl_eval(jobs: list[Job], out: Path) -> Path:
+    """Every run's marl_eval.json merged into ``out``."""
+    from fastmarl.train.marl_eval import FILE, merge_files
+
+    missing = [j.label for j in jobs if not (j.run_dir / FILE).is_file()]
+    if missing:
+        raise SystemExit(f"runs without {FILE} (trained before fastmarl wrote it, or without evaluations): {missing}")
+    return merge_files([j.run_dir / FILE for j in jobs], out)
 
 
 def run_all(jobs: list[Job], workers: int) -> None:
@@ -228,9 +243,10 @@ def main() -> None:
     missing = [j.label for j in jobs if not (j.run_dir / "final.json").is_file()]
     if missing:
         raise SystemExit(f"unfinished runs: {missing}")
+    merged = write_marl_eval(jobs, args.runs_dir / "marl_eval.json")
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(report(args, jobs) + "\n")
-    print(f"wrote {args.report}")
+    print(f"wrote {args.report} and {merged} (marl-eval's layout)")
 
 
 if __name__ == "__main__":

@@ -492,7 +492,11 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         raise SystemExit(f"runs not finished: {missing}; run without --report-only to train them")
     write_report(runs, args, args.report, args.figures)
-    print(f"wrote {args.report} and its figures in {args.figures}; summary in {args.runs_dir / 'summary.json'}")
+    from fastmarl.train.marl_eval import merge_runs
+
+    merged = merge_runs(args.runs_dir)  # every run's evaluations in marl-eval's layout, in one file
+    print(f"wrote {args.report} and its figures in {args.figures}; summary in {args.runs_dir / 'summary.json'}"
+          + (f"; marl-eval results in {merged}" if merged else ""))
 
 
 if __name__ == "__main__":

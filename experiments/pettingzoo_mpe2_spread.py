@@ -96,11 +96,11 @@ def cross_evaluate(results: dict, episodes: int, seed: int) -> dict:
     import dataclasses
 
     from fastmarl.envs.episodes import evaluate_policy
-    from fastmarl.train.runner import _make_env, load_policy
+    from fastmarl.train.runner import _make_env, load_run
 
     out = {}
     for key, r in results.items():
-        policy, cfg, _, _ = load_policy(r["run_dir"], num_envs=1)
+        policy, cfg, _, _ = load_run(r["run_dir"], num_envs=1)
         out[key] = {}
         for env_key, env_id in (("mpe2", "pz:mpe2.simple_spread_v3"), ("native", "simple_spread_v3")):
             env = _make_env(dataclasses.replace(cfg, env=env_id), episodes, seed)

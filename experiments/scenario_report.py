@@ -265,14 +265,14 @@ def evaluate_setups(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episo
     from fastmarl.envs.api import JointPolicy
     from fastmarl.envs.episodes import evaluate_policy
     from fastmarl.envs.scripted import RandomPolicy
-    from fastmarl.train.runner import load_policy
+    from fastmarl.train.runner import load_run
 
     env = fastmarl.make(env_id, num_envs=episodes, seed=eval_seed, **entry.env_kwargs)
     spec = env.spec
     groups = list(spec.groups)
     module = scenario_module(env_id, entry.env_kwargs)
     baseline, rand = make_baseline(module, spec, entry.env_kwargs), RandomPolicy(spec)
-    trained = [load_policy(d, num_envs=1)[0] for d in run_dirs]
+    trained = [load_run(d, num_envs=1)[0] for d in run_dirs]
     setups: dict[str, Callable[[int], tuple[Any, bool]]] = {
         "random": lambda j: (rand, False),
         "baseline": lambda j: (baseline, True),
@@ -444,9 +444,9 @@ def record_gif(policy, env, path: Path, deterministic: bool, seed: int, width: i
 def render_gifs(env_id: str, entry: ScenarioRun, run_dir: Path, figures: Path, seed: int = EVAL_SEED) -> dict:
     import fastmarl
     from fastmarl.envs.scripted import RandomPolicy
-    from fastmarl.train.runner import load_policy
+    from fastmarl.train.runner import load_run
 
-    trained, _, env, _ = load_policy(run_dir, num_envs=1, render=True)
+    trained, _, env, _ = load_run(run_dir, num_envs=1, render=True)
     out = {"trained": record_gif(trained, env, figures / f"{env_id}_trained.gif", True, seed)}
     env = fastmarl.make(env_id, num_envs=1, seed=seed, **entry.env_kwargs)
     out["random"] = record_gif(RandomPolicy(env.spec), env, figures / f"{env_id}_random.gif", False, seed)
@@ -660,7 +660,7 @@ def pursuit_roles(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episode
     for the scripted pursuers, which are identical by construction (their differences are noise)."""
     import fastmarl
     from fastmarl.envs.api import JointPolicy
-    from fastmarl.train.runner import load_policy
+    from fastmarl.train.runner import load_run
 
     env = fastmarl.make(env_id, num_envs=episodes, seed=EVAL_SEED, **entry.env_kwargs)
     groups = list(env.spec.groups)
@@ -670,7 +670,7 @@ def pursuit_roles(env_id: str, entry: ScenarioRun, run_dirs: list[Path], episode
         return JointPolicy({g: p if g == "pursuer" else baseline for g in groups})
 
     control = pursuer_geometry(with_pursuers(baseline), env, EVAL_SEED)
-    trained = [pursuer_geometry(with_pursuers(load_policy(d, num_envs=1)[0]), env, EVAL_SEED + j)
+    trained = [pursuer_geometry(with_pursuers(load_run(d, num_envs=1)[0]), env, EVAL_SEED + j)
                for j, d in enumerate(run_dirs)]
     P = len(control["angle"])
     L = ["Per pursuer, from deterministic evaluation rollouts of the trained pursuers against the baseline "

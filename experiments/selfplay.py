@@ -7,16 +7,16 @@ For one env per invocation (one training process at a time, 1 thread)::
     python experiments/selfplay.py --env jammer_v0          # also swarm_defense_v0, simple_adversary_v3, influence_v0
     python experiments/selfplay.py --env simple_tag_v3 --report-only   # rebuild its doc section from the run
 
-1. trains both groups from scratch with :func:`fastmarl.train.competitive.train`
+1. trains both groups from scratch with :func:`fastmarl.train.selfplay.train`
    (``schedule="alternate"``: phases in which one group learns with MAPPO while
    the other plays snapshots drawn uniformly from its newest ``pool_size``);
 2. plays every kept snapshot of one side against every kept snapshot of the
    other, plus uniform random play and the env's scripted baseline (where it has
    one; for simple_tag the scripted chaser / evader of :mod:`fastmarl.envs.scripted_tag`),
-   and fits Elo ratings (:func:`~fastmarl.train.competitive.evaluate_matrix`);
+   and fits Elo ratings (:func:`~fastmarl.analysis.competitive.evaluate_matrix`);
 3. for each side, freezes its final snapshot and trains a fresh MAPPO best
    response of the other side against it for the preset's ``br_steps`` env steps (times ``--scale``;
-   :func:`~fastmarl.train.competitive.exploitability`);
+   :func:`~fastmarl.analysis.competitive.exploitability`);
 4. writes ``docs/figures/competitive_<env>.png`` (ratings vs training step) and
    replaces this env's section of ``docs/competitive.md`` (other envs' sections are kept).
 
@@ -34,8 +34,10 @@ from pathlib import Path
 
 import torch
 
+from fastmarl.analysis.competitive import evaluate_matrix, exploitability
 from fastmarl.config import PPOConfig
-from fastmarl.train.competitive import CompetitiveConfig, evaluate_matrix, exploitability, train
+from fastmarl.config.competitive import CompetitiveConfig
+from fastmarl.train.selfplay import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "competitive.md"
@@ -53,7 +55,7 @@ PRESETS: dict[str, dict] = {
 
 HEADER = """# Competitive training: self-play pools, Elo ratings, exploitability
 
-`fastmarl.train.competitive` trains each group of a competitive env with its own learner (or keeps it
+`fastmarl.train.selfplay` trains each group of a competitive env with its own learner (or keeps it
 frozen, scripted or random). These experiments train *both* sides from scratch with MAPPO, in the
 `alternate` schedule: training is split into phases; in each phase one side learns while the other side
 plays snapshots drawn uniformly from the newest 10 snapshots of its pool, redrawn every iteration

@@ -265,12 +265,12 @@ def comm_stats(data: dict[str, Tensor]) -> dict[str, float]:
 
 def measure_seed(seed: int, episodes: int, states: int) -> dict:
     from fastmarl.config import EVAL_SEED_OFFSET
-    from fastmarl.train.runner import load_policy
+    from fastmarl.train.runner import load_run
 
     torch.set_num_threads(1)
     eval_seed = EVAL_SEED_OFFSET + seed
     env = make_eval_env(episodes, eval_seed)
-    trained, *_ = load_policy(OUT / f"trained_s{seed}")
+    trained, *_ = load_run(OUT / f"trained_s{seed}")
     res: dict = {"seed": seed, "trained": ablation_returns(trained, env, eval_seed)}
     data = rollout(trained, env, eval_seed + 1)
     res["trained"].update(comm_stats(data))

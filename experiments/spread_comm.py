@@ -106,10 +106,10 @@ def load_at(run: Path, ckpt: Path | None, episodes: int):
     """(policy, config, eval env with ``episodes`` envs); ``ckpt`` None: the run's initial weights."""
     from fastmarl.algos.ppo import PPO
     from fastmarl.config import resolve
-    from fastmarl.train.runner import load_policy
+    from fastmarl.train.runner import load_run
 
     ck = ckpt if ckpt is not None else checkpoints(run)[-1]
-    policy, cfg, env, _ = load_policy(run, ck, num_envs=episodes)
+    policy, cfg, env, _ = load_run(run, ck, num_envs=episodes)
     if ckpt is None:  # the runner seeds the initialisation with torch.manual_seed(seed) before building PPO
         torch.manual_seed(cfg.seed)
         policy = PPO(env.spec, cfg, resolve(cfg, env.spec))

@@ -46,16 +46,17 @@ import torch
 from torch import Tensor
 
 import fastmarl
+from fastmarl.algos.lockstep import Lockstep, MemberPolicy
 from fastmarl.algos.q_learning import QLearner
-from fastmarl.algos.replay import EpisodeBuffer
-from fastmarl.algos.tabular import TabularQ, linear_schedule
+from fastmarl.algos.tabular import TabularQ
 from fastmarl.analysis import pursuit as pu
 from fastmarl.config import EVAL_SEED_OFFSET, QConfig, TabularConfig, validate_q_config
-from fastmarl.envs.api import EnvSpec, JointPolicy, TimeStep
+from fastmarl.envs.api import EnvSpec, JointPolicy
 from fastmarl.envs.episodes import record_episode
 from fastmarl.envs.scripted import RandomPolicy
 from fastmarl.envs.scripted_tag import TagChaserScripted, TagPreyScripted
-from fastmarl.envs.wrappers import Discretizer, ScriptedGroups, select_groups
+from fastmarl.envs.wrappers import Discretizer, ScriptedGroups
+from fastmarl.train.loop import LoopSettings, run_loop
 
 ENV = "simple_tag_v3"
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,95 +107,27 @@ def tabular_discretizer(num_adversaries: int) -> Discretizer:
     return Discretizer(D, "bins", bins, low, high)
 
 
-# -- learners that own some groups of the env ------------------------------------------
+# -- the learners: library learners, one per side, in lockstep (fastmarl.algos.lockstep) ---------
 
 def _sub_spec(spec: EnvSpec, groups: list[str]) -> EnvSpec:
     return EnvSpec(spec.env_id, {g: spec.groups[g] for g in groups}, spec.state_dim, spec.max_episode_steps,
                    spec.has_action_mask, spec.has_alive_mask)
 
 
-class DeepIQL:
-    """QLearner + episode buffer for ``groups`` of an env; epsilon schedule and update credit as train_q's."""
-
-    def __init__(self, spec: EnvSpec, groups: list[str], cfg: QConfig):
-        self.groups, self.cfg = groups, cfg
-        sub = _sub_spec(spec, groups)
-        derived = validate_q_config(cfg, sub)
-        self.learner = QLearner(sub, cfg, derived, "cpu")
-        self.buffer = EpisodeBuffer(cfg.buffer_size, derived.max_seq_len, cfg.num_envs, *self.learner.buffer_fields())
-        self.credit = 0.0
-
-    def initial_carry(self, num_envs: int) -> dict:
-        return {}
-
-    def act(self, ts: TimeStep, carry: dict, deterministic: bool = False, generator=None):
-        return self.learner.act(select_groups(ts, self.groups), {}, deterministic, generator)[0], carry
-
-    def learn(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep, step: int) -> None:
-        cfg = self.cfg
-        own = {g: actions[g] for g in self.groups}
-        self.learner.record(self.buffer, select_groups(ts, self.groups), None, own,
-                            select_groups(next_ts, self.groups), None)
-        self.credit += cfg.num_envs / cfg.update_interval
-        if len(self.buffer) >= cfg.learning_starts:
-            while self.credit >= 1.0:
-                self.credit -= 1.0
-                self.learner.learn(self.buffer.sample(cfg.batch_size, self.learner.generator))
-        else:
-            self.credit = min(self.credit, 1.0)
-        self.learner.epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.epsilon_anneal_steps, step)
-
-    def state_dict(self) -> dict:
-        return {"weights": {k: v.clone() for k, v in self.learner.weights().items()}}  # a copy, not live tensors
-
-    def load_state_dict(self, s: dict) -> None:
-        self.learner.load_weights(s["weights"])
+def deep_learner(spec: EnvSpec, groups: list[str], cfg: QConfig) -> QLearner:
+    """Deep IQL for ``groups`` of an env (its own networks, replay buffer and generator)."""
+    sub = _sub_spec(spec, groups)
+    return QLearner(sub, cfg, validate_q_config(cfg, sub), "cpu")
 
 
-class Tabular:
-    """TabularQ for ``groups`` of an env (the predators' discretized observations)."""
-
-    def __init__(self, spec: EnvSpec, groups: list[str], cfg: TabularConfig, discretizer: Discretizer):
-        self.groups, self.cfg = groups, cfg
-        self.learner = TabularQ(_sub_spec(spec, groups), cfg, "cpu", {g: discretizer for g in groups})
-
-    def initial_carry(self, num_envs: int) -> dict:
-        return {}
-
-    def act(self, ts: TimeStep, carry: dict, deterministic: bool = False, generator=None):
-        return self.learner.act(select_groups(ts, self.groups), {}, deterministic, generator)[0], carry
-
-    def learn(self, ts: TimeStep, actions: dict[str, Tensor], next_ts: TimeStep, step: int) -> None:
-        own = {g: actions[g] for g in self.groups}
-        self.learner.learn(select_groups(ts, self.groups), own, select_groups(next_ts, self.groups))
-        c = self.cfg
-        self.learner.epsilon = linear_schedule(c.epsilon_start, c.epsilon_end, c.epsilon_decay_steps, step)
-
-    def state_dict(self) -> dict:
-        return {"tables": {g: t.clone() for g, t in self.learner.tables.items()}}
-
-    def load_state_dict(self, s: dict) -> None:
-        for g, t in s["tables"].items():
-            self.learner.tables[g].copy_(t)
+def tabular_learner(spec: EnvSpec, groups: list[str], cfg: TabularConfig, discretizer: Discretizer) -> TabularQ:
+    """Tabular IQL for ``groups`` (the predators' discretized observations)."""
+    return TabularQ(_sub_spec(spec, groups), cfg, "cpu", {g: discretizer for g in groups})
 
 
-class Fixed:
-    """A scripted policy in the controller interface (acts greedily for ``group``, learns nothing)."""
-
-    def __init__(self, policy, group: str):
-        self.policy, self.groups = policy, [group]
-
-    def initial_carry(self, num_envs: int) -> dict:
-        return {}
-
-    def act(self, ts: TimeStep, carry: dict, deterministic: bool = True, generator=None):
-        g = self.groups[0]
-        return {g: self.policy.act(select_groups(ts, [g]), {}, True, generator)[0][g]}, carry
-
-
-def joint(controllers: list) -> JointPolicy:
-    """Controllers (DeepIQL, Tabular, Fixed: each a Policy for its own ``groups``) as one Policy."""
-    return JointPolicy({g: c for c in controllers for g in c.groups})
+def snapshot(learner) -> dict:
+    """A copy of a learner's weights (Q-networks or tables), for the GIFs."""
+    return {k: v.clone() for k, v in learner.weights().items()}
 
 
 # -- building, evaluating, training ------------------------------------------------------
@@ -208,10 +141,10 @@ def make_env(num_envs: int, seed: int, P: int, prey: str, prey_policy=None):
 
 
 @torch.no_grad()
-def evaluate(predators, prey_learner, P: int, episodes: int, seed: int) -> dict:
-    """Greedy episodes vs the learned prey (``prey_learner``) or, if None, the scripted prey."""
-    env = make_env(episodes, seed, P, "scripted" if prey_learner is None else "learning")
-    policy = joint([predators] + ([prey_learner] if prey_learner is not None else []))
+def evaluate(policy, learning_prey: bool, P: int, episodes: int, seed: int) -> dict:
+    """Greedy episodes of ``policy`` (the predators', or predators' and prey's with ``learning_prey``;
+    else against the scripted prey)."""
+    env = make_env(episodes, seed, P, "learning" if learning_prey else "scripted")
     gen = torch.Generator().manual_seed(seed)
     ts = env.reset(seed=seed)
     T = env.spec.max_episode_steps
@@ -249,66 +182,76 @@ def measure(tr: dict[str, Tensor], prey_return: Tensor) -> dict:
     return out
 
 
-def train_run(cond: str, seed: int, steps: int, eval_every: int, eval_episodes: int, out: Path) -> dict:
-    torch.manual_seed(seed)
+def build(cond: str, seed: int, steps: int):
+    """(training env, the lockstep learner: member "predators", and "prey" against the learning prey)."""
     kind, prey, P = CONDITIONS[cond]
     dcfg = deep_config(seed, steps)
     E = dcfg.num_envs if kind == "deep" else 64
     env = make_env(E, seed, P, prey)
     full_spec = env.env.spec if isinstance(env, ScriptedGroups) else env.spec
     if kind == "deep":
-        predators = DeepIQL(full_spec, ["adversary"], dcfg)
+        predators = deep_learner(full_spec, ["adversary"], dcfg)
     else:
-        predators = Tabular(full_spec, ["adversary"], tabular_config(seed, steps), tabular_discretizer(P))
-    learners = [predators]
-    prey_learner = None
+        predators = tabular_learner(full_spec, ["adversary"], tabular_config(seed, steps), tabular_discretizer(P))
+    members = {"predators": (predators, ["adversary"])}
     if prey == "learning":
         pcfg = deep_config(seed + 10_000, steps)
         if kind != "deep":
             pcfg = QConfig(**{**pcfg.to_dict(), "num_envs": E})
-        prey_learner = DeepIQL(full_spec, ["agent"], pcfg)
-        learners.append(prey_learner)
-    policy = joint(learners)
-    ts, carry = env.reset(seed=seed), policy.initial_carry(E)
-    captured = torch.zeros(E, dtype=torch.bool)
+        members["prey"] = (deep_learner(full_spec, ["agent"], pcfg), ["agent"])
+    return env, Lockstep(members, steps)
+
+
+def train_run(cond: str, seed: int, steps: int, eval_every: int, eval_episodes: int, out: Path) -> dict:
+    """One run through the library's training loop (``run_loop`` over a :class:`Lockstep` of the
+    predators' and, against the learning prey, the prey's learner); its callback measures the
+    training capture rate and runs the capture evaluations every ``eval_every`` env steps."""
+    torch.manual_seed(seed)
+    kind, prey, P = CONDITIONS[cond]
+    env, learner = build(cond, seed, steps)
+    E = env.num_envs
+    learning = prey == "learning"
+    predators = learner.policy("predators")
+    members = {name: m.learner for name, m in learner.members.items()}
     train_rows, evals, snapshots = [], [], {}
-    ep_done = ep_captured = 0.0
-    step, t0 = 0, time.perf_counter()
-    next_eval = 0
-    while True:
-        if step >= next_eval:
-            res = evaluate(predators, prey_learner, P, eval_episodes, seed + EVAL_SEED)
-            evals.append({"step": step, "time": time.perf_counter() - t0, **res})
-            print(f"  {cond} s{seed} step {step:>8,} {time.perf_counter() - t0:6.1f}s  capture rate "
-                  f"{res['capture_rate']:.2f}  captures/ep {res['captures_per_episode']:.2f}  R {res['spread_R']:.2f}"
-                  f"  prey return {res['prey_return']:.1f}", flush=True)
-            if len(evals) == 1:  # "early": before training
-                snapshots["early"] = {"step": step, "predators": predators.state_dict(),
-                                      "prey": prey_learner.state_dict() if prey_learner else None}
-            next_eval += eval_every
-        if step >= steps:
-            break
-        actions, carry = policy.act(ts, carry, deterministic=False)
-        next_ts = env.step(actions)
-        for lr in learners:
-            lr.learn(ts, actions, next_ts, step)
+    t0 = time.perf_counter()
+    state = {"next_eval": 0, "captured": torch.zeros(E, dtype=torch.bool), "done": 0.0, "caught": 0.0}
+
+    def capture_eval(step: int) -> None:
+        res = evaluate(learner if learning else predators, learning, P, eval_episodes, seed + EVAL_SEED)
+        evals.append({"step": step, "time": time.perf_counter() - t0, **res})
+        print(f"  {cond} s{seed} step {step:>8,} {time.perf_counter() - t0:6.1f}s  capture rate "
+              f"{res['capture_rate']:.2f}  captures/ep {res['captures_per_episode']:.2f}  R {res['spread_R']:.2f}"
+              f"  prey return {res['prey_return']:.1f}", flush=True)
+        state["next_eval"] += eval_every
+
+    def callback(info) -> None:
+        ts = learner.ts
         # the predators' team reward is > 0 exactly when some predator touches the prey
-        captured |= next_ts.reward["adversary"][:, 0] > 0
-        done = next_ts.done
-        ep_done += done.sum().item() if bool(done.any()) else 0.0
-        ep_captured += (captured & done).sum().item() if bool(done.any()) else 0.0
-        captured &= ~done
-        ts = next_ts
-        step += E
-        if step % (E * 625) == 0 and ep_done:
-            train_rows.append({"step": step, "capture_rate": ep_captured / ep_done, "time": time.perf_counter() - t0})
-            ep_done = ep_captured = 0.0
+        captured = state["captured"] | (ts.reward["adversary"][:, 0] > 0)
+        if bool(ts.done.any()):
+            state["done"] += ts.done.sum().item()
+            state["caught"] += (captured & ts.done).sum().item()
+        state["captured"] = captured & ~ts.done
+        if info.step % (E * 625) == 0 and state["done"]:
+            train_rows.append({"step": info.step, "capture_rate": state["caught"] / state["done"],
+                               "time": time.perf_counter() - t0})
+            state["done"] = state["caught"] = 0.0
+        if info.step >= state["next_eval"]:
+            capture_eval(info.step)
+
+    capture_eval(0)  # "early": before training
+    snapshots["early"] = {"step": 0, "predators": snapshot(members["predators"]),
+                          "prey": snapshot(members["prey"]) if learning else None}
+    settings = LoopSettings(seed=seed, total_steps=steps, log_interval=steps, eval_interval=0, eval_episodes=0,
+                            checkpoint_interval=0, keep_checkpoints=1, gif=False, tensorboard=False, progress=False,
+                            title=f"{cond} {ENV}", info={"algo": cond, "env": ENV})
+    result = run_loop(settings, learner, env, None, callback=callback)
+    step = result.global_step
     wall = time.perf_counter() - t0
-    final_vs_scripted = None
-    if prey_learner is not None:
-        final_vs_scripted = evaluate(predators, None, P, eval_episodes, seed + EVAL_SEED)
-    snapshots["late"] = {"step": step, "predators": predators.state_dict(),
-                         "prey": prey_learner.state_dict() if prey_learner else None}
+    final_vs_scripted = evaluate(predators, False, P, eval_episodes, seed + EVAL_SEED) if learning else None
+    snapshots["late"] = {"step": step, "predators": snapshot(members["predators"]),
+                         "prey": snapshot(members["prey"]) if learning else None}
     torch.save(snapshots, out / f"{cond}_s{seed}.pt")
     result = {"condition": cond, "seed": seed, "steps": step, "wall_s": wall, "eval_every": eval_every,
               "eval_episodes": eval_episodes, "train": train_rows, "evals": evals,
@@ -324,7 +267,7 @@ def references(eval_episodes: int, out: Path) -> dict:
         base = fastmarl.make(ENV, num_envs=2, num_adversaries=P)
         for name, pol in (("chaser", TagChaserScripted(base.spec)),
                           ("random", RandomPolicy(_sub_spec(base.spec, ["adversary"])))):
-            res[f"{name}_P{P}"] = evaluate(Fixed(pol, "adversary"), None, P, eval_episodes, EVAL_SEED)
+            res[f"{name}_P{P}"] = evaluate(JointPolicy({"adversary": pol}), False, P, eval_episodes, EVAL_SEED)
     res["random_bearings_R_P3"] = pu.random_resultant_length(3)
     (out / "references.json").write_text(json.dumps(res) + "\n")
     return res
@@ -420,15 +363,14 @@ def gifs(runs: dict[str, list[dict]], out: Path) -> list[str]:
                 continue
             env = make_env(1, 7, P, prey)
             spec = env.env.spec if isinstance(env, ScriptedGroups) else env.spec
-            preds = DeepIQL(spec, ["adversary"], deep_config(0, 1000))
-            preds.load_state_dict(snaps[when]["predators"])
-            ctl = [preds]
-            if prey == "learning":
-                pr = DeepIQL(spec, ["agent"], deep_config(0, 1000))
-                pr.load_state_dict(snaps[when]["prey"])
-                ctl.append(pr)
+            policies = {}
+            for who, group in (("predators", "adversary"), ("prey", "agent")):
+                if snaps[when].get(who) is not None:
+                    learner = deep_learner(spec, [group], deep_config(0, 1000))
+                    learner.load_weights(snaps[when][who])
+                    policies[group] = MemberPolicy(learner, [group])
             name = f"tag_capture_{cond}_{when}.gif"
-            record_episode(joint(ctl), env, FIG / name, deterministic=True, seed=7, fps=8)
+            record_episode(JointPolicy(policies), env, FIG / name, deterministic=True, seed=7, fps=8)
             made.append((name, snaps[when]["step"]))
     return made
 
@@ -462,7 +404,7 @@ def report(out: Path, make_gifs: bool = True) -> str:
              f"and are evaluated {len(any_run['evals']) - 1} times (plus once before training) on "
              f"{any_run['eval_episodes']} greedy episodes (the same start states every time).")
     L.append("")
-    L.append("- Deep IQL (`fastmarl.algos.q_learning.QLearner`, driven by this script's loop): feed-forward Q-network "
+    L.append("- Deep IQL (`fastmarl.algos.q_learning.QLearner`, predators and a learning prey in lockstep through `fastmarl.algos.lockstep` and the one training loop): feed-forward Q-network "
              "2x64 ReLU shared by the predators with a one-hot agent id, double Q, hard target copy every 100 "
              "updates, Adam lr 1e-3, gamma 0.95, 16 envs, one update of 32 stored episodes every 64 env steps, "
              "epsilon 1 -> 0.05 over the first fifth of training. Each predator learns on its own reward "

@@ -222,7 +222,10 @@ def test_unknown_env_id_message_stays_short_with_thousands_of_variant_ids():
     with pytest.raises(KeyError) as info:
         fastmarl.make("pong")
     msg = str(info.value)
-    assert len(msg) < 3000 and "variant ids (rware" in msg and "'rware-tiny-2ag-v2'" in msg
+    assert len(msg) < 3000 and "variant ids (lbf, rware" in msg and "'rware-tiny-2ag-v2'" in msg
     assert "rware-img-Nd-large-10ag-easy-v2" not in msg  # an unlisted variant is not spelled out ...
+    assert "Foraging-2s-19x19-9p-4f-v3" not in msg and "'Foraging-8x8-2p-2f-coop-v3'" in msg
     with pytest.raises(KeyError, match=r"did you mean 'rware-small-4ag-v2'"):  # ... but still suggested
         fastmarl.make("rware-smal-4ag-v2")
+    with pytest.raises(KeyError, match=r"did you mean 'Foraging-2s-12x12-3p-2f-v3'"):
+        fastmarl.make("Foraging-2s-12x12-3p-2f-v2")

@@ -31,7 +31,7 @@ import tyro.extras
 ROOT = Path(__file__).resolve().parents[1]
 
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:[.-][a-z0-9]+)*(?![\w>-])")
-COMMAND = re.compile(r"fastmarl\s+(?:[a-z]+/)*(?P<fm>train|eval|render|selfplay|sweep|bench\s+envs|envs)\b"
+COMMAND = re.compile(r"fastmarl\s+(?:[a-z]+/)*(?P<fm>train|eval|render|selfplay|export|sweep|bench\s+envs|envs)\b"
                      r"|python\s+(?P<script>(?:experiments|benchmarks)/\w+\.py)"
                      r"|(?P<other>ray\s+start)\b")  # another tool's command: its flags are its own, not checked
 ALGO = re.compile(r"--algo[ =]([a-z]+)")
@@ -53,8 +53,13 @@ FILE_COMMAND = {
     "fastmarl/train/rundir.py": "fastmarl train",
     "fastmarl/train/checkpoint.py": "fastmarl train",
     "fastmarl/algos/q_learning.py": "fastmarl train --algo qmix",
-    "fastmarl/train/competitive.py": "fastmarl selfplay",
+    "fastmarl/train/selfplay.py": "fastmarl selfplay",
+    "fastmarl/cli/selfplay.py": "fastmarl selfplay",
+    "fastmarl/config/competitive.py": "fastmarl selfplay",
     "fastmarl/bench.py": "fastmarl bench envs",
+    "fastmarl/train/deploy.py": "fastmarl train",
+    "fastmarl/train/export.py": "fastmarl export",
+    "fastmarl/cli/export.py": "fastmarl export",
     "docs/scale.md": "fastmarl sweep",
     "fastmarl/cli/sweep.py": "fastmarl sweep",
     "fastmarl/train/sweep.py": "fastmarl sweep",
@@ -116,13 +121,21 @@ def options_of(command: str) -> frozenset[str]:
     def hand_over(f, **kwargs):
         raise _Parsed((f, kwargs))
 
-    with mock.patch.object(tyro, "cli", hand_over):
-        f, kwargs = _captured(lambda: getattr(importlib.import_module(module), func)(argv))
+    def hand_over_parser(self, *args, **kwargs):  # a command parsed by argparse (fastmarl export)
+        raise _Parsed(self)
+
+    with mock.patch.object(tyro, "cli", hand_over), \
+            mock.patch.object(argparse.ArgumentParser, "parse_args", hand_over_parser):
+        got = _captured(lambda: getattr(importlib.import_module(module), func)(argv))
+    if isinstance(got, argparse.ArgumentParser):
+        return frozenset(got._option_string_actions)
+    f, kwargs = got
     allowed = inspect.signature(tyro.extras.get_parser).parameters
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # get_parser: tyro's argparse view of the same spec
         parser = tyro.extras.get_parser(f, **{k: v for k, v in kwargs.items() if k in allowed})
-    extra = {"--resume", "--algo"} if name == "train" else set()  # the pre-parser takes these before tyro parses the rest
+    # the pre-parser takes these before tyro parses the rest
+    extra = {"train": {"--resume", "--algo"}, "selfplay": {"--resume"}}.get(name, set())
     return frozenset(parser._option_string_actions) | extra
 
 

@@ -83,7 +83,7 @@ def test_train_names_a_missing_device_by_its_flag(tmp_path, capsys):
 @pytest.mark.parametrize("flag,value,low", [("--pool-size", "0", 1), ("--matrix-max-snapshots", "1", 2),
                                             ("--num-envs", "0", 1), ("--threads", "0", 1)])
 def test_selfplay_names_the_flag(tmp_path, capsys, flag, value, low):
-    from fastmarl.train.competitive import main
+    from fastmarl.cli.selfplay import main
 
     assert main(["--env", "simple_tag_v3", "--runs-dir", str(tmp_path), flag, value]) == 2
     assert capsys.readouterr().err.strip() == \

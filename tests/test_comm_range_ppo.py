@@ -169,7 +169,7 @@ def test_config_errors_name_the_problem(tmp_path):
 
 def test_cli_run_with_range_limited_commnet(tmp_path, capsys):
     from fastmarl.cli import main
-    from fastmarl.train.runner import evaluate_run, load_policy
+    from fastmarl.train.runner import evaluate_run, load_run
 
     argv = ["train", "--env", "simple_spread_v3", "--comm", "commnet", "--comm-range", "0.5",
             "--total-steps", "400", "--num-envs", "8", "--num-steps", "25", "--num-minibatches", "2",
@@ -179,7 +179,7 @@ def test_cli_run_with_range_limited_commnet(tmp_path, capsys):
     run = tmp_path / "ranged"
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["comm_range"] == 0.5 and cfg["ppo"]["comm"] == "commnet" and cfg["message_bits"] == 0
-    algo, _, env, _ = load_policy(run, num_envs=2)  # evaluation sees the same topology
+    algo, _, env, _ = load_run(run, num_envs=2)  # evaluation sees the same topology
     assert isinstance(env, AgentPositions) and algo.ranged_groups == ["agent"]
     ts = env.reset(seed=0)
     assert algo.comm_mask(ts, "agent").shape == (2, 3, 3)

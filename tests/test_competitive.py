@@ -1,5 +1,6 @@
 """Competitive training: Elo maths, the self-play pool, per-group learners, frozen and scripted groups,
-the evaluation matrix and config validation (fastmarl.train.competitive)."""
+the evaluation matrix and config validation (fastmarl.train.selfplay, fastmarl.train.pool,
+fastmarl.analysis.competitive, fastmarl.analysis.elo, fastmarl.config.competitive)."""
 
 from __future__ import annotations
 
@@ -11,33 +12,27 @@ import numpy as np
 import pytest
 import torch
 
+from fastmarl.analysis.competitive import play_matrix
+from fastmarl.analysis.competitive import train_and_evaluate as train
+from fastmarl.analysis.elo import elo_sequence, elo_update, expected_score, fit_elo, matrix_scores
 from fastmarl.config import ConfigError, PPOConfig
+from fastmarl.config.competitive import CompetitiveConfig, GroupSetup, parse_groups
 from fastmarl.envs import make
+from fastmarl.envs.api import JointPolicy
 from fastmarl.envs.mpe.geometry import axis_move
 from fastmarl.train.checkpoint import CheckpointError
-from fastmarl.train.competitive import (
-    CompetitiveConfig,
-    GroupSetup,
-    JointPolicy,
-    elo_sequence,
-    elo_update,
-    expected_score,
-    fit_elo,
-    learner_config,
+from fastmarl.train.pool import (
     list_snapshots,
     load_group_policy,
     load_snapshot,
-    matrix_scores,
-    parse_groups,
-    play_matrix,
     policy_learner,
     prioritised_weights,
     register_scripted,
     sample_snapshot,
     save_snapshot,
     sub_spec,
-    train,
 )
+from fastmarl.train.selfplay import learner_config
 
 torch.set_num_threads(1)
 
@@ -308,7 +303,7 @@ def test_scripted_group_gets_exactly_the_scripted_actions(tmp_path):
 def test_matrix_orders_hand_made_policies():
     env = make("simple_tag_v3", num_envs=64, seed=0)
     spec = env.spec
-    from fastmarl.train.competitive import NoopPolicy
+    from fastmarl.train.pool import NoopPolicy
 
     adversaries = {"noop": NoopPolicy(sub_spec(spec, ["adversary"])), "chase": Chase()}
     prey = {"noop": NoopPolicy(sub_spec(spec, ["agent"])), "seek": Seek()}
@@ -380,7 +375,10 @@ def test_parse_groups_and_cli(tmp_path):
         ("agent", "step 0"), ("agent", "step 320"), ("agent", "random")]
     assert (tmp_path / "cli" / "ratings.png").is_file() and (tmp_path / "cli" / "matrix.csv").is_file()
     assert main(["selfplay", "--groups", "predator=ippo", "--runs-dir", str(tmp_path)]) == 2
-    assert main(["selfplay", "--resume", str(tmp_path / "cli")]) == 2  # not supported: a clear error
+    # a competitive run resumes from its latest checkpoint, here with a longer budget
+    assert main(["selfplay", "--resume", str(tmp_path / "cli"), "--total-steps", "480", "--no-progress"]) == 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "cli" / "metrics.csv"))]
+    assert steps == [80, 160, 240, 320, 400, 480]
 
 
 def test_learner_config_seeds_differ():
@@ -411,7 +409,7 @@ def test_selfplay_on_every_competitive_env(tmp_path, env_id):
 
 
 def test_baseline_policy_gets_the_env_kwargs_it_accepts():
-    from fastmarl.train.competitive import scripted_policy
+    from fastmarl.train.pool import scripted_policy
 
     for env_id, kwargs in [("pursuit_evasion_v0", {"num_pursuers": 2, "max_cycles": 10}),
                            ("jammer_v0", {"num_jammers": 3, "max_cycles": 10})]:  # jammer's takes no kwargs

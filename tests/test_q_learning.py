@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import fastmarl
-from fastmarl.algos.q_learning import QLearner, bootstrap_values, hard_update, soft_update
+from fastmarl.algos.q_learning import QLearner
+from fastmarl.algos.q_targets import bootstrap_values, hard_update, soft_update
 from fastmarl.algos.replay import EpisodeBuffer
 from fastmarl.config import ConfigError, QConfig, validate_q_config
 from fastmarl.envs import TimeStep, check_env, register

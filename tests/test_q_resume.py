@@ -12,7 +12,8 @@ from crash import Crash, crash_after, updates
 from test_ppo_toyenv import one_thread  # noqa: F401 (autouse fixture)
 
 import fastmarl
-from fastmarl.algos.q_learning import REPLAY_FILE, lambda_returns
+from fastmarl.algos.q_learning import REPLAY_FILE
+from fastmarl.algos.q_targets import lambda_returns
 from fastmarl.config import ConfigError, QConfig, validate_q_config
 from fastmarl.train.checkpoint import CheckpointError, latest_checkpoint
 

@@ -291,7 +291,7 @@ class PPO:
         ``on_step(ts)`` sees every TimeStep (episode statistics). The three steps
         below are public so that several learners (one per group, e.g. MAPPO
         predators and IPPO prey) can share one env in lockstep
-        (:mod:`fastmarl.train.competitive`): each acts for its own groups, the
+        (:mod:`fastmarl.train.selfplay`): each acts for its own groups, the
         env steps once with every group's actions, each records its own groups."""
         self.start_rollout()
         for t in range(self.p.num_steps):

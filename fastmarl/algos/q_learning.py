@@ -61,78 +61,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fastmarl.algos.q_targets import bootstrap_values, hard_update, lambda_returns, soft_update
 from fastmarl.algos.replay import EpisodeBuffer
-from fastmarl.algos.tabular import epsilon_greedy, linear_schedule, masked_greedy
+from fastmarl.algos.tabular import epsilon_greedy, linear_schedule
 from fastmarl.config.q import QConfig, QDerived
 from fastmarl.envs.api import EnvSpec, GroupSpec, TimeStep
 from fastmarl.nn.comm import make_comm
 from fastmarl.nn.layers import AgentGRU, AgentLinear, AgentMLP, agent_id_onehot
 from fastmarl.nn.mixers import QMixer, VDNMixer
 from fastmarl.nn.normalize import RunningMeanStd
-
-# -- shared maths ---------------------------------------------------------------------
-
-@torch.no_grad()
-def hard_update(target: nn.Module, online: nn.Module) -> None:
-    """target <- online (parameters and buffers)."""
-    target.load_state_dict(online.state_dict())
-
-
-@torch.no_grad()
-def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Polyak averaging: target <- tau * online + (1 - tau) * target."""
-    for t, o in zip(target.parameters(), online.parameters()):
-        t.lerp_(o, tau)
-
-
-def bootstrap_values(q_online_next: Tensor, q_target_next: Tensor, mask_next: Tensor | None, double_q: bool) -> Tensor:
-    """Per-agent next-state values (..., A) from Q-values (..., A, n).
-
-    Double Q: the online network's greedy (legal) action valued by the target
-    network; else the target network's max over legal actions. Rows with no
-    legal action (e.g. a dead agent) are worth 0."""
-    if double_q:
-        a = masked_greedy(q_online_next, mask_next)
-        v = q_target_next.gather(-1, a[..., None]).squeeze(-1)
-    else:
-        q = q_target_next if mask_next is None else q_target_next.masked_fill(~mask_next, float("-inf"))
-        v = q.amax(-1)
-    if mask_next is not None:
-        v = torch.where(mask_next.any(-1), v, 0.0)
-    return v
-
-
-def lambda_returns(reward: Tensor, terminated: Tensor, filled: Tensor, next_value: Tensor, gamma: float,
-                   td_lambda: float) -> Tensor:
-    """TD(lambda) targets over stored sequences, time-major: every input (T, B, ...) -> (T, B, ...).
-
-    ``next_value[t]`` is the (target network's) value of the state after step t.
-    Backwards over the real steps (``filled``; padding sits after them),
-
-        G_t = r_t + gamma * (1 - terminated_t) * ((1 - lambda) * V_{t+1} + lambda * G_{t+1}),
-
-    with ``G_{t+1} = V_{t+1}`` at the last real step (a truncated episode or a cut
-    chunk bootstraps from its final state). ``td_lambda = 0`` gives the one-step
-    target ``r_t + gamma * (1 - terminated_t) * V_{t+1}``; 1 the discounted return
-    bootstrapped once at the end. Padded steps get 0.
-    """
-    cont = gamma * (1.0 - terminated)
-    if td_lambda == 0.0:
-        return (reward + cont * next_value) * filled
-    # G_t = x_t + a_t * G_{t+1}: everything but the recursion is computed for all t at once, so the loop over
-    # time is one fused multiply-add per step. real_next_t = 1 where step t + 1 is real (not padding, not past
-    # the end); where it is 0 the lambda share of the tail bootstraps from V_{t+1} too.
-    real_next = torch.zeros_like(filled)
-    real_next[:-1] = (filled[1:] > 0).to(filled.dtype)
-    x = (reward + cont * next_value * (1.0 - td_lambda * real_next)) * filled
-    a = cont * td_lambda * real_next * filled
-    g = x[-1]
-    outs = [g]
-    for t in range(reward.shape[0] - 2, -1, -1):
-        g = torch.addcmul(x[t], a[t], g)
-        outs.append(g)
-    return torch.stack(outs[::-1])
-
 
 # -- networks -----------------------------------------------------------------------
 
@@ -292,18 +229,34 @@ class QLearner:
 
     def begin(self, env, seed: int) -> None:
         """Start from ``env.reset(seed=seed)`` (unfinished episodes in the buffer are dropped)."""
+        self.start(env.reset(seed=seed), env)
+
+    def start(self, ts: TimeStep, env) -> None:
+        """Start from ``ts``, the first TimeStep of a freshly reset ``env``."""
         self._ensure_buffer(env.num_envs).reset_envs()
-        self.ts = env.reset(seed=seed)
+        self.ts = ts
         self.state = env.state() if self.use_state else None
         self.carry = self.initial_carry(env.num_envs)
 
     @torch.no_grad()
     def collect(self, env, tracker) -> int:
         """One epsilon-greedy step of every env, stored in the replay buffer."""
-        self.set_step(self.env_steps)
-        actions, self.carry = self.act(self.ts, self.carry)
+        actions = self.act_step()
         next_ts = env.step(actions)
         tracker(next_ts)
+        return self.record_step(actions, next_ts, env)
+
+    # ``collect`` in two halves, for several learners sharing one env (fastmarl.algos.lockstep)
+    @torch.no_grad()
+    def act_step(self) -> dict[str, Tensor]:
+        """Epsilon-greedy actions group -> (E, A_g) at the current TimeStep (epsilon of this env step)."""
+        self.set_step(self.env_steps)
+        actions, self.carry = self.act(self.ts, self.carry)
+        return actions
+
+    @torch.no_grad()
+    def record_step(self, actions: dict[str, Tensor], next_ts: TimeStep, env) -> int:
+        """Store the step ``actions -> next_ts`` of every env in the replay buffer; returns the env steps."""
         next_state = final_state = None
         if self.use_state:
             next_state = env.state()
@@ -526,5 +479,4 @@ class QLearner:
 REPLAY_FILE = "replay.safetensors"
 
 
-__all__ = ["QLearner", "hard_update", "soft_update", "bootstrap_values", "lambda_returns", "GroupQNet",
-           "make_mixer", "REPLAY_FILE"]
+__all__ = ["QLearner", "GroupQNet", "make_mixer", "REPLAY_FILE"]

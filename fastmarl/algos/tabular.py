@@ -150,16 +150,35 @@ class TabularQ:
 
     # -- the Learner protocol ----------------------------------------------------------
     def begin(self, env, seed: int) -> None:
-        self.ts = env.reset(seed=seed)
+        self.start(env.reset(seed=seed), env)
+
+    def start(self, ts: TimeStep, env) -> None:
+        """Start from ``ts``, the first TimeStep of a freshly reset ``env``."""
+        self.ts = ts
         self._running = torch.zeros(env.num_envs, device=self.device)
 
     @torch.no_grad()
     def collect(self, env, tracker) -> int:
-        self.epsilon = linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_end, self.cfg.epsilon_decay_steps,
-                                       self.env_steps)
-        actions, _ = self.act(self.ts)
+        actions = self.act_step()
         next_ts = env.step(actions)
         tracker(next_ts)
+        return self.record_step(actions, next_ts, env)
+
+    def set_step(self, step: int) -> None:
+        """The exploration rate of env step ``step`` (epsilon's linear schedule)."""
+        self.epsilon = linear_schedule(self.cfg.epsilon_start, self.cfg.epsilon_end, self.cfg.epsilon_decay_steps,
+                                       step)
+
+    # ``collect`` in two halves, for several learners sharing one env (fastmarl.algos.lockstep)
+    @torch.no_grad()
+    def act_step(self) -> dict[str, Tensor]:
+        """Epsilon-greedy actions group -> (E, A_g) at the current TimeStep (epsilon of this env step)."""
+        self.set_step(self.env_steps)
+        return self.act(self.ts)[0]
+
+    @torch.no_grad()
+    def record_step(self, actions: dict[str, Tensor], next_ts: TimeStep, env) -> int:
+        """Keep the step ``actions -> next_ts`` for ``update``; returns the env steps."""
         self._running += sum(r.sum(-1) for r in next_ts.reward.values()) / self.spec.num_agents
         self._finished.append(self._running[next_ts.done])
         self._running = torch.where(next_ts.done, 0.0, self._running)

@@ -3,6 +3,8 @@
 :mod:`fastmarl.analysis.comm`: emergent-communication measures (message entropy,
 speaker consistency, instantaneous coordination, causal influence, ablations,
 attention entropy) with bias-corrected information estimators.
+:mod:`fastmarl.analysis.elo`: Elo updates, the maximum-likelihood Elo fit and matrix scores;
+:mod:`fastmarl.analysis.competitive`: a competitive run's snapshot matrix, ratings and exploitability.
 """
 
 from fastmarl.analysis.comm import (

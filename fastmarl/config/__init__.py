@@ -11,6 +11,7 @@
 - :mod:`~fastmarl.config.offpolicy`: ``SACConfig`` / ``DDPGConfig`` and ``validate_offpolicy`` (MASAC,
   ISAC, MADDPG, IDDPG);
 - :mod:`~fastmarl.config.tabular`: ``TabularConfig`` (tabular IQL).
+- :mod:`~fastmarl.config.competitive`: ``CompetitiveConfig`` / ``GroupSetup`` (self-play, ``fastmarl selfplay``).
 
 ``config_class(algo)`` is the config class of an algorithm and ``config_from_saved(d)``
 rebuilds a run's saved ``config.json``: the CLI and the run directories use these.

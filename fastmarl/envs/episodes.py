@@ -99,12 +99,14 @@ class EpisodeTracker:
 
 @torch.no_grad()
 def evaluate_policy(policy: Policy, env, deterministic: bool = True, seed: int = 0,
-                    max_steps: int | None = None) -> dict[str, float]:
+                    max_steps: int | None = None, episodes: dict[str, list[float]] | None = None) -> dict[str, float]:
     """Run one episode in each of ``env.num_envs`` envs (so N episodes = an env
     with num_envs=N); return mean/std of the per-agent return (on a competitive env: of each
     group's, ``return/<g>`` and ``return_std/<g>``, and no overall one), per-group means
     and the mean episode length. The env is reset with ``seed``, so the same seed
-    gives the same start states: comparisons between checkpoints are paired."""
+    gives the same start states: comparisons between checkpoints are paired.
+    ``episodes``, if given, receives the per-episode values behind the means (``return``,
+    ``return/<g>``, ``episode_length``: lists of ``num_envs`` floats)."""
     spec: EnvSpec = env.spec
     E = env.num_envs
     if max_steps is None:
@@ -128,16 +130,19 @@ def evaluate_policy(policy: Policy, env, deterministic: bool = True, seed: int =
             if bool(finished.all()):
                 break
     out: dict[str, float] = {}
+    values: dict[str, torch.Tensor] = {}
     if not spec.competitive:
-        per_agent = sum(returns.values()) / spec.num_agents
+        per_agent = values["return"] = sum(returns.values()) / spec.num_agents
         out = {"return": per_agent.mean().item(), "return_std": per_agent.std().item() if E > 1 else 0.0}
     out.update({"episode_length": length.mean().item(), "episodes": float(finished.sum().item())})
     if len(spec.groups) > 1:
         for n, g in spec.groups.items():
-            group = returns[n] / g.num_agents
+            group = values[f"return/{n}"] = returns[n] / g.num_agents
             out[f"return/{n}"] = group.mean().item()
             if spec.competitive:
                 out[f"return_std/{n}"] = group.std().item() if E > 1 else 0.0
+    if episodes is not None:
+        episodes.update({k: v.tolist() for k, v in values.items()}, episode_length=length.tolist())
     return out
 
 

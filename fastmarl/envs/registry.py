@@ -19,6 +19,7 @@ import torch
 
 from fastmarl.envs.api import check_device
 from fastmarl.envs.influence import make_influence
+from fastmarl.envs.lbf import lbf_factory, lbf_ids
 from fastmarl.envs.market import make_market
 from fastmarl.envs.matrix import GAMES, matrix_factory
 from fastmarl.envs.mpe.core import MPEEnv, check_kwargs
@@ -103,13 +104,19 @@ def _unknown_id_message(env_id: str) -> str:
     listed = sorted(e.env_id for e in _REGISTRY.values() if e.listed)
     variants = sorted({e.family for e in _REGISTRY.values() if not e.listed})
     more = (f"; plus {len(_REGISTRY) - len(listed):,} variant ids ({', '.join(variants)}: their "
-            "reference packages' ids, e.g. 'rware-small-4ag-v2')") if variants else ""
+            "reference packages' ids, e.g. 'rware-small-4ag-v2', 'Foraging-2s-10x10-3p-3f-v3')") if variants else ""
     return (f"unknown env id (`fastmarl envs` describes them): {env_id!r}"
             + (f" (did you mean {close[0]!r}?)" if close else "") + f"; valid: {listed}{more}")
 
 
 def list_envs() -> list[EnvEntry]:
     return sorted((e for e in _REGISTRY.values() if e.listed), key=lambda e: (e.family, e.env_id))
+
+
+def env_family(env_id: str) -> str | None:
+    """The family a registered env id belongs to (``mpe``, ``applications``, ...); None if unregistered."""
+    entry = _REGISTRY.get(env_id)
+    return entry.family if entry is not None else None
 
 
 # -- matrix games (family "matrix"; fastmarl.envs.matrix) ---------------------------
@@ -143,3 +150,8 @@ register("market_v0", make_market, "applications",
 for _id, _kw in rware_ids().items():
     register(_id, rware_factory(_id, _kw), "rware", "robots fetch requested shelves to the goals of a warehouse (RWARE; "
              "rware[-img|-imgdict][-Nd]-{tiny,small,medium,large}-{1..19}ag[-easy|-hard]-v2)", listed=_id == "rware-tiny-2ag-v2")
+
+# -- level-based foraging (family "lbf"; fastmarl.envs.lbf): every id lbforaging==2.0.0 registers; one listed
+for _id, _kw in lbf_ids().items():
+    register(_id, lbf_factory(_id, _kw), "lbf", "levelled players load levelled food together (LBF; "
+             "Foraging[-2s]-{5..19}x{5..19}-{2..9}p-{1..4}f[-coop]-v3)", listed=_id == "Foraging-8x8-2p-2f-coop-v3")

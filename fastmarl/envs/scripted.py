@@ -117,6 +117,8 @@ class RandomPolicy:
                 w = torch.ones(E, A, g.action_dim, device=obs.device)
                 if ts.action_mask is not None and name in ts.action_mask:
                     w = w * ts.action_mask[name]
+                    # a row without legal actions (a dead agent, or not its turn): its action is ignored
+                    w = torch.where(w.sum(-1, keepdim=True) > 0, w, 1.0)
                 out[name] = torch.multinomial(w.view(E * A, -1), 1, generator=generator).view(E, A)
             else:
                 low = torch.as_tensor(g.action_space.low, device=obs.device, dtype=obs.dtype)

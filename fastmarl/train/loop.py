@@ -8,7 +8,9 @@ until the run's env-step budget is spent, and does once, for every algorithm:
   training env (:class:`EpisodeTracker`), ``metrics.csv`` and TensorBoard;
 - evaluation every ``eval_interval`` env steps and at the end, on separate envs
   seeded ``seed + EVAL_SEED_OFFSET`` (one episode per env, ``eval_episodes`` envs)
-  in each of the learner's ``eval_modes``: ``eval.csv`` and the learning curve;
+  in each of the learner's ``eval_modes`` (or the row of the learner's own
+  ``evaluate(env, seed)``, where it has one: self-play's per-group returns):
+  ``eval.csv`` and the learning curve;
 - checkpoints every ``checkpoint_interval`` env steps and at the end (weights,
   trainer state, env state, episode statistics, this loop's own state, the
   learner's extra tensor files), and exact resume from the latest one;
@@ -16,8 +18,18 @@ until the run's env-step budget is spent, and does once, for every algorithm:
   (after a checkpoint, so it can be resumed); an exception it raises ends the
   run as a crash would;
 - a GIF of a deterministic evaluation episode at the end;
+- ``marl_eval.json`` at the end (:mod:`fastmarl.train.marl_eval`): every evaluation's per-episode
+  deterministic returns and the final policy's over 10x the episodes, in marl-eval's layout;
+- ``references.json`` at the first evaluation: the returns of uniform random play and of the env's
+  scripted controller where it has one (:mod:`fastmarl.envs.references`), drawn on the learning curve;
 - a NaN or infinite loss (``NonFiniteLoss`` from ``update``) stops the run, naming the
-  env step, the loss and the last good checkpoint.
+  env step, the loss and the last good checkpoint;
+- memory that stays flat over long runs: after each evaluation and checkpoint,
+  :func:`release_memory` collects the reference cycles they leave (matplotlib figures,
+  serialisation buffers; about 3 MB an evaluation otherwise, freed only by a rare full
+  collection) and hands freed heap pages back to the OS (``malloc_trim`` on glibc), which
+  otherwise keeps them fragmented: without it a MAPPO run's resident memory rose about 5%
+  per 10 evaluations (``benchmarks/soak.py``, ``docs/benchmarks.md``).
 
 Without a run directory (``run=None``) nothing is written: the result holds the
 log rows and evaluations.
@@ -25,6 +37,10 @@ log rows and evaluations.
 
 from __future__ import annotations
 
+import ctypes
+import gc
+import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +52,11 @@ from torch import Tensor
 from fastmarl.algos.learner import Learner, NonFiniteLoss
 from fastmarl.config import EVAL_SEED_OFFSET
 from fastmarl.envs.episodes import EpisodeTracker, evaluate_policy, format_headline, headline, record_episode
+from fastmarl.envs.references import reference_policies
+from fastmarl.train import marl_eval
 from fastmarl.train.checkpoint import (
     CheckpointError,
+    atomic_write_text,
     env_state_dict,
     latest_checkpoint,
     load_checkpoint,
@@ -46,6 +65,9 @@ from fastmarl.train.checkpoint import (
     save_checkpoint,
 )
 from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
+
+REFERENCES = "references.json"
+ABSOLUTE_SEED = 7919  # the absolute metrics' episodes are seeded apart from the evaluations'
 
 # (num_envs, seed, render) -> a batched env of the run's task
 EnvFactory = Callable[[int, int, bool], Any]
@@ -110,6 +132,7 @@ class LoopSettings:
     progress: bool
     title: str  # "mappo simple_spread_v3"
     info: dict[str, Any]  # written into every checkpoint manifest (algo, env)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)  # the env's settings (reference policies, marl-eval task)
 
     @classmethod
     def of(cls, cfg) -> "LoopSettings":
@@ -117,7 +140,7 @@ class LoopSettings:
                    eval_interval=cfg.eval_interval, eval_episodes=cfg.eval_episodes,
                    checkpoint_interval=cfg.checkpoint_interval, keep_checkpoints=cfg.keep_checkpoints,
                    gif=cfg.gif, tensorboard=cfg.tensorboard, progress=cfg.progress, title=f"{cfg.algo} {cfg.env}",
-                   info={"algo": cfg.algo, "env": cfg.env})
+                   info={"algo": cfg.algo, "env": cfg.env}, env_kwargs=dict(cfg.env_kwargs))
 
 
 def eval_key(key: str, mode: str) -> str:
@@ -131,13 +154,38 @@ def crossed(prev: int, now: int, interval: int) -> bool:
     return interval > 0 and now // interval > prev // interval
 
 
-def evaluate(policy, env, modes: tuple[str, ...], seed: int) -> dict[str, float]:
-    """Evaluation rows of ``policy`` in each mode ("det", "stoch"), keys suffixed by mode."""
+def evaluate(policy, env, modes: tuple[str, ...], seed: int,
+             episodes: dict[str, list[float]] | None = None) -> dict[str, float]:
+    """Evaluation rows of ``policy`` in each mode ("det", "stoch"), keys suffixed by mode;
+    ``episodes`` receives the first mode's per-episode values (``evaluate_policy``)."""
     row: dict[str, float] = {}
-    for mode in modes:
-        res = evaluate_policy(policy, env, deterministic=mode == "det", seed=seed)
+    for i, mode in enumerate(modes):
+        res = evaluate_policy(policy, env, deterministic=mode == "det", seed=seed,
+                              episodes=episodes if i == 0 else None)
         row.update({eval_key(k, mode): v for k, v in res.items()})
     return row
+
+
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None).malloc_trim  # glibc only (musl has none)
+    except (AttributeError, OSError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_TRIM = _malloc_trim()
+
+
+def release_memory() -> None:
+    """Collect garbage cycles, then return the C heap's free pages to the OS where the libc can
+    (glibc ``malloc_trim(0)``); a no-op elsewhere. Tens of milliseconds: call it rarely."""
+    gc.collect()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def _mean(values: list[float | Tensor]) -> float:
@@ -159,12 +207,15 @@ class Loop:
         self.metrics_acc: dict[str, list[float | Tensor]] = {}
         self.history: list[dict[str, float]] = []
         self.evals: list[dict[str, float]] = []
+        self.episode_evals: list[dict[str, Any]] = []  # per evaluation: step and per-episode values (marl-eval)
+        self.references: dict[str, dict[str, float]] | None = None
         self.last_train: dict[str, float] = {}
         self.logger: Logger | None = None
         self.resumed_step: int | None = None
         self._eval_env = None
         self._train_time = 0.0  # seconds in collect/update since the last log row (its steps/s)
         self._train_steps = 0
+        self._next_release = 0.0
 
     # -- state ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -196,6 +247,7 @@ class Loop:
         self.tracker.load_state_dict(trainer["tracker"])
         self.metrics_acc = {k: list(v) for k, v in loop.get("metrics_acc", {}).items()}
         self.history, self.evals = list(loop.get("history", [])), list(loop.get("evals", []))
+        self.episode_evals = list(loop.get("episode_evals", []))  # absent: a checkpoint from before marl-eval files
         self.last_train = dict(loop.get("last_train", {}))
         if "torch_rng" in loop:
             torch.set_rng_state(loop["torch_rng"])
@@ -207,7 +259,7 @@ class Loop:
             return
         a = self.learner
         loop = {"metrics_acc": self.metrics_acc, "history": self.history, "evals": self.evals,
-                "last_train": self.last_train, "torch_rng": torch.get_rng_state()}
+                "episode_evals": self.episode_evals, "last_train": self.last_train, "torch_rng": torch.get_rng_state()}
         trainer = {"algo": a.trainer_state(), "env": env_state_dict(self.env), "tracker": self.tracker.state_dict(),
                    "loop": loop}
         info = {"iteration": self.iteration, "elapsed": self.elapsed(), **self.s.info}
@@ -273,6 +325,9 @@ class Loop:
                 checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
                 if checkpointed:
                     self.checkpoint()
+                if (evaluated or (checkpointed and self.run_dir is not None)) and time.perf_counter() > self._next_release:
+                    release_memory()  # at most every few seconds: short test runs that evaluate often stay fast
+                    self._next_release = time.perf_counter() + 5.0
                 if self.callback is not None and self.callback(
                         LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None,
                                  evaluated)):
@@ -282,6 +337,8 @@ class Loop:
                     break
         if s.gif and self.run_dir is not None and not stopped:
             self.gif()
+        if self.run_dir is not None and not stopped and s.eval_episodes and self.episode_evals:
+            self.write_marl_eval()
         return self.result(stopped)
 
     def log(self) -> dict[str, float]:
@@ -301,16 +358,58 @@ class Loop:
         s = self.s
         if self._eval_env is None:
             self._eval_env = self.make_env(s.eval_episodes, s.seed + EVAL_SEED_OFFSET, False)
-        row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
-                                             s.seed + EVAL_SEED_OFFSET)}
+        own = getattr(self.learner, "evaluate", None)  # a learner with its own evaluation row (self-play)
+        if own is not None:  # (no per-episode values: no marl_eval.json)
+            row = {"step": self.step, **own(self._eval_env, s.seed + EVAL_SEED_OFFSET)}
+        else:
+            episodes: dict[str, list[float]] = {}
+            row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
+                                                 s.seed + EVAL_SEED_OFFSET, episodes)}
+            self.episode_evals.append({"step": self.step, **episodes})
         self.evals.append(row)
         now = self.elapsed()
         if self.logger is not None:
             self.logger.log({**row, "time": now}, kind="eval")
-            plot_learning_curve(self.run_dir, s.title.replace(" ", " on ", 1))
-        names = {"det": "deterministic", "stoch": "stochastic"}
-        returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}" for m in self.learner.eval_modes)
+            plot_learning_curve(self.run_dir, s.title.replace(" ", " on ", 1), self.reference_returns())
+        if own is not None:
+            returns = "  ".join(f"{k}={v:.2f}" for k, v in row.items() if k.startswith("return"))
+        else:
+            names = {"det": "deterministic", "stoch": "stochastic"}
+            returns = "; ".join(f"{names.get(m, m)} {format_headline(row, f'return_{m}')}"
+                                for m in self.learner.eval_modes)
         bar.console.print(f"step {self.step:>10,}  {now:6.1f}s  eval return: {returns}")
+
+    def reference_returns(self) -> dict[str, dict[str, float]]:
+        """name -> headline returns of the env's reference policies (random, scripted), evaluated once
+        like the learner and kept in ``references.json``."""
+        if self.references is None:
+            path = self.run_dir.path / REFERENCES
+            if path.is_file():
+                self.references = json.loads(path.read_text())
+            else:
+                seed, self.references = self.s.seed + EVAL_SEED_OFFSET, {}
+                for name, pol in reference_policies(self._eval_env, self.s.env_kwargs).items():
+                    try:
+                        self.references[name] = headline(evaluate_policy(pol, self._eval_env, True, seed))
+                    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # a line on a plot: never fatal
+                        _progress(False).console.print(f"[yellow]warning:[/] the {name} reference policy could not "
+                                                       f"play {self.s.info['env']} ({e}); the curve omits it")
+                atomic_write_text(path, json.dumps(self.references, indent=2) + "\n")
+        return self.references
+
+    def write_marl_eval(self) -> Path:
+        """``marl_eval.json``: every evaluation's per-episode values, and the final policy's over
+        ``ABSOLUTE_FACTOR`` x ``eval_episodes`` fresh episodes (the absolute metrics)."""
+        absolute: dict[str, list[float]] = {}
+        for k in range(marl_eval.ABSOLUTE_FACTOR):
+            part: dict[str, list[float]] = {}
+            evaluate_policy(self.learner, self._eval_env, True, self.s.seed + EVAL_SEED_OFFSET + ABSOLUTE_SEED + k,
+                            episodes=part)
+            for key, values in part.items():
+                absolute.setdefault(key, []).extend(values)
+        info = self.s.info
+        return marl_eval.write_run(self.run_dir.path, info["env"], self.s.env_kwargs, info["algo"], self.s.seed,
+                                   self.episode_evals, absolute)
 
     def gif(self) -> None:
         seed = self.s.seed + EVAL_SEED_OFFSET

@@ -9,7 +9,9 @@
   return, losses, ...); ``eval.csv``: one row per evaluation;
 - ``tb/``: the same as TensorBoard events;
 - ``checkpoints/``: see :mod:`fastmarl.train.checkpoint`;
-- ``learning_curve.png`` and ``episode.gif``.
+- ``learning_curve.png`` (with the random and scripted reference returns of ``references.json``)
+  and ``episode.gif``;
+- ``marl_eval.json``: the evaluations in marl-eval's layout (:mod:`fastmarl.train.marl_eval`).
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ class RunDir:
         name = cfg.name or default_run_name(cfg)
         path = Path(cfg.runs_dir) / name
         if path.exists() and any(path.iterdir()):
-            raise ConfigError(f"run directory {path} already exists; resume it with `fastmarl train --resume {path}` "
-                              "or choose another --name")
+            command = "selfplay" if cfg.algo == "selfplay" else "train"
+            raise ConfigError(f"run directory {path} already exists; resume it with `fastmarl {command} --resume "
+                              f"{path}` or choose another --name")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         cfg.name = name
@@ -103,8 +106,9 @@ class RunDir:
         d = json.loads(self.config_path.read_text())
         if isinstance(d, dict) and d.get("kind") == "competitive":
             raise ConfigError(f"{self.path} is a competitive (self-play) run: its policies are snapshots in its pool; "
-                              f"use fastmarl.train.competitive (evaluate_matrix, exploitability, or a frozen group "
-                              f"pointing at a snapshot) instead of `fastmarl eval/render/train --resume`")
+                              f"use fastmarl.analysis.competitive (evaluate_matrix, exploitability), a frozen group pointing at "
+                              f"a snapshot, or `fastmarl selfplay --resume {self.path}` instead of "
+                              f"`fastmarl eval/render/train --resume`")
         return config_from_saved(d)
 
     def write_config(self, cfg: RunConfig) -> None:
@@ -181,9 +185,12 @@ class Logger:
             self.tb.close()
 
 
-def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
+def plot_learning_curve(run: RunDir, title: str = "",
+                        references: dict[str, dict[str, float]] | None = None) -> Path | None:
     """learning_curve.png: training return and evaluation returns vs env steps and vs wall time (one
-    line per group on a competitive env, whose rows have per-group returns only)."""
+    line per group on a competitive env, whose rows have per-group returns only), and a dotted
+    horizontal line per reference policy (``references``: name -> its headline returns, e.g.
+    ``{"random": {"return": -27.1}, "scripted": {"return": -8.0}}``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -197,6 +204,7 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
     for ax, x in zip(axes, ("step", "time")):
         for rows, base, label, style in [(train, "return", "train (stochastic)", "-"),
                                          (evals, "return_det", "eval deterministic", "o-"),
+                                         (evals, "return", "eval", "o-"),  # self-play's own evaluation row
                                          (evals, "return_stoch", "eval stochastic", "s--")]:
             columns = rows[0].keys() if rows else ()
             keys = [base] if base in columns else [k for k in columns if k.startswith(base + "/")]
@@ -205,6 +213,11 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
                 if pts:
                     group = key.partition("/")[2]
                     ax.plot(*zip(*pts), style, label=f"{label} {group}".rstrip(), markersize=4)
+        for (name, rets), color in zip((references or {}).items(), ("tab:gray", "black", "tab:purple")):
+            for key, value in rets.items():
+                group = key.partition("/")[2]
+                ax.axhline(value, color=color, linestyle=":", linewidth=1.5,
+                           label=f"{name} {group + ' ' if group else ''}{value:.2f}")
         ax.set_xlabel("env steps" if x == "step" else "wall time (s)")
         ax.set_ylabel("return per agent")
         ax.grid(alpha=0.3)
@@ -216,3 +229,31 @@ def plot_learning_curve(run: RunDir, title: str = "") -> Path | None:
     plt.close(fig)
     os.replace(tmp, run.curve_png)
     return run.curve_png
+
+
+def plot_returns(run: RunDir, title: str = "") -> Path | None:
+    """returns.png: per-group training return vs env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = CSVLog(run.metrics_csv).rows()
+    keys = [k for k in (rows[0] if rows else {}) if k.startswith("return")]
+    if not keys:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for k in keys:
+        pts = [(float(r["step"]), float(r[k])) for r in rows if r.get(k) not in (None, "")]
+        if pts:
+            ax.plot(*zip(*pts), label=k)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("training return per agent")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    out = run.path / "returns.png"
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+    return out

@@ -7,7 +7,7 @@ builds the env and the config's learner and runs the one training loop
 unless ``runs_dir`` is None; ``train(resume="runs/NAME")`` continues a run from its
 last checkpoint, exactly where it stopped (same weights, optimizer, RNG, env state
 and, for the Q family, replay buffer: on CPU the result equals an uninterrupted
-run's). ``evaluate_run``, ``render_run`` and ``load_policy`` load a run's checkpoint,
+run's). ``evaluate_run``, ``render_run`` and ``load_run`` load a run's checkpoint,
 whatever its algorithm (the ``"algo"`` saved in its config.json).
 """
 
@@ -240,7 +240,7 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
         loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
                     callback)
         if resume is not None:
-            loop.restore(_resume_checkpoint(run), device)
+            loop.restore(resume_checkpoint(run), device)
             run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
         else:
             loop.start()
@@ -255,7 +255,7 @@ def _close(env) -> None:
         close()
 
 
-def _resume_checkpoint(run: RunDir) -> Path:
+def resume_checkpoint(run: RunDir) -> Path:
     """The checkpoint a resume continues from: the newest valid one. First removes what killed
     writes left in the run directory and its checkpoints folder; a damaged newer checkpoint is
     renamed ``damaged-step_*`` (kept, never deleted; the resumed run writes that step anew), and
@@ -311,12 +311,17 @@ def train_tabular(env, cfg: TabularConfig | None = None, discretizers: dict[str,
 
 # -- loading a run ----------------------------------------------------------------
 
-def load_policy(run_dir: str | Path, checkpoint: str | Path | None = None, num_envs: int = 1,
-                render: bool = False) -> tuple[PPO | QLearner, RunConfig, Any, dict]:
-    """(policy, config, env with ``num_envs`` envs, checkpoint manifest) of a run: the learner of its
-    algorithm with the checkpoint's weights (a Q-learner's epsilon as at that step)."""
+def load_run(run_dir: str | Path, checkpoint: str | Path | None = None, num_envs: int = 1,
+             render: bool = False, device: str | None = None) -> tuple[Any, RunConfig, Any, dict]:
+    """(learner, config, env with ``num_envs`` envs, checkpoint manifest) of a run: the learner of its
+    algorithm with the checkpoint's weights (a Q-learner's epsilon as at that step), on the run's device
+    or ``device``. Needs only a valid model file: a damaged trainer state does not matter.
+    (``fastmarl.load_policy`` wraps this for acting on PettingZoo-style dicts.)"""
     run = RunDir.open(run_dir)
     cfg = run.read_config()
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    check_env_settings(cfg)  # a device this machine lacks is named in one line
     ckpt = _policy_checkpoint(run, checkpoint)
     env = _make_env(cfg, num_envs, cfg.seed + EVAL_SEED_OFFSET, render)
     learner = build_learner(cfg, env.spec, cfg.device)
@@ -331,7 +336,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Pat
                  seed: int | None = None) -> dict[str, float]:
     """Deterministic and stochastic evaluation of a run's checkpoint (default: latest)."""
     check_int("episodes", episodes, 1)
-    algo, cfg, env, manifest = load_policy(run_dir, checkpoint, num_envs=episodes)
+    algo, cfg, env, manifest = load_run(run_dir, checkpoint, num_envs=episodes)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     try:
         return {"step": manifest["step"], **evaluate(algo, env, ("det", "stoch"), seed)}
@@ -342,6 +347,6 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Pat
 def render_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
                deterministic: bool = True, seed: int | None = None) -> Path:
     """GIF of one episode of a run's policy (default: runs/NAME/episode.gif)."""
-    algo, cfg, env, _ = load_policy(run_dir, checkpoint, num_envs=1, render=True)
+    algo, cfg, env, _ = load_run(run_dir, checkpoint, num_envs=1, render=True)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
     return record_episode(algo, env, out or RunDir(run_dir).gif, deterministic=deterministic, seed=seed)
