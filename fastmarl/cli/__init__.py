@@ -20,6 +20,7 @@ COMMANDS = {
     "eval": ("fastmarl.cli.train", "eval_main", "evaluate a run directory"),
     "render": ("fastmarl.cli.train", "render_main", "render an episode of a run to a GIF"),
     "export": ("fastmarl.cli.export", "main", "export a run's actors to ONNX: `fastmarl export runs/NAME`"),
+    "sweep": ("fastmarl.cli.sweep", "main", "a grid of training runs (or a search) as Ray Tune trials, with a summary"),
     "selfplay": ("fastmarl.cli.selfplay", "main",
                  "competitive training with self-play pools, Elo ratings and exploitability"),
 }

@@ -17,12 +17,13 @@ import math
 import re
 import typing
 import warnings
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tyro
 import tyro.extras
 
 from fastmarl.envs.api import EnvSpec, check_device, check_known_keys, memory_available
+from fastmarl.envs.workers import BACKENDS
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation envs are seeded seed + this: they never share start states with training
 
@@ -64,6 +65,7 @@ def parse_env_kwargs(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 StepCount = Annotated[int, tyro.constructors.PrimitiveConstructorSpec(
     nargs=1, metavar="INT", instance_from_str=_parse_count,
     is_instance=lambda x: isinstance(x, int), str_from_instance=lambda x: [str(x)])]
+EnvBackend = Literal["inprocess", "process", "ray"]  # fastmarl.envs.workers.BACKENDS, for --env-backend
 EnvKwargs = Annotated[dict[str, Any], tyro.constructors.PrimitiveConstructorSpec(
     nargs="*", metavar="KEY=VALUE", instance_from_str=parse_env_kwargs,
     is_instance=lambda x: isinstance(x, dict), str_from_instance=lambda d: [f"{k}={v!r}" for k, v in d.items()])]
@@ -192,6 +194,22 @@ def check_env_settings(cfg: Any) -> None:
         check_device(cfg.device)
     except ValueError as e:
         raise ConfigError(str(e), ("device",)) from None
+    backend, workers = getattr(cfg, "env_backend", "inprocess"), getattr(cfg, "env_workers", None)
+    if backend not in BACKENDS:
+        raise ConfigError(f"env_backend must be one of {list(BACKENDS)}, got {backend!r}", ("env_backend",))
+    if backend != "inprocess" and not str(cfg.env).startswith("pz:"):
+        raise ConfigError(f"env_backend={backend!r} steps a PettingZoo env (env='pz:<module>') in workers; "
+                          f"{cfg.env!r} is batched on the torch device already: leave env_backend at 'inprocess'",
+                          ("env_backend",))
+    if workers is not None:
+        if backend == "inprocess":
+            raise ConfigError("env_workers sets the workers of env_backend 'process' or 'ray'; with 'inprocess' "
+                              "the envs are stepped in this process (set env_backend, or leave env_workers out)",
+                              ("env_workers", "env_backend"))
+        check_int("env_workers", workers, 1)
+        if workers > cfg.num_envs:
+            raise ConfigError(f"env_workers={workers} is more than num_envs={cfg.num_envs}: each worker steps at "
+                              "least one env", ("env_workers", "num_envs"))
     if not isinstance(cfg.env_kwargs, dict):
         raise ConfigError(f"env_kwargs must be a mapping of keyword arguments, got {cfg.env_kwargs!r}")
     for k, v in cfg.env_kwargs.items():

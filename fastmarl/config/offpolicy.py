@@ -22,6 +22,7 @@ import tyro
 from fastmarl.config.algorithms import algo_spec, applicable_algorithms
 from fastmarl.config.base import (
     ConfigError,
+    EnvBackend,
     EnvKwargs,
     StepCount,
     check_int,
@@ -53,6 +54,11 @@ class OffPolicyConfig:
     """torch device"""
     threads: int | None = None
     """torch CPU threads (None: torch's default)"""
+    env_backend: EnvBackend = "inprocess"
+    """where a pz: env's copies are stepped: inprocess (a loop in this process), process (--env-workers
+    subprocesses on this machine) or ray (--env-workers Ray actors; pip install 'fastmarl[ray]'); same results"""
+    env_workers: int | None = None
+    """workers of --env-backend process or ray (None: one per CPU core, at most num_envs)"""
 
     buffer_size: int = 8000
     """episodes (or chunks of max_seq_len steps) kept in the replay buffer (200k transitions of 25-step MPE)"""

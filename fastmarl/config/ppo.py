@@ -19,6 +19,7 @@ import tyro
 from fastmarl.config.algorithms import algo_spec
 from fastmarl.config.base import (
     ConfigError,
+    EnvBackend,
     EnvKwargs,
     StepCount,
     check_at_least,
@@ -155,6 +156,11 @@ class TrainConfig:
     """show a progress bar"""
     threads: int | None = None
     """torch CPU threads (None: torch's default)"""
+    env_backend: EnvBackend = "inprocess"
+    """where a pz: env's copies are stepped: inprocess (a loop in this process), process (--env-workers
+    subprocesses on this machine) or ray (--env-workers Ray actors; pip install 'fastmarl[ray]'); same results"""
+    env_workers: int | None = None
+    """workers of --env-backend process or ray (None: one per CPU core, at most num_envs)"""
     message_bits: int = 0
     """add a broadcast channel of this many bits per agent to the env (fastmarl.envs.comm_wrappers): each
     discrete action becomes a (move, message) pair, observations get the others' last messages; 0: none"""

@@ -10,6 +10,7 @@ everything ``from_pettingzoo`` returns follows the shapes of :mod:`fastmarl.envs
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Callable
 
@@ -31,15 +32,13 @@ from fastmarl.envs.api import (
     validate_actions,
 )
 from fastmarl.envs.mpe.core import group_of_name
+from fastmarl.envs.workers import BACKENDS, WorkerVecEnv, actions_to_numpy, arrays_to_timestep, sub_seed
 
-__all__ = ["from_pettingzoo", "PettingZooVecEnv", "sub_seed"]
+__all__ = ["from_pettingzoo", "PettingZooVecEnv", "sub_seed", "BACKENDS"]
 
 
-def sub_seed(seed: int, index: int) -> int:
-    """Seed of env ``index`` in a batch seeded with ``seed``. Derived with numpy's
-    SeedSequence so that runs with neighbouring seeds share no env seeds (with
-    ``seed + index``, seeds 0 and 1 would share all but one env)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+def _copy(bufs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {g: b.copy() for g, b in bufs.items()}
 
 
 def _as_parallel(env: Any) -> ParallelEnv:
@@ -143,16 +142,19 @@ class PettingZooVecEnv:
 
     def __init__(self, env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
                  seed: int | None = None, group_fn: Callable[[str], str] | None = None, need_state: bool = True,
-                 teams: tuple[tuple[str, ...], ...] | None = None):
+                 teams: tuple[tuple[str, ...], ...] | None = None, env_offset: int = 0):
         if not isinstance(num_envs, int) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive int, got {num_envs!r}")
         self.num_envs = num_envs
+        self.env_offset = env_offset  # a worker's share of a bigger batch: env i is env env_offset + i of it
+        self.send_state = False  # a worker sets this: its step and reset arrays then carry the state
         self.device = check_device(device)
         self.need_state = need_state
         self._last_state: dict[int, np.ndarray] = {}  # env index -> its last state() that did not raise
         self._warned_state = False
         self.envs: list[ParallelEnv] = [_as_parallel(env_fn()) for _ in range(num_envs)]
-        first = [env.reset(seed=None if seed is None else sub_seed(seed, i)) for i, env in enumerate(self.envs)]
+        first = [env.reset(seed=None if seed is None else sub_seed(seed, env_offset + i))
+                 for i, env in enumerate(self.envs)]
         e0 = self.envs[0]
         agents = list(getattr(e0, "possible_agents", None) or e0.agents)
         group_fn = group_fn or group_of_name
@@ -246,9 +248,6 @@ class PettingZooVecEnv:
             raise KeyError(f"agent {agent!r} is not in possible_agents {list(self._where)}; agents created "
                            "during an episode are not supported") from None
 
-    def _tensors(self, bufs: dict[str, np.ndarray]) -> dict[str, Tensor]:
-        return {g: torch.from_numpy(b.copy()).to(self.device) for g, b in bufs.items()}
-
     def _state_np(self, e: int) -> np.ndarray:
         st = np.asarray(self.envs[e].state(), dtype=np.float32).reshape(-1)
         self._last_state[e] = st
@@ -268,31 +267,28 @@ class PettingZooVecEnv:
             last = self._last_state.get(e)
             return last if last is not None else np.zeros(self.spec.state_dim, np.float32)
 
-    # -- API -------------------------------------------------------------------
-    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
-        """Reset all envs, or those where ``mask`` (E,) bool is True; env ``i``
-        gets seed ``sub_seed(seed, i)`` (None: its RNG continues)."""
-        E = self.num_envs
-        if mask is None:
-            idx = range(E)
-        else:
-            idx = torch.nonzero(reset_mask(mask, E, torch.device('cpu'))).reshape(-1).tolist()
-        for e in idx:
-            obs, infos = self.envs[e].reset(seed=None if seed is None else sub_seed(seed, e))
+    # -- the numpy core (what a worker process runs) ------------------------------
+    def reset_arrays(self, seed: int | None = None, idx: list[int] | None = None) -> dict[str, Any]:
+        """Reset the envs ``idx`` (None: all); env ``i`` gets seed ``sub_seed(seed, env_offset + i)``.
+        Returns :func:`step_arrays`' dict for a reset (zero rewards, nothing ended)."""
+        for e in range(self.num_envs) if idx is None else idx:
+            obs, infos = self.envs[e].reset(seed=None if seed is None else sub_seed(seed, self.env_offset + e))
             self._load_env(e, obs, infos, self.envs[e].agents)
         self._was_reset = True
-        obs_t = self._tensors(self._obs)
-        f = torch.zeros(E, dtype=torch.bool, device=self.device)
-        zeros = {g: torch.zeros(E, s.num_agents, device=self.device) for g, s in self.spec.groups.items()}
-        return TimeStep(obs=obs_t, reward=zeros, terminated=f, truncated=f.clone(), final_obs=obs_t,
-                        action_mask=self._tensors(self._mask) if self._mask is not None else None,
-                        alive=self._tensors(self._alive))
+        E = self.num_envs
+        obs = _copy(self._obs)
+        return {"obs": obs, "reward": {g: np.zeros_like(r) for g, r in self._reward.items()},
+                "terminated": np.zeros(E, bool), "truncated": np.zeros(E, bool), "final_obs": None,
+                "final_state": None, "action_mask": _copy(self._mask) if self._mask is not None else None,
+                "alive": _copy(self._alive), "state": self._state_or_none()}
 
-    def step(self, actions: dict[str, Tensor]) -> TimeStep:
-        """Step every env (a Python loop); auto-resets the envs whose episode ended."""
-        require_reset(self)
-        validate_actions(self.spec, actions, self.num_envs, self.device)
-        acts = {g: a.detach().cpu().numpy() for g, a in actions.items()}
+    def step_arrays(self, acts: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Step every env (a Python loop) with ``acts[g]`` (E, A_g[, D]) numpy; auto-resets the envs
+        whose episode ended. Returns numpy arrays: ``obs``/``reward``/``alive``/``action_mask``
+        group -> (E, A_g, ...), ``terminated``/``truncated`` (E,), ``final_obs`` (None when no env
+        ended), ``final_state`` (E, S) (None when no env ended or the state is not needed), and
+        ``state`` (E, S): the state after the step when ``need_state`` (None otherwise, or when the
+        env's ``state()`` raised: ``state()`` then raises it)."""
         E = self.num_envs
         term = np.zeros(E, bool)
         trunc = np.zeros(E, bool)
@@ -320,24 +316,53 @@ class PettingZooVecEnv:
                     final_state[e] = self._final_state_np(e)
                 obs, infos = env.reset(seed=None)
                 self._load_env(e, obs, infos, env.agents)
-        obs_t = self._tensors(self._obs)
-        fin_obs, fin_state = obs_t, None
+        out = {"obs": _copy(self._obs), "reward": _copy(self._reward), "terminated": term, "truncated": trunc,
+               "final_obs": None, "final_state": None,
+               "action_mask": _copy(self._mask) if self._mask is not None else None, "alive": _copy(self._alive)}
         if final_obs:
-            fin = {g: o.copy() for g, o in self._obs.items()}
+            fin = _copy(self._obs)
             for e, rows in final_obs.items():
                 for g in fin:
                     fin[g][e] = rows[g]
-            fin_obs = {g: torch.from_numpy(v).to(self.device) for g, v in fin.items()}
+            out["final_obs"] = fin
             if self.need_state and self.spec.state_dim > 0:
-                st = np.stack([final_state[e] if e in final_state else self._state_np(e) for e in range(E)])
-                fin_state = torch.from_numpy(st).to(self.device)
-        return TimeStep(
-            obs=obs_t, reward=self._tensors(self._reward),
-            terminated=torch.from_numpy(term).to(self.device), truncated=torch.from_numpy(trunc).to(self.device),
-            final_obs=fin_obs, final_state=fin_state,
-            action_mask=self._tensors(self._mask) if self._mask is not None else None,
-            alive=self._tensors(self._alive),
-        )
+                out["final_state"] = np.stack([final_state[e] if e in final_state else self._state_np(e)
+                                               for e in range(E)])
+        out["state"] = self._state_or_none()
+        return out
+
+    def state_array(self) -> np.ndarray:
+        """(E, state_dim) float32 numpy: each env's ``state()`` flattened."""
+        if self.spec.state_dim == 0:
+            raise RuntimeError(f"{self.spec.env_id}: the PettingZoo env does not implement state(), so this "
+                               "env has no global state (spec.state_dim == 0); use a critic over the "
+                               "concatenated observations instead")
+        return np.stack([self._state_np(e) for e in range(self.num_envs)])
+
+    def _state_or_none(self) -> np.ndarray | None:
+        """The state now, for the learners that read it every step (``need_state``), sent along with a
+        worker's step so that ``state()`` costs no second round trip."""
+        if not (self.send_state and self.need_state and self.spec.state_dim > 0):
+            return None
+        try:
+            return self.state_array()
+        except Exception:  # noqa: BLE001 (state() raises it again when it is asked for)
+            return None
+
+    # -- API -------------------------------------------------------------------
+    def reset(self, seed: int | None = None, mask: Tensor | None = None) -> TimeStep:
+        """Reset all envs, or those where ``mask`` (E,) bool is True; env ``i``
+        gets seed ``sub_seed(seed, i)`` (None: its RNG continues)."""
+        idx = None
+        if mask is not None:
+            idx = torch.nonzero(reset_mask(mask, self.num_envs, torch.device('cpu'))).reshape(-1).tolist()
+        return arrays_to_timestep(self.reset_arrays(seed, idx), self.device)
+
+    def step(self, actions: dict[str, Tensor]) -> TimeStep:
+        """Step every env (a Python loop); auto-resets the envs whose episode ended."""
+        require_reset(self)
+        validate_actions(self.spec, actions, self.num_envs, self.device)
+        return arrays_to_timestep(self.step_arrays(actions_to_numpy(actions)), self.device)
 
     def _pz_action(self, g: str, a: np.ndarray) -> Any:
         spec = self.spec.groups[g]
@@ -348,11 +373,7 @@ class PettingZooVecEnv:
 
     def state(self) -> Tensor:
         """(E, state_dim) float32: each env's ``state()`` flattened."""
-        if self.spec.state_dim == 0:
-            raise RuntimeError(f"{self.spec.env_id}: the PettingZoo env does not implement state(), so this "
-                               "env has no global state (spec.state_dim == 0); use a critic over the "
-                               "concatenated observations instead")
-        return torch.from_numpy(np.stack([self._state_np(e) for e in range(self.num_envs)])).to(self.device)
+        return torch.from_numpy(self.state_array()).to(self.device)
 
     def render(self, env_index: int = 0) -> np.ndarray:
         """RGB array (H, W, 3) uint8 of env ``env_index`` (its ``render()``)."""
@@ -371,14 +392,16 @@ class PettingZooVecEnv:
 
 def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torch.device = "cpu",
                     seed: int | None = None, group_fn: Callable[[str], str] | None = None,
-                    need_state: bool = True, teams: tuple[tuple[str, ...], ...] | None = None) -> PettingZooVecEnv:
+                    need_state: bool = True, teams: tuple[tuple[str, ...], ...] | None = None,
+                    backend: str = "inprocess", num_workers: int | None = None,
+                    **worker_options: Any) -> PettingZooVecEnv | WorkerVecEnv:
     """Batched fastmarl env over ``num_envs`` copies of a PettingZoo env.
 
     Args:
         env_fn: factory of a PettingZoo ``ParallelEnv`` or ``AECEnv`` (AEC envs are
             converted with ``aec_to_parallel``, or ``turn_based_aec_to_parallel``
             for turn-based games that are not parallelizable).
-        num_envs: number of copies (E), stepped in a Python loop.
+        num_envs: number of copies (E).
         device: torch device of every returned tensor.
         seed: env ``i`` is first reset with ``sub_seed(seed, i)``.
         group_fn: agent name -> group name; default: the name without ``_<index>``.
@@ -387,8 +410,27 @@ def from_pettingzoo(env_fn: Callable[[], Any], num_envs: int, device: str | torc
         teams: the groups that share an objective (``EnvSpec.teams``), e.g.
             ``(("adversary",), ("agent",))`` for mpe2's simple_tag; PettingZoo does not say,
             so the default (None) is one team: returns then average over every agent.
+        backend: ``"inprocess"`` (the envs stepped in a Python loop in this process),
+            ``"process"`` (``num_workers`` subprocesses on this machine) or ``"ray"``
+            (``num_workers`` Ray actors; needs ``pip install 'fastmarl[ray]'``), each stepping its
+            share of the envs: same API, same trajectories for the same seeds
+            (:mod:`fastmarl.envs.workers`; ``env_fn`` and ``group_fn`` are sent with cloudpickle).
+        num_workers: workers of the process and ray backends (default: one per CPU core, at
+            most ``num_envs``).
+        worker_options: ``max_restarts``, ``ray_options`` of
+            :class:`~fastmarl.envs.workers.WorkerVecEnv`.
 
     See :class:`PettingZooVecEnv` for masks, dead agents and episode ends.
     """
-    return PettingZooVecEnv(env_fn, num_envs, device=device, seed=seed, group_fn=group_fn, need_state=need_state,
-                            teams=teams)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if backend == "inprocess":
+        if num_workers is not None or worker_options:
+            given = (["num_workers"] if num_workers is not None else []) + sorted(worker_options)
+            raise ValueError(f"{given} configure the process and ray backends; backend='inprocess' has no workers")
+        return PettingZooVecEnv(env_fn, num_envs, device=device, seed=seed, group_fn=group_fn,
+                                need_state=need_state, teams=teams)
+    make_shard = functools.partial(PettingZooVecEnv, env_fn, device="cpu", group_fn=group_fn, need_state=need_state,
+                                   teams=teams)
+    return WorkerVecEnv(make_shard, num_envs, device=device, seed=seed, need_state=need_state, backend=backend,
+                        num_workers=num_workers, **worker_options)

@@ -85,6 +85,8 @@ class LoopInfo:
     row: dict[str, float] | None
     """the log row written at this step, if one was"""
     run_dir: Path | None
+    evaluation: dict[str, float] | None = None
+    """the evaluation row of this step (return_det, ...), if the loop evaluated at this step"""
 
 
 Callback = Callable[[LoopInfo], "bool | None"]
@@ -286,6 +288,9 @@ class Loop:
         finally:
             if self.logger is not None:
                 self.logger.close()
+            if self._eval_env is not None and hasattr(self._eval_env, "close"):
+                self._eval_env.close()  # its workers, with an env backend that has them
+                self._eval_env = None
 
     def _run(self) -> TrainResult:
         s, learner = self.s, self.learner
@@ -313,9 +318,10 @@ class Loop:
                 if last or crossed(prev, self.step, s.log_interval) or s.log_interval == 0:
                     row = self.log()
                     bar.update(task, completed=self.step, sps=f"{row['sps']:,.0f}", ret=format_headline(row))
-                evaluated = s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval))
-                if evaluated:
+                evaluated = None
+                if s.eval_episodes and (last or crossed(prev, self.step, s.eval_interval)):
                     self.evaluate(bar)
+                    evaluated = self.evals[-1]
                 checkpointed = last or crossed(prev, self.step, s.checkpoint_interval)
                 if checkpointed:
                     self.checkpoint()
@@ -323,7 +329,8 @@ class Loop:
                     release_memory()  # at most every few seconds: short test runs that evaluate often stay fast
                     self._next_release = time.perf_counter() + 5.0
                 if self.callback is not None and self.callback(
-                        LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None)):
+                        LoopInfo(self.step, self.iteration, learner, row, self.run_dir.path if self.run_dir else None,
+                                 evaluated)):
                     if not checkpointed:
                         self.checkpoint()
                     stopped = not last

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import importlib
 import inspect
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,8 @@ from fastmarl.train.rundir import RunDir
 
 # settings that may change when a run is resumed; everything else must match
 RESUMABLE_CHANGES = {"total_steps", "eval_interval", "eval_episodes", "checkpoint_interval", "keep_checkpoints",
-                     "gif", "tensorboard", "progress", "threads", "runs_dir", "name", "log_interval"}
+                     "gif", "tensorboard", "progress", "threads", "runs_dir", "name", "log_interval",
+                     "env_backend", "env_workers"}  # the env backends step the same trajectories
 
 PETTINGZOO_PREFIX = "pz:"  # env="pz:mpe2.simple_spread_v3": a PettingZoo env module, through from_pettingzoo
 
@@ -77,8 +79,12 @@ def _make_env(cfg: RunConfig, num_envs: int, seed: int, render: bool = False):
         kwargs = dict(cfg.env_kwargs)
         if render:  # only the GIF's env draws frames (one pygame surface per env otherwise)
             kwargs.setdefault("render_mode", "rgb_array")
+        backend = getattr(cfg, "env_backend", "inprocess") if not render else "inprocess"  # a GIF: one env
+        workers = None
+        if backend != "inprocess":
+            workers = min(cfg.env_workers or os.cpu_count() or 1, num_envs)
         env = from_pettingzoo(pettingzoo_factory(cfg.env, kwargs), num_envs, device=cfg.device, seed=seed,
-                              need_state=ALGORITHMS[cfg.algo].needs_state)
+                              need_state=ALGORITHMS[cfg.algo].needs_state, backend=backend, num_workers=workers)
     else:
         env = make(cfg.env, num_envs=num_envs, device=cfg.device, seed=seed, **cfg.env_kwargs)
     if isinstance(cfg, TrainConfig):
@@ -233,14 +239,23 @@ def train(config: RunConfig | None = None, *, resume: str | Path | None = None,
     learner = build_learner(cfg, env.spec, device)
     if run is None and cfg.runs_dir is not None:
         run = RunDir.create(cfg)
-    loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
-                callback)
-    if resume is not None:
-        loop.restore(resume_checkpoint(run), device)
-        run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
-    else:
-        loop.start()
-    return loop.run()
+    try:
+        loop = Loop(LoopSettings.of(cfg), learner, env, lambda n, seed, render: _make_env(cfg, n, seed, render), run,
+                    callback)
+        if resume is not None:
+            loop.restore(resume_checkpoint(run), device)
+            run.write_config(cfg)  # with the overrides (e.g. a longer total_steps), once the checkpoint loaded
+        else:
+            loop.start()
+        return loop.run()
+    finally:
+        _close(env)  # stops the workers of the process and ray env backends
+
+
+def _close(env) -> None:
+    close = getattr(env, "close", None)
+    if close is not None:
+        close()
 
 
 def _checked_on_one_env(cfg: RunConfig) -> RunConfig:
@@ -347,7 +362,10 @@ def evaluate_run(run_dir: str | Path, episodes: int = 100, checkpoint: str | Pat
     check_int("episodes", episodes, 1)
     algo, cfg, env, manifest = load_run(run_dir, checkpoint, num_envs=episodes)
     seed = cfg.seed + EVAL_SEED_OFFSET if seed is None else seed
-    return {"step": manifest["step"], **evaluate(algo, env, ("det", "stoch"), seed)}
+    try:
+        return {"step": manifest["step"], **evaluate(algo, env, ("det", "stoch"), seed)}
+    finally:
+        _close(env)
 
 
 def render_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: str | Path | None = None,
