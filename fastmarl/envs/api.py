@@ -523,3 +523,22 @@ def reset_timestep(spec: EnvSpec, obs: dict[str, Tensor], dtype: torch.dtype, **
     reward = {g: torch.zeros(E, s.num_agents, dtype=dtype, device=device) for g, s in spec.groups.items()}
     f = torch.zeros(E, dtype=torch.bool, device=device)
     return TimeStep(obs=obs, reward=reward, terminated=f, truncated=f.clone(), final_obs=obs, **extra)
+
+
+class FieldsState:
+    """Mixin: an env whose whole state is its tensor attributes named in ``_STATE`` plus its generator
+    ``_gen`` saves and restores it with :func:`fields_state_dict` / :func:`load_fields_state_dict`; a state
+    set whole (a checkpoint, a parity test) counts as a reset's start."""
+
+    _STATE: tuple[str, ...] = ()
+
+    def state_dict(self) -> dict[str, Any]:
+        return fields_state_dict(self, self._STATE)
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        load_fields_state_dict(self, self._STATE, s)
+        self._was_reset = True
+
+    def close(self) -> None:
+        pass
+

@@ -64,10 +64,9 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -122,7 +121,7 @@ def opinion_update(x: Tensor, x0: Tensor, weights: Tensor, net_push: Tensor, stu
     return ((1.0 - stubbornness) * avg + stubbornness * x0 + net_push).clamp(-1.0, 1.0)
 
 
-class InfluenceEnv:
+class InfluenceEnv(FieldsState):
     """``num_envs`` copies of the influence game; see the module docstring."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -306,16 +305,6 @@ class InfluenceEnv:
         return img
 
     _STATE = ("x", "x0", "weights", "degree", "adj", "pos", "view", "pushed", "left", "t")
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._STATE)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._STATE, s)
-        self._was_reset = True
-
-    def close(self) -> None:
-        pass
 
 
 def make_influence(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,

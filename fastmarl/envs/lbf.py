@@ -55,12 +55,11 @@ from torch import Tensor
 from fastmarl.envs.api import (
     ActionError,
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
     check_action_structure,
     check_known_keys,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -99,7 +98,7 @@ def _levels(v: Any, n: int, what: str, minimum: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-class Foraging:
+class Foraging(FieldsState):
     """``num_envs`` copies of the reference's ``ForagingEnv``; see the module docstring.
 
     State tensors: ``agent_pos`` (E, A, 2) long [row, col]; ``agent_level`` (E, A) long;
@@ -435,16 +434,6 @@ class Foraging:
         for (r, c), lv in zip(self.agent_pos[env_index].tolist(), self.agent_level[env_index].tolist()):
             paint(r, c, (40, 40, 255 - 120 * lv // top), cell // 4)
         return img
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._STATE)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._STATE, s)
-        self._was_reset = True  # a state set whole (a checkpoint, a parity test) is a start like a reset's
-
-    def close(self) -> None:
-        pass
 
 
 # fastmarl's own kwargs, beside the reference's constructor arguments

@@ -72,10 +72,9 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -120,7 +119,7 @@ def _check(env_id: str, kw: dict[str, Any]) -> None:
         raise ValueError(f"{env_id}: render_mode {kw['render_mode']!r} is not supported: use None or 'rgb_array'")
 
 
-class MarketEnv:
+class MarketEnv(FieldsState):
     """``num_envs`` copies of the market-making game; see the module docstring."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -354,16 +353,6 @@ class MarketEnv:
             lo, hi = sorted((top, height // 2))
             img[lo:hi + 1, x0 + w // 2 - 6:x0 + w // 2 - 2] = (40, 80, 220) if inv[m] > 0 else (240, 140, 20)
         return img
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._STATE)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._STATE, s)
-        self._was_reset = True
-
-    def close(self) -> None:
-        pass
 
 
 def make_market(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,

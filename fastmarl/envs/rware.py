@@ -61,11 +61,10 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
     check_known_keys,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -123,7 +122,7 @@ def layout_from_str(layout: str) -> tuple[np.ndarray, list]:
     return grid != "x", goals
 
 
-class Warehouse:
+class Warehouse(FieldsState):
     """``num_envs`` copies of the reference's ``Warehouse``; see the module docstring.
 
     State tensors: ``agent_pos`` (E, A, 2) long [x, y]; ``agent_dir`` (E, A) long;
@@ -511,16 +510,6 @@ class Warehouse:
             cy, cx = y * cell + cell // 2 + dy * cell // 4, x * cell + cell // 2 + dx * cell // 4
             img[cy - 1:cy + 1, cx - 1:cx + 1] = 255
         return img
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._STATE)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._STATE, s)
-        self._was_reset = True  # a state set whole (a checkpoint, a parity test) is a start like a reset's
-
-    def close(self) -> None:
-        pass
 
 
 # fastmarl's own kwargs, beside the reference's constructor arguments

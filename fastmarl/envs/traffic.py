@@ -38,10 +38,9 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -97,7 +96,7 @@ def entry_mask(rows: int, cols: int, device: torch.device) -> Tensor:
     return m
 
 
-class TrafficGrid:
+class TrafficGrid(FieldsState):
     """``num_envs`` copies of a rows x cols signal grid; see the module docstring."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -248,16 +247,6 @@ class TrafficGrid:
                 img[y - 1:y + 1, x + 6:x + 6 + n[2]] = (200, 30, 30)  # from the east
                 img[y - 1:y + 1, x - 6 - n[3]:x - 6] = (200, 30, 30)  # from the west
         return img
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._STATE)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._STATE, s)
-        self._was_reset = True
-
-    def close(self) -> None:
-        pass
 
 
 class FixedTimePolicy:

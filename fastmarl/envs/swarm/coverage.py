@@ -54,10 +54,9 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -103,7 +102,7 @@ def station_charging(pos: Tensor, stations: Tensor, radius: float, capacity: int
     return here & (rank < capacity), at, occupancy
 
 
-class SwarmCoverage:
+class SwarmCoverage(FieldsState):
     """``num_envs`` copies of the coverage task; see the module docstring for every shape."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -290,14 +289,7 @@ class SwarmCoverage:
         return self.covered.flatten(1).to(self.dtype).mean(1)
 
     # -- save / restore (fastmarl.train.checkpoint) -------------------------------------
-    _FIELDS = ("pos", "vel", "battery", "stations", "targets", "covered", "found", "t")
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._FIELDS)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._FIELDS, s)
-        self._was_reset = True
+    _STATE = ("pos", "vel", "battery", "stations", "targets", "covered", "found", "t")
 
     def render(self, env_index: int = 0, size: int = 400) -> np.ndarray:
         """RGB (size, size, 3): covered cells green, stations' charging discs orange, unfound targets

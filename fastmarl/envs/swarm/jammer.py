@@ -60,10 +60,9 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -180,7 +179,7 @@ def nearest_slots(rel: Tensor, feats: Tensor, valid: Tensor, k: int) -> Tensor:
     return slots.reshape(E, M, k * (3 + F))
 
 
-class JammerEnv:
+class JammerEnv(FieldsState):
     """``num_envs`` copies of the jammer game; see the module docstring for every shape."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -335,13 +334,6 @@ class JammerEnv:
 
     # -- checkpoints (fastmarl.train.checkpoint) and rendering --------------------------
     _STATE = ("tx", "rx", "rx_vel", "jam", "tx_ch", "jam_ch", "jam_level", "sinr", "t")
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._STATE)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._STATE, s)
-        self._was_reset = True
 
     def render(self, env_index: int = 0, size: int = 360) -> np.ndarray:
         """RGB (size, size, 3) uint8: receivers as squares and transmitters as discs in their

@@ -54,10 +54,9 @@ from torch import Tensor
 
 from fastmarl.envs.api import (
     EnvSpec,
+    FieldsState,
     GroupSpec,
     TimeStep,
-    fields_state_dict,
-    load_fields_state_dict,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -133,7 +132,7 @@ def bounce(pos: Tensor, vel: Tensor, r: float, obstacles: Tensor, obstacle_r: fl
     return pos, vel
 
 
-class Waterworld:
+class Waterworld(FieldsState):
     """``num_envs`` copies of waterworld; see the module docstring for every shape."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
@@ -312,14 +311,7 @@ class Waterworld:
                         final_state=final_state, info=info)
 
     # -- save / restore (fastmarl.train.checkpoint) -------------------------------------
-    _FIELDS = ("pos", "vel", "food", "food_vel", "poison", "poison_vel", "obstacles", "touch_food", "poisoned", "t")
-
-    def state_dict(self) -> dict[str, Any]:
-        return fields_state_dict(self, self._FIELDS)
-
-    def load_state_dict(self, s: dict[str, Any]) -> None:
-        load_fields_state_dict(self, self._FIELDS, s)
-        self._was_reset = True
+    _STATE = ("pos", "vel", "food", "food_vel", "poison", "poison_vel", "obstacles", "touch_food", "poisoned", "t")
 
     def render(self, env_index: int = 0, size: int = 400) -> np.ndarray:
         """RGB (size, size, 3): obstacles teal, food green, poison red, pursuers purple with their sensor rays."""
