@@ -95,7 +95,7 @@ def test_exploration_noise_is_gaussian_around_the_actors_action_and_clipped():
                                torch.full((4000, 2), torch.tanh(torch.tensor(3.0)).item()))
 
 
-@pytest.mark.parametrize("algo", ["maddpg", "iddpg"])
+@pytest.mark.parametrize("algo", [pytest.param("maddpg", marks=pytest.mark.slow), "iddpg"])
 def test_learns_the_continuous_peak_game(algo):
     """Random joint actions score about -1.7; the optimum (TARGET) scores 1. DDPG needs more steps than SAC
     here: seeds 0-2 reach 0.78-0.99 (maddpg) and 0.91-0.97 (iddpg) after 5k env steps, 0.93-0.995 after 8k."""

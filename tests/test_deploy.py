@@ -56,6 +56,7 @@ def mpe2_returns(policy, episodes: int, seed: int, deterministic: bool, **env_kw
     return out
 
 
+@pytest.mark.slow
 def test_mappo_plays_mpe2_like_fastmarl_evaluates_it(tmp_path_factory):
     run = trained("mappo", tmp_path_factory)
     n_fast = 2000
@@ -71,7 +72,7 @@ def test_mappo_plays_mpe2_like_fastmarl_evaluates_it(tmp_path_factory):
     assert z_score(short, ours["return_det"], ours["return_std_det"], n_fast) > Z_BOUND
 
 
-@pytest.mark.parametrize("name", sorted(RUNS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "mappo" else n for n in sorted(RUNS)])
 def test_dict_policy_equals_the_learner_on_the_batched_env(name, tmp_path_factory):
     """Batched dicts (B = 6 envs) with partial resets where episodes end: the same actions as the
     learner's own ``act`` on the batched env, over 40 steps (several episodes of recurrent carry)."""
@@ -169,7 +170,7 @@ def test_damaged_trainer_state_does_not_matter_a_damaged_model_is_named(tmp_path
 
 
 def test_bad_input_is_named(tmp_path_factory, tmp_path):
-    policy = fastmarl.load_policy(trained("mappo", tmp_path_factory))
+    policy = fastmarl.load_policy(trained("qmix", tmp_path_factory))  # simple_spread: 3 agents, 18 floats each
     good = {f"agent_{i}": np.zeros(18, np.float32) for i in range(3)}
     with pytest.raises(KeyError, match="did you mean 'agent_1'"):
         policy.act({**good, "agnet_1": np.zeros(18)})

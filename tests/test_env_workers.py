@@ -72,7 +72,7 @@ def _same(ref, got):
             assert _equal(getattr(a, f), getattr(b, f)), f"{f} differs at entry {i}"
 
 
-@pytest.mark.parametrize("make, E, K, need_state", [(spread_rgb, 5, 2, True), (spread, 4, 1, False),
+@pytest.mark.parametrize("make, E, K, need_state", [pytest.param(spread_rgb, 5, 2, True, marks=pytest.mark.slow), (spread, 4, 1, False),
                                                    pytest.param(pursuit, 3, 2, True, marks=pytest.mark.slow)])
 def test_process_backend_steps_the_inprocess_trajectories_bitwise(make, E, K, need_state):
     ref_env = from_pettingzoo(make, E, seed=11, need_state=need_state)
@@ -101,6 +101,7 @@ def _kill(pid: int) -> None:
     time.sleep(0.3)
 
 
+@pytest.mark.slow
 def test_a_killed_process_worker_is_replaced_its_envs_reset_and_the_event_logged(caplog):
     E = 4
     env = from_pettingzoo(spread, E, seed=3, backend="process", num_workers=2, max_restarts=1)

@@ -238,6 +238,7 @@ def _learn(env: str, steps: int, seed: int, **kw) -> dict:
     return train(cfg).final_eval
 
 
+@pytest.mark.slow
 def test_happo_learns_the_climbing_game():
     # 2 agents, one step; the team reward of a uniformly random pair is mean(payoff) = -31/9 = -3.4, the best
     # one-agent-at-a-time improvement path climbs (2,2)=5 -> (1,2)=6 -> (1,1)=7; the optimum (0,0)=11

@@ -183,6 +183,7 @@ def test_compare_experiment_writes_one_merged_file(tmp_path):
         {"ippo": ["seed_0", "seed_1"], "mappo": ["seed_0", "seed_1"]}
 
 
+@pytest.mark.slow
 def test_a_resumed_run_writes_the_same_file_as_an_uninterrupted_one(tmp_path):
     def cfg(name):
         return TrainConfig(algo="ippo", env="simple_spread_v3", total_steps=4000, num_envs=20, eval_interval=1000,

@@ -107,7 +107,7 @@ def test_temperature_update():
 
 # -- learning -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("algo", ["masac", "isac"])
+@pytest.mark.parametrize("algo", ["masac", pytest.param("isac", marks=pytest.mark.slow)])
 def test_learns_the_continuous_peak_game(algo):
     """Random joint actions score about -1.7; the optimum (TARGET) scores 1 (seeds 0-2 reach 0.97-0.998)."""
     res = train_on(PeakGame, SACConfig(algo=algo, **TOY))
