@@ -195,7 +195,7 @@ def run_diagnosis(steps: int, folder: Path) -> None:
                          "eval_interval": 250_000, **kw})
         res = train_q(cfg)
         folder.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"variant": name, "cfg": cfg.to_dict(), "history": res.history,
+        out.write_text(json.dumps({"variant": name, "cfg": cfg.to_dict(), "history": res.history.to_list(),
                                    "evals": res.evals, "metrics": res.metrics}) + "\n")
         print(f"diagnosis {name}: final greedy return {res.metrics['return_det']:.2f}", flush=True)
 

@@ -231,3 +231,29 @@ def test_eval_needs_only_a_valid_model(tmp_path, capsys):
     assert "using step_000000000320" in err
     with pytest.raises(CheckpointError, match="model.safetensors"):  # a checkpoint named explicitly is not replaced
         evaluate_run(tmp_path / "run", episodes=4, checkpoint=ckdir / "step_000000000640")
+
+
+def test_checkpoints_keep_the_log_history_by_column_and_older_list_ones_resume(tmp_path, monkeypatch):
+    """The loop's log rows go into trainer.pt as columns (a few tensors, not a dict a row); a
+    checkpoint written before that, with a list of row dicts, still resumes to the same run."""
+    from fastmarl.train.history import History
+
+    full = train(_cfg(tmp_path, "full"))
+    assert isinstance(full.history, History) and len(full.history) == 6
+    csv_rows = _rows(tmp_path / "full" / "metrics.csv")
+    assert [r["step"] for r in full.history] == [int(r["step"]) for r in csv_rows] == [160 * i for i in range(1, 7)]
+    _, trainer, _ = load_checkpoint(latest_checkpoint(tmp_path / "full" / "checkpoints"))
+    saved = trainer["loop"]["history"]
+    assert saved["format"] == "columns" and saved["rows"] == 6
+    assert torch.equal(saved["columns"]["step"]["values"], torch.arange(1, 7) * 160)
+    with monkeypatch.context() as m:  # the crashed run writes its checkpoints the old way
+        m.setattr(History, "state_dict", History.to_list)
+        with pytest.raises(Crash):
+            train(_cfg(tmp_path, "old"), callback=crash_after(5))
+    _, trainer, _ = load_checkpoint(latest_checkpoint(tmp_path / "old" / "checkpoints"))
+    assert isinstance(trainer["loop"]["history"], list) and len(trainer["loop"]["history"]) == 4
+    resumed = train(resume=tmp_path / "old")
+    drop = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "sps")} for r in rows]  # noqa: E731
+    assert drop(resumed.history) == drop(full.history)
+    _assert_same_run(tmp_path / "full", tmp_path / "old")
+

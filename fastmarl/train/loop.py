@@ -64,6 +64,7 @@ from fastmarl.train.checkpoint import (
     load_extra_tensors,
     save_checkpoint,
 )
+from fastmarl.train.history import History
 from fastmarl.train.rundir import Logger, RunDir, plot_learning_curve
 
 REFERENCES = "references.json"
@@ -104,8 +105,9 @@ class TrainResult:
     """the last evaluation: return_det, return_std_det, ... (and _stoch for stochastic policies)"""
     last_train: dict[str, float] = field(default_factory=dict)
     """the last log row that saw a finished training episode"""
-    history: list[dict[str, float]] = field(default_factory=list)
-    """every log row (step, time, sps, return, losses, ...)"""
+    history: History = field(default_factory=History)
+    """every log row (step, time, sps, return, losses, ...): a sequence of dicts stored by column
+    (``list(history)`` or ``history.to_list()`` for plain dicts)"""
     evals: list[dict[str, float]] = field(default_factory=list)
     """every evaluation row"""
     learner: Learner | None = None
@@ -205,7 +207,7 @@ class Loop:
         self.step = self.iteration = 0
         self.elapsed_before = 0.0
         self.metrics_acc: dict[str, list[float | Tensor]] = {}
-        self.history: list[dict[str, float]] = []
+        self.history = History()  # by column: a day-long run's rows stay small, in memory and in checkpoints
         self.evals: list[dict[str, float]] = []
         self.episode_evals: list[dict[str, Any]] = []  # per evaluation: step and per-episode values (marl-eval)
         self.references: dict[str, dict[str, float]] | None = None
@@ -246,7 +248,11 @@ class Loop:
             self.learner.begin(self.env, self.s.seed + self.iteration)
         self.tracker.load_state_dict(trainer["tracker"])
         self.metrics_acc = {k: list(v) for k, v in loop.get("metrics_acc", {}).items()}
-        self.history, self.evals = list(loop.get("history", [])), list(loop.get("evals", []))
+        try:  # by column; a list of dicts in checkpoints from before History
+            self.history = History.from_state(loop.get("history"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {ckpt}: its log history is damaged ({e})") from None
+        self.evals = list(loop.get("evals", []))
         self.episode_evals = list(loop.get("episode_evals", []))  # absent: a checkpoint from before marl-eval files
         self.last_train = dict(loop.get("last_train", {}))
         if "torch_rng" in loop:
@@ -258,7 +264,7 @@ class Loop:
         if self.run_dir is None:
             return
         a = self.learner
-        loop = {"metrics_acc": self.metrics_acc, "history": self.history, "evals": self.evals,
+        loop = {"metrics_acc": self.metrics_acc, "history": self.history.state_dict(), "evals": self.evals,
                 "episode_evals": self.episode_evals, "last_train": self.last_train, "torch_rng": torch.get_rng_state()}
         trainer = {"algo": a.trainer_state(), "env": env_state_dict(self.env), "tracker": self.tracker.state_dict(),
                    "loop": loop}
@@ -365,7 +371,8 @@ class Loop:
             episodes: dict[str, list[float]] = {}
             row = {"step": self.step, **evaluate(self.learner, self._eval_env, self.learner.eval_modes,
                                                  s.seed + EVAL_SEED_OFFSET, episodes)}
-            self.episode_evals.append({"step": self.step, **episodes})
+            self.episode_evals.append({"step": self.step, **{  # float64 tensors: 8 bytes a value, kept all run
+                k: torch.tensor(v, dtype=torch.float64) for k, v in episodes.items()}})
         self.evals.append(row)
         now = self.elapsed()
         if self.logger is not None:
