@@ -59,7 +59,6 @@ from fastmarl.envs.api import (
     GroupSpec,
     TimeStep,
     check_action_structure,
-    check_known_keys,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -454,13 +453,8 @@ def lbf_ids() -> dict[str, dict[str, Any]]:
     return out
 
 
-def lbf_factory(env_id: str, kwargs: dict[str, Any]):
-    """``make``'s factory for one id; ``kwargs`` its constructor arguments from :func:`lbf_ids`."""
-    defaults = {**_REFERENCE, **kwargs, **_EXTRA}
-
-    def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
-                **kw: Any) -> Foraging:
-        check_known_keys(kw, defaults, f"{env_id} keyword argument", TypeError)
-        return Foraging(num_envs=num_envs, device=device, seed=seed, env_id=env_id, **{**defaults, **kw})
-
-    return factory
+def lbf_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One id's full constructor arguments: the reference's defaults, ``kwargs`` from :func:`lbf_ids`,
+    and fastmarl's own options (``make`` passes them to :class:`Foraging` through the registry's
+    ``kwargs_factory``)."""
+    return {**_REFERENCE, **kwargs, **_EXTRA}

@@ -17,13 +17,13 @@ from typing import Any, Callable
 
 import torch
 
-from fastmarl.envs.api import check_device
+from fastmarl.envs.api import check_device, check_known_keys
 from fastmarl.envs.influence import make_influence
-from fastmarl.envs.lbf import lbf_factory, lbf_ids
+from fastmarl.envs.lbf import Foraging, lbf_defaults, lbf_ids
 from fastmarl.envs.market import make_market
 from fastmarl.envs.matrix import GAMES, matrix_factory
 from fastmarl.envs.mpe.core import MPEEnv, check_kwargs
-from fastmarl.envs.rware import rware_factory, rware_ids
+from fastmarl.envs.rware import Warehouse, rware_defaults, rware_ids
 from fastmarl.envs.swarm.coverage import make_swarm_coverage
 from fastmarl.envs.swarm.formation import make_formation
 from fastmarl.envs.swarm.jammer import make_jammer
@@ -55,6 +55,18 @@ def register(env_id: str, factory: Callable[..., Any], family: str, description:
     if env_id in _REGISTRY:
         raise ValueError(f"env id {env_id!r} is already registered")
     _REGISTRY[env_id] = EnvEntry(env_id, family, description, factory, listed)
+
+
+def kwargs_factory(cls: Callable[..., Any], env_id: str, defaults: dict[str, Any]) -> Callable[..., Any]:
+    """``make``'s factory for an id that is one class with fixed keyword arguments (the LBF and RWARE
+    ids): ``cls(num_envs, device, seed, env_id=env_id, **defaults)`` with the user's keyword arguments
+    over ``defaults``; one that is not among them is a TypeError naming the closest valid ones."""
+
+    def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None, **kw: Any):
+        check_known_keys(kw, defaults, f"{env_id} keyword argument", TypeError)
+        return cls(num_envs=num_envs, device=device, seed=seed, env_id=env_id, **{**defaults, **kw})
+
+    return factory
 
 
 def mpe_factory(module: str) -> Callable[..., MPEEnv]:
@@ -148,10 +160,10 @@ register("market_v0", make_market, "applications",
 # -- multi-robot warehouse (family "rware"; fastmarl.envs.rware): every id rware==2.0.0 registers;
 # one is listed, the others (sizes, robots, -easy/-hard, image observations) are variants make() builds
 for _id, _kw in rware_ids().items():
-    register(_id, rware_factory(_id, _kw), "rware", "robots fetch requested shelves to the goals of a warehouse (RWARE; "
+    register(_id, kwargs_factory(Warehouse, _id, rware_defaults(_kw)), "rware", "robots fetch requested shelves to the goals of a warehouse (RWARE; "
              "rware[-img|-imgdict][-Nd]-{tiny,small,medium,large}-{1..19}ag[-easy|-hard]-v2)", listed=_id == "rware-tiny-2ag-v2")
 
 # -- level-based foraging (family "lbf"; fastmarl.envs.lbf): every id lbforaging==2.0.0 registers; one listed
 for _id, _kw in lbf_ids().items():
-    register(_id, lbf_factory(_id, _kw), "lbf", "levelled players load levelled food together (LBF; "
+    register(_id, kwargs_factory(Foraging, _id, lbf_defaults(_kw)), "lbf", "levelled players load levelled food together (LBF; "
              "Foraging[-2s]-{5..19}x{5..19}-{2..9}p-{1..4}f[-coop]-v3)", listed=_id == "Foraging-8x8-2p-2f-coop-v3")

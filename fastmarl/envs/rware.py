@@ -64,7 +64,6 @@ from fastmarl.envs.api import (
     FieldsState,
     GroupSpec,
     TimeStep,
-    check_known_keys,
     require_reset,
     reset_mask,
     reset_timestep,
@@ -535,13 +534,8 @@ def rware_ids() -> dict[str, dict[str, Any]]:
     return out
 
 
-def rware_factory(env_id: str, kwargs: dict[str, Any]):
-    """``make``'s factory for one id; ``kwargs`` its constructor arguments from :func:`rware_ids`."""
-    defaults = {**_REFERENCE, **kwargs, **_EXTRA}
-
-    def factory(num_envs: int = 1, device: str | torch.device = "cpu", seed: int | None = None,
-                **kw: Any) -> Warehouse:
-        check_known_keys(kw, defaults, f"{env_id} keyword argument", TypeError)
-        return Warehouse(num_envs=num_envs, device=device, seed=seed, env_id=env_id, **{**defaults, **kw})
-
-    return factory
+def rware_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One id's full constructor arguments: the reference's defaults, ``kwargs`` from :func:`rware_ids`,
+    and fastmarl's own options (``make`` passes them to :class:`Warehouse` through the registry's
+    ``kwargs_factory``)."""
+    return {**_REFERENCE, **kwargs, **_EXTRA}
