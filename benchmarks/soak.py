@@ -90,6 +90,7 @@ def main() -> None:
             mb = rss_mb(proc.pid)
             if mb is not None:
                 samples.append({"t": round(t, 1), "rss_mb": round(mb, 1), "step": last_step(runs / "soak" / "metrics.csv")})
+                print(json.dumps(samples[-1]), flush=True)  # a soak cut short still leaves its samples
             time.sleep(args.interval)
     finally:
         if proc.poll() is None:
